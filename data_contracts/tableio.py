@@ -1,0 +1,65 @@
+"""Read and write contract tables: validated on write and on read, written atomically.
+
+A crash mid-write leaves the previous file intact: data goes to a temporary file in the
+same folder and is renamed into place.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from .contract import Contract
+from .errors import UsageError
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path, contract: Contract | None = None,
+                         extra_metadata: dict[str, str] | None = None) -> Path:
+    path = Path(path)
+    if contract is not None:
+        table = contract.validate(table, extra_metadata)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {path.parent}: {exc.strerror}") from None
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_input_table(path: str | Path) -> pa.Table:
+    """A user-supplied table as CSV, Parquet or JSON lines, chosen by extension.
+
+    CSV columns are read as strings, so ids such as '00123' keep their leading zeros.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"input not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pq.read_table(path)
+        if suffix == ".csv":
+            names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).column_names
+            return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}))
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return pajson.read_json(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    raise UsageError(f"unsupported table format {suffix!r} for {path}: use .csv, .parquet or .jsonl")
+
+
+def read_contract_table(path: str | Path, contract: Contract) -> pa.Table:
+    """Read a table and validate it against its contract (the read-side check)."""
+    return contract.validate(read_input_table(path))

@@ -1,0 +1,49 @@
+"""Shared fixtures. Prefect's offline variables are set before anything imports prefect."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="radsim-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Tests never use a real site key.
+os.environ.pop("RADSIM_ID_KEY", None)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DICOM_DIR = Path(os.environ.get("RADSIM_SHARED_DICOM", REPO_ROOT.parent / "shared" / "data" / "dicom"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect API for the whole session, with a bounded start-up (DESIGN §13).
+
+    Request it only in tests that really run a flow through the engine; others call `flow.fn`.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def shared_dicom_dir() -> Path:
+    """The real radiograph DICOMs in ../shared/data/dicom (see its README)."""
+    if not SHARED_DICOM_DIR.is_dir():
+        pytest.fail(f"shared DICOM test files not found at {SHARED_DICOM_DIR}; set RADSIM_SHARED_DICOM")
+    return SHARED_DICOM_DIR
+
+
+@pytest.fixture
+def site_key(monkeypatch) -> str:
+    """A non-demo pseudonymisation key for tests that run as a site would."""
+    key = "test-site-secret-0123456789abcdef"
+    monkeypatch.setenv("RADSIM_ID_KEY", key)
+    return key
