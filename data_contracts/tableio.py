@@ -5,8 +5,6 @@ same folder and is renamed into place.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from .atomic import atomic_output
 from .contract import Contract
 from .errors import UsageError
 
@@ -23,18 +22,8 @@ def write_parquet_atomic(table: pa.Table, path: str | Path, contract: Contract |
     path = Path(path)
     if contract is not None:
         table = contract.validate(table, extra_metadata)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise UsageError(f"cannot write to {path.parent}: {exc.strerror}") from None
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -14,7 +14,7 @@ from typing import Sequence
 from radsim.data_contracts.errors import RadsimError
 
 # Imported lazily so `radsim label --help` does not pay for torch or prefect.
-COMMANDS = ("demo",)
+COMMANDS = ("synth", "label", "demo", "shard")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,6 +1,8 @@
 """`radsim demo`: the main job on the embedded default, a synthetic cohort, end to end through Prefect.
 
-The flow only chains the stages; each stage is a plain function in its own package.
+The flow only chains the stages: synth → ingest → label → shard (training, publication and
+evaluation join as they land). Each stage is a plain function in its own package; the label
+and shard stages run as their own Prefect flows, nested here.
 """
 from __future__ import annotations
 
@@ -14,13 +16,26 @@ from radsim.flows.prefect_env import configure_prefect
 configure_prefect()
 
 from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from radsim.data_contracts.errors import UsageError  # noqa: E402
+from radsim.data_contracts import (  # noqa: E402
+    QuarantineRecord,
+    StageCounts,
+    UsageError,
+    load_contract,
+    merge_quarantine,
+    quarantine_table,
+    write_parquet_atomic,
+)
+from radsim.data_contracts.ingest import ingest_manifests  # noqa: E402
+from radsim.flows.build_shards import build_shards  # noqa: E402
+from radsim.flows.label_reports import label_reports  # noqa: E402
 
 DEMO_MARKER = ".radsim-demo"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoLayout:
     """Where a demo run puts things (DESIGN §4 warehouse layout)."""
 
@@ -42,16 +57,13 @@ class DemoLayout:
     def shards(self) -> Path:
         return self.warehouse / "shards"
 
-    @property
-    def reports(self) -> Path:
-        return self.warehouse / "reports"
-
 
 @dataclass
 class DemoResult:
     layout: DemoLayout
     outputs: dict[str, Path] = field(default_factory=dict)
-    summaries: list[str] = field(default_factory=list)
+    counts: list[StageCounts] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -69,29 +81,88 @@ def prepare_output(root: Path) -> DemoLayout:
         (root / DEMO_MARKER).write_text("made by radsim demo; deleted and rebuilt by the next run\n")
     except OSError as exc:
         raise UsageError(f"cannot create demo output {root}: {exc.strerror}") from None
-    return DemoLayout(root)
+    layout = DemoLayout(root)
+    layout.restricted.mkdir(parents=True)
+    return layout
 
 
-@task(name="synthesise-cohort")
+@task(name="synthesise-cohort", cache_policy=NO_CACHE)
 def synthesise(layout: DemoLayout, n_exams: int, seed: int, progress: bool):
     from radsim.synthetic import generate_cohort
 
     return generate_cohort(layout.cohort, n_exams, seed=seed, bad=True, preview=True, progress=progress)
 
 
-@flow(name="radsim-demo", log_prints=True)
+@task(name="ingest-manifests", cache_policy=NO_CACHE)
+def ingest(layout: DemoLayout, manifests: list[Path]):
+    """The synthetic manifest plus the separately kept bad records, as one restricted exams table."""
+    result = ingest_manifests(manifests)
+    write_parquet_atomic(result.exams, layout.restricted / "exams.parquet", load_contract("exams"))
+    return result
+
+
+@task(name="collect-quarantine", cache_policy=NO_CACHE)
+def collect_quarantine(layout: DemoLayout, ingest_records: list[QuarantineRecord], *paths: Path) -> tuple[Path, dict[str, int]]:
+    """One restricted quarantine table for the run (DESIGN §4), whatever stage refused the record."""
+    import pyarrow.parquet as pq
+
+    table = quarantine_table(ingest_records)
+    for path in paths:
+        if path.exists():
+            table = merge_quarantine(table, pq.read_table(path))
+    out = write_parquet_atomic(table, layout.restricted / "quarantine.parquet", load_contract("quarantine"))
+    reasons: dict[str, int] = {}
+    for code in table.column("reason_code").to_pylist():
+        reasons[code] = reasons.get(code, 0) + 1
+    return out, reasons
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+@flow(name="radsim-demo")
 def demo_flow(out: str | Path = "demo-output", n_exams: int = 2000, seed: int = 0, progress: bool = True) -> DemoResult:
-    """synth → label → shard on a fresh synthetic cohort (later stages join as they land)."""
+    """synth → ingest → label → shard on a fresh synthetic cohort, with a reconciled summary."""
     started = time.perf_counter()
     layout = prepare_output(Path(out))
     result = DemoResult(layout)
+
+    _say(f"[1/4] synthesising a cohort of {n_exams} exams (DICOM images + reports) in {layout.cohort}")
     cohort = synthesise(layout, n_exams, seed, progress)
-    result.outputs["inbox"] = cohort.inbox
-    result.outputs["exams manifest"] = cohort.exams_path
-    result.outputs["image truth"] = cohort.truth_path
-    result.outputs["report truth"] = cohort.report_truth_path
+    result.outputs.update({"inbox": cohort.inbox, "image truth": cohort.truth_path,
+                           "report truth": cohort.report_truth_path})
     if cohort.preview_path:
         result.outputs["preview"] = cohort.preview_path
-    result.summaries.append(f"synth: {cohort.n_exams} exams, {cohort.n_images} images, {cohort.n_bad} bad records")
+    result.notes.append(f"synth: {cohort.n_exams} exams, {cohort.n_images} images, {cohort.n_patients} patients, "
+                        f"{cohort.n_bad} deliberately bad records in the same inbox")
+
+    manifests = [cohort.exams_path] + ([cohort.bad_path] if cohort.bad_path else [])
+    _say("[2/4] ingesting the exams manifest and the bad records")
+    ingested = ingest(layout, manifests)
+    result.counts.append(ingested.counts)
+    result.outputs["exams (restricted)"] = layout.restricted / "exams.parquet"
+
+    labels_path = layout.restricted / "labels.parquet"
+    _say("[3/4] extracting labels from the reports (label_reports flow)")
+    labelled = label_reports(layout.restricted / "exams.parquet", labels_path, progress=progress)
+    result.counts.append(labelled.counts)
+    result.outputs["labels (restricted)"] = labels_path
+
+    _say("[4/4] decoding, normalising and sharding the images (build_shards flow)")
+    sharded = build_shards(str(layout.restricted / "exams.parquet"), str(labels_path), str(layout.shards),
+                           demo_key=True, workers=2, progress=progress)
+    result.counts.append(StageCounts("shard", sharded["rows_in"], sharded["rows_out"], sharded["quarantined"], sharded["skipped"]))
+    result.outputs["shards"] = layout.shards
+
+    quarantine_path, reasons = collect_quarantine(layout, ingested.quarantine, labelled.quarantine_path,
+                                                  layout.shards / "quarantine.parquet")
+    result.outputs["quarantine (restricted)"] = quarantine_path
+    result.notes.append("quarantined by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+
+    for counts in result.counts:
+        counts.check()
+    create_table_artifact(key="demo-reconciliation", table=[c.as_dict() for c in result.counts],
+                          description="rows in = rows out + quarantined + skipped, per stage")
     result.seconds = time.perf_counter() - started
     return result

@@ -33,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k in result.outputs) if result.outputs else 0
     for name, path in result.outputs.items():
         print(f"  {name:<{width}}  {path}")
-    for line in result.summaries:
+    print("Counts (rows in = out + quarantined + skipped):")
+    for counts in result.counts:
+        print(f"  {counts.summary()}")
+    for line in result.notes:
         print(f"  {line}")
     sys.stdout.flush()
     return 0

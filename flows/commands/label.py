@@ -1,0 +1,75 @@
+"""`radsim label`: report text → CheXpert-style labels per finding, with evidence (DESIGN §4, §6)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "label",
+        help="extract finding labels (1/0/-1/null) from free-text radiology reports",
+        description="Label chest X-ray reports with one value per finding: 1 present, 0 negated or resolved, "
+        "-1 uncertain, null not mentioned (CheXpert convention), with the evidence sentence, trigger and rule. "
+        "Writes LABELS.parquet (labels contract) and LABELS.quarantine.parquet (empty, undecodable or duplicate "
+        "reports). Memory stays bounded whatever the input size.",
+    )
+    p.add_argument("input", metavar="INPUT",
+                   help="CSV, Parquet or JSONL with exam_id and report_text columns (an exams table with "
+                   "image_index is collapsed to one report per exam), or a folder of *.txt files (stem = exam_id)")
+    p.add_argument("--out", metavar="LABELS.parquet", help="output labels table (required unless --explain)")
+    p.add_argument("--vocabulary", metavar="FILE",
+                   help="YAML vocabulary that extends the default (new findings, extra synonyms)")
+    p.add_argument("--replace-vocabulary", action="store_true",
+                   help="use --vocabulary instead of the default vocabulary rather than extending it")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=512, metavar="N",
+                   help="reports per batch sent to a worker and written at once (default: %(default)s)")
+    p.add_argument("--explain", metavar="EXAM_ID", help="label only this exam and print its evidence per finding")
+    p.add_argument("--flow", action="store_true", help="run through the Prefect flow label_reports (ephemeral mode)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from radsim.data_contracts.errors import UsageError
+    from radsim.data_contracts.vocabulary import load_vocabulary
+
+    if args.replace_vocabulary and not args.vocabulary:
+        raise UsageError("--replace-vocabulary needs --vocabulary FILE")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    vocabulary = load_vocabulary(args.vocabulary, replace=args.replace_vocabulary)
+
+    if args.explain is not None:
+        from radsim.nlp.labeler import BadReport, Labeler
+        from radsim.nlp.runner import explain, find_report
+
+        text = find_report(args.input, args.explain)
+        try:
+            lines = explain(Labeler(vocabulary), text)
+        except BadReport as exc:
+            print(f"{args.explain}: would be quarantined ({exc.reason}): {exc}")
+            return 0
+        print(f"exam {args.explain} ({vocabulary.name} {vocabulary.version}):")
+        print("\n".join(f"  {line}" for line in lines))
+        return 0
+
+    if not args.out:
+        raise UsageError("--out LABELS.parquet is required (or use --explain EXAM_ID)")
+    if args.flow:
+        from radsim.flows.label_reports import label_reports
+
+        summary = label_reports(args.input, args.out, vocabulary_path=args.vocabulary,
+                                replace_vocabulary=args.replace_vocabulary, workers=args.workers,
+                                batch_size=args.batch_size, progress=not args.no_progress)
+    else:
+        from radsim.nlp.runner import label_file
+
+        summary = label_file(args.input, args.out, vocabulary=vocabulary, workers=args.workers,
+                             batch_size=args.batch_size, progress=not args.no_progress)
+    print("\n".join(summary.lines()))
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,399 @@
+"""Radiograph decoding: DICOM, PNG or JPEG → a float image in display orientation (DESIGN §7).
+
+Every refusal is an `ImageRejected` carrying a quarantine reason code, so the shard stage
+can quarantine the record instead of crashing. Headers are checked before any pixel
+buffer is allocated: a file that claims 100k × 100k pixels is refused from its header.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# 64 Mpx per image (8k × 8k): far above any chest radiograph (≈ 4.3k × 4.3k), far below a bomb.
+DEFAULT_MAX_PIXELS = 64_000_000
+MIN_SIDE = 8
+MAX_FILE_BYTES = 2 << 30  # 2 GiB on disk: refused before reading
+
+RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG", "PX"})
+CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_LUNG", "TORAX", "THORAX_CHEST"})
+VIEW_POSITIONS = ("PA", "AP", "LATERAL", "LL", "UNKNOWN")
+
+# Which pip packages decode which transfer syntaxes (named in `unsupported_transfer_syntax` messages).
+_JPEG_PKGS = "pylibjpeg pylibjpeg-libjpeg"
+_J2K_PKGS = "pylibjpeg pylibjpeg-openjpeg"
+CODEC_PACKAGES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.50": _JPEG_PKGS,  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": _JPEG_PKGS,  # JPEG extended
+    "1.2.840.10008.1.2.4.57": _JPEG_PKGS,  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": _JPEG_PKGS,  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80": _JPEG_PKGS,  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": _JPEG_PKGS,  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90": _J2K_PKGS,  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": _J2K_PKGS,  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": _J2K_PKGS,  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": _J2K_PKGS,  # HTJ2K lossless RPCL
+    "1.2.840.10008.1.2.4.203": _J2K_PKGS,  # HTJ2K
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom also has a numpy decoder)
+}
+
+
+class ImageRejected(Exception):
+    """An image the pipeline refuses, with the quarantine reason code that says why."""
+
+    def __init__(self, reason_code: str, message: str):
+        super().__init__(f"{reason_code}: {message}")
+        self.reason_code = reason_code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded radiograph: float32 in [0, 1], bright = dense (bone), in display orientation."""
+
+    pixels: np.ndarray  # (H, W) float32
+    view_position: str  # one of VIEW_POSITIONS
+    bits: int  # bits per sample of the source data
+    photometric: str  # MONOCHROME1, MONOCHROME2, RGB, L, ...
+    source_format: str  # dicom, png or jpeg
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.pixels.shape)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def normalise_view(value: Any) -> str:
+    """Map a header or table view label onto PA / AP / LATERAL / LL / UNKNOWN."""
+    if value is None:
+        return "UNKNOWN"
+    v = " ".join(str(value).upper().replace("_", " ").replace("-", " ").split())
+    if not v:
+        return "UNKNOWN"
+    if v in ("PA", "POSTERO ANTERIOR", "POSTEROANTERIOR", "PA ERECT"):
+        return "PA"
+    if v in ("AP", "ANTERO POSTERIOR", "ANTEROPOSTERIOR") or v.startswith("AP "):
+        return "AP"
+    if v in ("LL", "LEFT LATERAL", "L LAT", "LT LAT"):
+        return "LL"
+    if v in ("LATERAL", "LAT", "RL", "RIGHT LATERAL", "R LAT", "RT LAT") or "LATERAL" in v:
+        return "LATERAL"
+    return "UNKNOWN"
+
+
+def sniff_format(head: bytes) -> str | None:
+    """'dicom', 'png' or 'jpeg' from the first bytes, or None."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    return None
+
+
+def read_source_bytes(uri_or_path: str | os.PathLike[str]) -> bytes:
+    """The raw bytes of an image file (local path, file:// or any fsspec URI)."""
+    s = os.fspath(uri_or_path)
+    if "://" in s and not s.startswith("file://"):
+        try:
+            import fsspec
+        except ImportError:  # pragma: no cover - fsspec ships with prefect
+            raise ImageRejected("missing_file", f"cannot open {s}: fsspec is not installed") from None
+        try:
+            with fsspec.open(s, "rb") as fh:
+                return fh.read(MAX_FILE_BYTES + 1)
+        except FileNotFoundError:
+            raise ImageRejected("missing_file", f"no such file: {s}") from None
+        except IsADirectoryError:
+            raise ImageRejected("missing_file", f"is a directory, not an image file: {s}") from None
+    path = Path(s[len("file://"):] if s.startswith("file://") else s)
+    if path.is_dir():
+        raise ImageRejected("missing_file", f"is a directory, not an image file: {path}")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageRejected("missing_file", f"no such file: {path}") from None
+    except OSError as exc:
+        raise ImageRejected("missing_file", f"cannot open {path}: {exc.strerror}") from None
+    if size > MAX_FILE_BYTES:
+        raise ImageRejected("implausible_size", f"file is {size} bytes, above the {MAX_FILE_BYTES}-byte limit")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageRejected("unreadable_image", f"cannot read {path}: {exc.strerror}") from None
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def read_image(uri_or_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode one image file or refuse it with an `ImageRejected` reason code."""
+    return decode_bytes(read_source_bytes(uri_or_path), max_pixels=max_pixels, name=os.fspath(uri_or_path))
+
+
+def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "<bytes>") -> DecodedImage:
+    """Decode in-memory file contents (the format is sniffed, never taken from the name)."""
+    if len(data) == 0:
+        raise ImageRejected("unreadable_image", f"zero-byte file: {name}")
+    fmt = sniff_format(data[:132])
+    if fmt in ("png", "jpeg"):
+        return _decode_pil(data, fmt, max_pixels)
+    if fmt == "dicom" or _looks_like_raw_dicom(data):
+        return _decode_dicom(data, max_pixels)
+    raise ImageRejected("not_dicom", f"not a DICOM, PNG or JPEG file: {name}")
+
+
+def _looks_like_raw_dicom(data: bytes) -> bool:
+    """A DICOM dataset without the 128-byte preamble (old ACR-NEMA style exports)."""
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(io.BytesIO(data[:4096]), stop_before_pixels=True, force=True)
+            return "SOPClassUID" in ds or "Modality" in ds
+    except (InvalidDicomError, Exception):  # noqa: BLE001 - anything unparsable is "not DICOM"
+        return False
+
+
+# --------------------------------------------------------------------------- PNG / JPEG
+
+
+def _decode_pil(data: bytes, fmt: str, max_pixels: int) -> DecodedImage:
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            # PIL's own bomb guard, enforced as an error rather than a warning.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageRejected("implausible_size", f"{fmt} claims {w}x{h} pixels, above the {max_pixels}-pixel limit")
+            if min(w, h) < MIN_SIDE:
+                raise ImageRejected("implausible_size", f"{fmt} is {w}x{h} pixels, below {MIN_SIDE} px")
+            im.load()
+            if fmt == "jpeg":
+                im = ImageOps.exif_transpose(im)
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected("implausible_size", f"{fmt}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt data
+        raise ImageRejected("unreadable_image", f"corrupt or truncated {fmt}: {type(exc).__name__}: {exc}") from None
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float32)
+        top = float(arr.max()) if arr.size else 0.0
+        bits = max(8, int(np.ceil(np.log2(top + 1)))) if top > 0 else 8
+        pixels = np.clip(arr / float(2**bits - 1), 0.0, 1.0)
+        return DecodedImage(pixels.astype(np.float32), "UNKNOWN", 16, "L16", fmt)
+    if mode == "F":
+        pixels = _percentile_window(np.asarray(im, dtype=np.float32))
+        return DecodedImage(pixels, "UNKNOWN", 32, "F", fmt)
+    photometric = "L" if mode in ("L", "1") else mode
+    if mode != "L":
+        im = im.convert("RGBA").convert("L") if "A" in mode or mode == "P" else im.convert("L")
+    pixels = np.asarray(im, dtype=np.float32) / 255.0
+    return DecodedImage(pixels, "UNKNOWN", 8, photometric, fmt)
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
+    from pydicom import dcmread
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # value-length warnings from real-world headers
+            header = dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ImageRejected("unreadable_image", f"corrupt DICOM header: {type(exc).__name__}: {exc}") from None
+    _check_header(header, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ImageRejected("unreadable_image", f"corrupt or truncated DICOM: {type(exc).__name__}: {exc}") from None
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ImageRejected("no_pixel_data", "DICOM object has no pixel data")
+    if "PixelData" not in ds:
+        raise ImageRejected("unreadable_image", "float pixel data is not supported for radiographs")
+    if "Rows" not in ds or "Columns" not in ds:
+        raise ImageRejected("unreadable_image", "DICOM pixel data without Rows/Columns")
+    _check_transfer_syntax(ds)
+    arr = _pixel_array(ds)
+    pixels = _to_display(arr, ds)
+    return DecodedImage(
+        pixels=pixels,
+        view_position=normalise_view(ds.get("ViewPosition")),
+        bits=int(ds.get("BitsStored") or ds.get("BitsAllocated") or 0),
+        photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
+        source_format="dicom",
+    )
+
+
+def _text(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip().upper()
+
+
+def _check_header(ds: Any, max_pixels: int) -> None:
+    """Refusals decided from the header alone, before any pixel buffer exists."""
+    modality = _text(ds, "Modality")
+    if modality not in RADIOGRAPH_MODALITIES:
+        shown = modality or "missing"
+        raise ImageRejected("not_radiograph", f"Modality {shown} is not a radiograph (accepted: {', '.join(sorted(RADIOGRAPH_MODALITIES))})")
+    body = _text(ds, "BodyPartExamined")
+    if body and body not in CHEST_BODY_PARTS and "CHEST" not in body and "THORA" not in body:
+        raise ImageRejected("not_chest", f"BodyPartExamined {body} is not chest")
+    if _text(ds, "BurnedInAnnotation") == "YES":
+        raise ImageRejected("burned_in_annotation", "BurnedInAnnotation is YES: patient details may be burned into the pixels")
+    if "Rows" in ds and "Columns" in ds:
+        try:
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            frames = int(ds.get("NumberOfFrames") or 1)
+            samples = int(ds.get("SamplesPerPixel") or 1)
+        except (TypeError, ValueError) as exc:
+            raise ImageRejected("unreadable_image", f"bad image dimensions in header: {exc}") from None
+        if rows * cols * max(frames, 1) * max(samples, 1) > max_pixels:
+            raise ImageRejected(
+                "implausible_size",
+                f"header claims {rows}x{cols} pixels x {frames} frame(s) x {samples} sample(s), above the {max_pixels}-pixel limit",
+            )
+        if min(rows, cols) < MIN_SIDE:
+            raise ImageRejected("implausible_size", f"header claims {rows}x{cols} pixels, below {MIN_SIDE} px")
+    bits = ds.get("BitsAllocated")
+    if bits is not None and int(bits) not in (1, 8, 16):
+        raise ImageRejected("unreadable_image", f"BitsAllocated {bits} is not supported (8 or 16 bit radiographs)")
+
+
+def _check_transfer_syntax(ds: Any) -> None:
+    from pydicom.pixels.decoders.base import get_decoder
+
+    tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if tsyntax is None:  # preamble-less files: pydicom guesses implicit little endian
+        return
+    if not tsyntax.is_compressed:
+        return
+    pkgs = CODEC_PACKAGES.get(str(tsyntax))
+    hint = f"pip install {pkgs}" if pkgs else "no pydicom plugin known to radsim decodes it"
+    try:
+        decoder = get_decoder(tsyntax)
+    except NotImplementedError:
+        raise ImageRejected("unsupported_transfer_syntax", f"transfer syntax {tsyntax} ({tsyntax.name}) cannot be decoded: {hint}") from None
+    if not decoder.is_available:
+        raise ImageRejected(
+            "unsupported_transfer_syntax",
+            f"transfer syntax {tsyntax} ({tsyntax.name}) needs a decoder plugin that is not installed: {hint}",
+        )
+
+
+def _pixel_array(ds: Any) -> np.ndarray:
+    """The first frame as a numpy array, or ImageRejected for corrupt or truncated data."""
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+        if frames > 1:
+            ds.pixel_array_options(index=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+    except ImageRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - codecs raise anything on corrupt streams
+        raise ImageRejected("unreadable_image", f"pixel data cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and int(ds.get("SamplesPerPixel") or 1) > 1:
+        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    elif arr.ndim == 3:
+        arr = arr[0]
+    if arr.ndim != 2 or arr.shape != (int(ds.Rows), int(ds.Columns)):
+        raise ImageRejected("unreadable_image", f"decoded shape {arr.shape} does not match header {ds.Rows}x{ds.Columns}")
+    return arr
+
+
+def _percentile_window(arr: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> np.ndarray:
+    """Contrast from the data itself when the header gives no window."""
+    sample = arr[:: max(1, arr.shape[0] // 256), :: max(1, arr.shape[1] // 256)]
+    p_lo, p_hi = np.percentile(sample, [lo, hi])
+    if not np.isfinite(p_lo) or not np.isfinite(p_hi) or p_hi <= p_lo:
+        p_lo, p_hi = float(np.min(arr)), float(np.max(arr))
+    if p_hi <= p_lo:
+        return np.zeros(arr.shape, dtype=np.float32)
+    out = (arr.astype(np.float32) - np.float32(p_lo)) / np.float32(p_hi - p_lo)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _first(value: Any) -> float:
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, (list, tuple, MultiValue)):
+        value = value[0]
+    return float(value)
+
+
+def _window(arr: np.ndarray, ds: Any) -> np.ndarray | None:
+    """Apply Window Center/Width (PS3.3 C.11.2.1.2) straight to [0, 1]; None if unusable."""
+    try:
+        center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
+    func = _text(ds, "VOILUTFunction") or "LINEAR"
+    x = arr.astype(np.float32, copy=False)
+    if func == "SIGMOID":
+        if width <= 0:
+            return None
+        return (1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))).astype(np.float32)
+    if func == "LINEAR_EXACT":
+        if width <= 0:
+            return None
+        out = (x - np.float32(center)) / np.float32(width) + np.float32(0.5)
+    else:  # LINEAR
+        if width < 1:
+            return None
+        out = (x - np.float32(center - 0.5)) / np.float32(max(width - 1.0, 1e-6)) + np.float32(0.5)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _to_display(arr: np.ndarray, ds: Any) -> np.ndarray:
+    """Modality LUT → VOI LUT or window (or percentiles) → [0, 1] → invert MONOCHROME1 once."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    photometric = _text(ds, "PhotometricInterpretation")
+    if int(ds.get("SamplesPerPixel") or 1) > 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        # Colour data is already display-ready: scale by its bit depth.
+        bits = int(ds.get("BitsStored") or 8)
+        return np.clip(arr.astype(np.float32) / float(2**bits - 1), 0.0, 1.0)
+    try:
+        x = apply_modality_lut(arr, ds)
+    except Exception:  # noqa: BLE001 - a broken modality LUT: fall back to stored values
+        x = arr
+    out: np.ndarray | None = None
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        try:
+            lut_out = apply_voi_lut(x, ds, prefer_lut=True).astype(np.float32)
+            lut = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float32)
+            lo, hi = float(lut.min()), float(lut.max())
+            if hi > lo:
+                out = np.clip((lut_out - lo) / (hi - lo), 0.0, 1.0)
+        except Exception:  # noqa: BLE001 - fall through to the window or percentiles
+            out = None
+    if out is None and "WindowCenter" in ds and "WindowWidth" in ds:
+        out = _window(x, ds)
+    if out is None:
+        out = _percentile_window(np.asarray(x))
+    # DX files with MONOCHROME1 also say PresentationLUTShape INVERSE: the same inversion,
+    # so either one (or both) means "invert exactly once".
+    if photometric == "MONOCHROME1" or _text(ds, "PresentationLUTShape") == "INVERSE":
+        out = 1.0 - out
+    return np.ascontiguousarray(out, dtype=np.float32)

@@ -1,0 +1,156 @@
+"""Reading shards back: the WebDataset pipeline training uses, and an ordered iterator for embedding.
+
+torch and webdataset are imported inside the functions, so importing radsim.imaging stays
+light. The shard list comes from manifest.parquet, never from a glob: a shard left by a
+crashed run (not in the manifest) is never read.
+
+DDP (DESIGN §11): `nodesplitter=wds.split_by_node` plus `resampled=True` and
+`with_epoch(n)` gives every rank the same number of samples, so no rank waits forever.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import pyarrow.parquet as pq
+
+from radsim.data_contracts import UsageError
+
+from .shards import MANIFEST_FILE
+from .tarshard import iter_tar_samples
+
+FRONTAL = ("PA", "AP")
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def shard_paths(shard_dir: str | Path) -> list[str]:
+    """The shards the manifest lists, in write order."""
+    path = Path(shard_dir) / MANIFEST_FILE
+    if not path.exists():
+        raise UsageError(f"no {MANIFEST_FILE} in {shard_dir}: run 'radsim shard' first")
+    names = pq.read_table(path, columns=["shard"]).column("shard").to_pylist()
+    return [str(Path(shard_dir) / n) for n in dict.fromkeys(names)]
+
+
+def _keep(meta: dict[str, Any], split: str | None, labelled_only: bool, views: Sequence[str] | None) -> bool:
+    if split is not None and meta["split"] != split:
+        return False
+    if labelled_only and not meta["labelled"]:
+        return False
+    if views is not None and meta["view_position"] not in views:
+        return False
+    return True
+
+
+def _label_values(labels: Sequence[int | None], null_label: float) -> list[float]:
+    return [null_label if v is None else float(v) for v in labels]
+
+
+def make_dataset(
+    shard_dir: str | Path,
+    *,
+    split: str | None = "train",
+    labelled_only: bool = False,
+    views: Sequence[str] | None = None,
+    shuffle: int = 1000,
+    shardshuffle: int = 100,
+    resampled: bool = False,
+    epoch_size: int | None = None,
+    null_label: float = math.nan,
+    augment: Callable[[Any], Any] | None = None,
+    seed: int | None = None,
+) -> Any:
+    """A webdataset pipeline of {"__key__", "image" [1,S,S] float, "labels" [F] float, "labelled", "split", "view_position"}.
+
+    - `split`: train/val/test or None for all; `labelled_only` drops unlabelled exams;
+      `views` e.g. ("PA", "AP") keeps frontal films only.
+    - `shuffle`: sample buffer size (0 = no shuffle); `resampled=True` draws shards with
+      replacement for ever, so pass `epoch_size` (samples per epoch and per worker).
+    - `null_label`: value for "not mentioned" labels (nan to mask them in the loss, or 0).
+    - `augment`: called on each image tensor after decoding (training-time augmentation).
+    """
+    import torch
+    import webdataset as wds
+
+    if split is not None and split not in SPLIT_NAMES:
+        raise UsageError(f"split must be one of {SPLIT_NAMES} or None, got {split!r}")
+    urls = shard_paths(shard_dir)
+    if not urls:
+        raise UsageError(f"{shard_dir} has no shards")
+
+    def select(sample: dict[str, Any]) -> bool:
+        return _keep(json.loads(sample["json"]), split, labelled_only, views)
+
+    def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
+        meta = json.loads(sample["json"])
+        image = torch.from_numpy(sample["png"]).to(torch.float32).unsqueeze(0)
+        if augment is not None:
+            image = augment(image)
+        return {
+            "__key__": sample["__key__"],
+            "image": image,
+            "labels": torch.tensor(_label_values(meta["labels"], null_label), dtype=torch.float32),
+            "labelled": bool(meta["labelled"]),
+            "split": meta["split"],
+            "view_position": meta["view_position"],
+        }
+
+    ds = wds.WebDataset(
+        urls,
+        resampled=resampled,
+        shardshuffle=False if resampled or not shuffle else shardshuffle,
+        nodesplitter=wds.split_by_node,
+        workersplitter=wds.split_by_worker,
+        empty_check=False,
+        seed=seed,
+    )
+    ds = ds.select(select)
+    if shuffle:
+        ds = ds.shuffle(shuffle, seed=seed) if seed is not None else ds.shuffle(shuffle)
+    # "l": 8-bit grayscale PNG → float numpy array in [0, 1] (a png member needs a handler).
+    ds = ds.decode("l", only=["png"]).map(to_tensors)
+    if epoch_size is not None:
+        ds = ds.with_epoch(epoch_size)
+    elif resampled:
+        raise UsageError("resampled=True streams for ever: pass epoch_size")
+    return ds
+
+
+def iter_manifest_samples(
+    shard_dir: str | Path,
+    *,
+    split: str | None = None,
+    as_tensor: bool = True,
+    null_label: float = math.nan,
+) -> Iterator[dict[str, Any]]:
+    """Every sample once, in manifest order, not shuffled: for embedding all exams.
+
+    Yields the manifest row's fields plus "image" ([1,S,S] float tensor, or an (S,S) float32
+    numpy array with `as_tensor=False`) and "labels".
+    """
+    import numpy as np
+
+    from .normalise import decode_png
+
+    manifest = pq.read_table(Path(shard_dir) / MANIFEST_FILE).to_pylist()
+    position = 0
+    for shard in dict.fromkeys(r["shard"] for r in manifest):
+        for sample in iter_tar_samples(Path(shard_dir) / shard):
+            row = manifest[position]
+            if row["sample_key"] != sample["__key__"] or row["shard"] != shard:
+                raise UsageError(f"{shard} does not match {MANIFEST_FILE} at row {position}: rerun 'radsim shard'")
+            position += 1
+            if split is not None and row["split"] != split:
+                continue
+            meta = json.loads(sample["json"])
+            image: Any = decode_png(sample["png"]).astype(np.float32) / 255.0
+            labels: Any = np.asarray(_label_values(meta["labels"], null_label), dtype=np.float32)
+            if as_tensor:
+                import torch
+
+                image, labels = torch.from_numpy(image).unsqueeze(0), torch.from_numpy(labels)
+            yield {**row, "image": image, "labels": labels}
+    if position != len(manifest):
+        raise UsageError(f"{MANIFEST_FILE} lists {len(manifest)} samples but the shards hold {position}")

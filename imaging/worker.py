@@ -1,0 +1,68 @@
+"""The unit of parallel work: decode + normalise + encode a batch of images.
+
+Kept in its own small module with picklable inputs and outputs so a process pool (or a
+Prefect task runner) can run it anywhere. It never raises for a bad image: each item comes
+back as written-ready bytes, a rejection with its reason code, or "unchanged".
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from .decode import DEFAULT_MAX_PIXELS, ImageRejected, decode_bytes, read_source_bytes
+from .normalise import DEFAULT_IMAGE_SIZE, normalise_to_png
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    image_size: int = DEFAULT_IMAGE_SIZE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    digest_key: bytes = b""  # keys the source-file digest, so it cannot confirm a guessed file
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    position: int  # index into the plan's rows
+    uri: str
+    known_digest: str | None = None  # digest recorded when this sample was sharded before
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    position: int
+    status: str  # "ok", "rejected" or "unchanged"
+    png: bytes | None = None
+    image_sha256: str | None = None
+    view_position: str | None = None
+    source_digest: str | None = None
+    reason_code: str | None = None
+    message: str | None = None
+
+
+def source_digest(data: bytes, key: bytes) -> str:
+    return hmac.new(key, data, hashlib.sha256).hexdigest()[:32]
+
+
+def decode_item(item: WorkItem, opts: DecodeOptions) -> DecodeResult:
+    try:
+        data = read_source_bytes(item.uri)
+        digest = source_digest(data, opts.digest_key)
+        if item.known_digest is not None and digest == item.known_digest:
+            return DecodeResult(item.position, "unchanged", source_digest=digest)
+        image = decode_bytes(data, max_pixels=opts.max_pixels, name=item.uri)
+        del data
+        png, sha = normalise_to_png(image.pixels, opts.image_size)
+        return DecodeResult(item.position, "ok", png=png, image_sha256=sha, view_position=image.view_position, source_digest=digest)
+    except ImageRejected as exc:
+        return DecodeResult(item.position, "rejected", reason_code=exc.reason_code, message=exc.message)
+    except MemoryError:
+        return DecodeResult(item.position, "rejected", reason_code="implausible_size", message="out of memory while decoding")
+    except Exception as exc:  # noqa: BLE001 - a bad image must never stop the run
+        return DecodeResult(item.position, "rejected", reason_code="unreadable_image",
+                            message=f"unexpected decoder error: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def decode_batch(items: list[WorkItem], opts: DecodeOptions) -> list[DecodeResult]:
+    """Decode a batch in order (the process-pool and Prefect task entry point)."""
+    return [decode_item(item, opts) for item in items]

@@ -1,0 +1,124 @@
+"""The model folder: what training writes and what publication, `similar` and resume read.
+
+MODEL_DIR/
+  model.pt          best weights + everything needed to rebuild and use the encoder
+  last.pt           latest weights + optimiser/scheduler/step state, for --resume
+  model_card.json   human-readable card (DESIGN §8): backbone, loss, D, vocabulary, data hash, metrics
+
+Both .pt files are plain dicts of tensors and JSON-able values, so they load with
+`torch.load(weights_only=True)`: a checkpoint never runs code on the machine that reads it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from radsim.data_contracts.atomic import atomic_output
+from radsim.data_contracts.errors import UsageError
+
+FORMAT = "radsim-model/1"
+BEST_FILE = "model.pt"
+LAST_FILE = "last.pt"
+CARD_FILE = "model_card.json"
+
+
+@dataclass
+class ModelCard:
+    """DESIGN §8's model card. `intended_use` and the disclaimer are part of the contract with users."""
+
+    model_version: str
+    backbone: str
+    embedding_dim: int
+    image_size: int
+    loss: str
+    vocabulary_name: str
+    vocabulary_version: str
+    findings: list[str]
+    key_id: str
+    data_manifest_sha256: str
+    created_at: str
+    metrics: dict[str, Any] = field(default_factory=dict)  # best validation metrics
+    baseline_metrics: dict[str, Any] = field(default_factory=dict)  # untrained encoder, same validation split
+    training: dict[str, Any] = field(default_factory=dict)  # epochs, batch size, lr, seed, device, images/s
+    intended_use: str = (
+        "Research on radiological similarity: retrieval of chest radiographs that share report-derived "
+        "findings, and analysis of the embedding space. Labels are extracted automatically from reports and are noisy."
+    )
+    disclaimer: str = "Not a medical device. Not for diagnosis, triage or any clinical decision."
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard, **extra: Any) -> Path:
+    """Write model weights with the card's essentials (and any resume state in `extra`) atomically."""
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    payload = {"format": FORMAT, "state_dict": state, "card": json.loads(card.to_json()), **extra}
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def write_card(model_dir: str | Path, card: ModelCard) -> Path:
+    path = Path(model_dir) / CARD_FILE
+    with atomic_output(path) as tmp:
+        tmp.write_text(card.to_json() + "\n", encoding="utf-8")
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise UsageError(f"{path} is not a readable radsim checkpoint: {str(exc).splitlines()[0]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UsageError(f"{path} is not a radsim checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}, expected {FORMAT!r})")
+    return payload
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    card: ModelCard
+    path: Path
+
+    @property
+    def model_version(self) -> str:
+        return self.card.model_version
+
+
+def load_model(model_dir_or_file: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the encoder from a model folder (its model.pt) or a checkpoint file, in eval mode."""
+    from .encoders import build_encoder
+
+    path = Path(model_dir_or_file)
+    if path.is_dir():
+        path = path / BEST_FILE
+    payload = read_checkpoint(path)
+    card = ModelCard.from_dict(payload["card"])
+    model = build_encoder(card.backbone, embedding_dim=card.embedding_dim)
+    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    if missing or unexpected:
+        raise UsageError(
+            f"{path} does not fit backbone {card.backbone!r}: missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
+        )
+    return LoadedModel(model.to(device).eval(), card, path)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """DDP and torch.compile wrap the module; checkpoints hold the plain one's keys."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)

@@ -1,0 +1,306 @@
+"""Label report streams and files: batching, duplicates, quarantine, workers, atomic output.
+
+`label_reports` is the streaming core (records in, contract-valid label tables and quarantine
+records out, batch by batch); `label_file` wraps it for files with bounded memory. Both are what
+the CLI and the Prefect flow call.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from radsim.data_contracts import (QuarantineRecord, StageCounts, UsageError, load_contract, quarantine_table,
+                                   rows_to_table, write_parquet_atomic)
+from radsim.data_contracts.atomic import atomic_output
+from radsim.data_contracts.vocabulary import Vocabulary, default_vocabulary
+
+from . import worker
+from .reading import ReportRecord, open_reports
+from .text import Decoded
+from .version import LABELER_VERSION
+
+if TYPE_CHECKING:  # the parent of worker processes never imports spaCy
+    from .labeler import Labeler
+
+STAGE = "label"
+DEFAULT_BATCH = 512
+VALUE_NAMES = {1: "positive", 0: "negative", -1: "uncertain"}
+
+
+@dataclass
+class LabelBatch:
+    """One batch of output: a labels-contract table and the records quarantined meanwhile."""
+
+    table: pa.Table
+    quarantine: list[QuarantineRecord]
+    rows_in: int = 0
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.table.to_pylist()
+
+
+@dataclass
+class LabelRunSummary:
+    counts: StageCounts
+    vocabulary: str
+    labeler_version: str = LABELER_VERSION
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    finding_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # finding -> value name -> n
+    labels_path: Path | None = None
+    quarantine_path: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def positives(self) -> dict[str, int]:
+        return {f: c.get("positive", 0) for f, c in self.finding_counts.items()}
+
+    def finding_table(self) -> list[dict[str, Any]]:
+        """Counts per finding, one row each (the flow's table artifact)."""
+        n = self.counts.rows_out
+        return [{"finding": f, "positive": c.get("positive", 0), "uncertain": c.get("uncertain", 0),
+                 "negative": c.get("negative", 0),
+                 "not_mentioned": n - c.get("positive", 0) - c.get("uncertain", 0) - c.get("negative", 0)}
+                for f, c in self.finding_counts.items()]
+
+    def lines(self) -> list[str]:
+        c = self.counts
+        out = [f"labelled {c.rows_out} report(s), quarantined {c.quarantined}, skipped {c.skipped} "
+               f"(extra image rows of an already labelled exam) in {self.seconds:.1f} s"]
+        for reason, n in sorted(self.quarantined_by_reason.items()):
+            out.append(f"  quarantined {reason}: {n}")
+        if self.finding_counts:
+            out.append("positives per finding (uncertain, negative):")
+            width = max(len(f) for f in self.finding_counts)
+            for row in self.finding_table():
+                out.append(f"  {row['finding']:<{width}}  {row['positive']:>8}  ({row['uncertain']}, {row['negative']})")
+        out.append(c.summary())
+        if self.labels_path:
+            out.append(f"wrote {self.labels_path}" + (f" and {self.quarantine_path}" if self.quarantine_path else ""))
+        return out
+
+
+# --------------------------------------------------------------------------- labelling a chunk
+
+def _label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tuple[str, object]],
+                 batch_size: int) -> tuple[pa.Table, list[tuple[str, str, str]]]:
+    """Label (exam_id, text) pairs → (validated labels table, [(exam_id, reason, message)])."""
+    rows: list[dict[str, Any]] = []
+    failures: list[tuple[str, str, str]] = []
+    # spaCy's string store grows with every new token (ids, dates, typos) unless strings are scoped
+    # to a memory zone; rows hold plain Python strings, so nothing outlives the zone.
+    zone = labeler.nlp.memory_zone() if hasattr(labeler.nlp, "memory_zone") else contextlib.nullcontext()
+    with zone:
+        results = labeler.label_many((t for _, t in items), batch_size=batch_size)
+        for (exam_id, _), result in zip(items, results):
+            if not isinstance(result, Decoded):
+                rows.append(result.as_row(exam_id, labeler.version))
+            else:
+                failures.append((exam_id, result.reason or "undecodable_text", result.message))
+    contract = load_contract("labels", contract_vocab)
+    table = contract.validate(rows_to_table(contract, rows), {"radsim.labeler_version": labeler.version})
+    return table, failures
+
+
+# --------------------------------------------------------------------------- streaming core
+
+class _Gate:
+    """First-seen bookkeeping per exam_id: duplicates and the extra image rows of one exam.
+
+    Holds one small entry per exam (a hash of its report when rows are images), so memory grows
+    with the number of exams only: about 100 MB at 745,000.
+    """
+
+    def __init__(self, collapse_images: bool):
+        self.collapse = collapse_images
+        self.seen: dict[str, int] = {}
+        self.dup_counts: dict[str, int] = {}
+
+    def admit(self, rec: ReportRecord, counts: StageCounts) -> QuarantineRecord | None | bool:
+        """True to label, False to skip, or the quarantine record."""
+        if rec.exam_id is None:
+            return QuarantineRecord(STAGE, f"row {rec.row}", "schema_violation", f"row {rec.row} has no exam_id")
+        digest = hash(rec.text) if self.collapse else 0
+        old = self.seen.get(rec.exam_id)
+        if old is None:
+            self.seen[rec.exam_id] = digest
+            return True
+        if self.collapse and old == digest:
+            return False  # another image of an exam already labelled: same report
+        n = self.dup_counts.get(rec.exam_id, 0) + 1
+        self.dup_counts[rec.exam_id] = n
+        record_id = rec.exam_id if n == 1 else f"{rec.exam_id} (row {rec.row})"
+        what = "a different report" if self.collapse else "a second row"
+        return QuarantineRecord(STAGE, record_id, "duplicate_id",
+                                f"exam_id {rec.exam_id} seen again at row {rec.row} with {what}; the first is kept")
+
+
+def _chunks(records: Iterable[ReportRecord | tuple[str, object]], gate: _Gate, counts: StageCounts,
+            chunk_size: int) -> Iterator[tuple[list[tuple[str, object]], list[QuarantineRecord], int]]:
+    items: list[tuple[str, object]] = []
+    bad: list[QuarantineRecord] = []
+    n_in = 0
+    for i, rec in enumerate(records, start=1):
+        if not isinstance(rec, ReportRecord):
+            exam_id, text = rec
+            rec = ReportRecord(None if exam_id is None else (str(exam_id).strip() or None), text, i)
+        counts.rows_in += 1
+        n_in += 1
+        verdict = gate.admit(rec, counts)
+        if verdict is True:
+            items.append((rec.exam_id, rec.text))  # type: ignore[arg-type]
+        elif verdict is False:
+            counts.skipped += 1
+        else:
+            bad.append(verdict)  # type: ignore[arg-type]
+            counts.quarantined += 1
+        if len(items) >= chunk_size:
+            yield items, bad, n_in
+            items, bad, n_in = [], [], 0
+    if items or bad or n_in:
+        yield items, bad, n_in
+
+
+def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocabulary: Vocabulary | None = None,
+                  labeler: "Labeler | None" = None, workers: int = 1, batch_size: int = DEFAULT_BATCH,
+                  collapse_images: bool = False, counts: StageCounts | None = None) -> Iterator[LabelBatch]:
+    """Stream records (ReportRecord or (exam_id, text)) → LabelBatch per `batch_size` reports, in input order.
+
+    Bad records become quarantine records (empty_report, undecodable_text, duplicate_id for a second
+    occurrence, schema_violation for a missing id). `counts` (a StageCounts) is updated as batches go.
+    With `workers > 1` chunks go to spawned processes, each building the labeler once; at most
+    2 × workers chunks are in flight, so memory stays bounded.
+    """
+    vocabulary = vocabulary or (labeler.vocabulary if labeler else default_vocabulary())
+    counts = counts if counts is not None else StageCounts(STAGE)
+    gate = _Gate(collapse_images)
+    chunks = _chunks(records, gate, counts, batch_size)
+    inner = min(batch_size, 256)
+
+    def finish(table: pa.Table, failures: list[tuple[str, str, str]], bad: list[QuarantineRecord], n_in: int) -> LabelBatch:
+        q = bad + [QuarantineRecord(STAGE, exam_id, reason, message) for exam_id, reason, message in failures]
+        counts.quarantined += len(failures)
+        counts.rows_out += table.num_rows
+        return LabelBatch(table, q, n_in)
+
+    if workers <= 1:
+        if labeler is None:
+            from .labeler import Labeler
+
+            labeler = Labeler(vocabulary)
+        for items, bad, n_in in chunks:
+            table, failures = _label_chunk(labeler, vocabulary, items, inner)
+            yield finish(table, failures, bad, n_in)
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=worker.init_worker, initargs=(vocabulary,)) as pool:
+        window: deque[tuple[Any, list[QuarantineRecord], int]] = deque()
+        for items, bad, n_in in chunks:
+            window.append((pool.apply_async(worker.label_chunk, ((items, inner),)), bad, n_in))
+            while len(window) > 2 * workers:
+                res, b, n = window.popleft()
+                yield finish(*res.get(), b, n)
+        while window:
+            res, b, n = window.popleft()
+            yield finish(*res.get(), b, n)
+
+
+# --------------------------------------------------------------------------- files
+
+def quarantine_path_for(out: str | Path) -> Path:
+    """LABELS.parquet → LABELS.quarantine.parquet beside it."""
+    out = Path(out)
+    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
+    return out.with_name(f"{stem}.quarantine.parquet")
+
+
+def _progress(total: int | None, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="report", desc="label", file=sys.stderr, dynamic_ncols=True,
+                disable=not enabled or not sys.stderr.isatty())
+
+
+def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | None = None, workers: int = 1,
+               batch_size: int = DEFAULT_BATCH, progress: bool = True, labeler: "Labeler | None" = None) -> LabelRunSummary:
+    """Label every report of INPUT into OUT (labels contract) and OUT's .quarantine.parquet.
+
+    Streams: input is read in batches and labels go to a ParquetWriter on a temporary file in
+    OUT's folder, renamed into place at the end (both files), so a crash leaves no partial output.
+    A ready `labeler` (single process only) saves building the pipeline again.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a .parquet file name")
+    source = open_reports(input)
+    vocabulary = vocabulary or (labeler.vocabulary if labeler else default_vocabulary())
+    contract = load_contract("labels", vocabulary)
+    schema = contract.validate(contract.empty(), {"radsim.labeler_version": LABELER_VERSION}).schema
+    counts = StageCounts(STAGE)
+    summary = LabelRunSummary(counts, f"{vocabulary.name} {vocabulary.version}")
+    finding_counts = {f: {"positive": 0, "uncertain": 0, "negative": 0} for f in vocabulary.names}
+    quarantined: list[QuarantineRecord] = []
+    written: set[str] = set()
+    with atomic_output(out) as tmp, pq.ParquetWriter(tmp, schema) as writer, _progress(source.total, progress) as bar:
+        batches = label_reports(source.records(batch_size), vocabulary=vocabulary, workers=workers, labeler=labeler,
+                                batch_size=batch_size, collapse_images=source.has_image_index, counts=counts)
+        for batch in batches:
+            if batch.table.num_rows:
+                ids = batch.table.column("exam_id").to_pylist()
+                before = len(written)
+                written.update(ids)
+                if len(written) != before + len(ids):  # the gate makes this impossible; check anyway
+                    raise UsageError(f"duplicate exam_id in labels output near {ids[0]}")
+                writer.write_table(batch.table)
+                for name in vocabulary.names:
+                    vc = pc.value_counts(batch.table.column(name)).to_pylist()
+                    for entry in vc:
+                        if entry["values"] is not None:
+                            finding_counts[name][VALUE_NAMES[entry["values"]]] += entry["counts"]
+            quarantined.extend(batch.quarantine)
+            bar.update(batch.rows_in)
+        counts.check()
+    qpath = quarantine_path_for(out)
+    write_parquet_atomic(quarantine_table(quarantined), qpath)
+    for rec in quarantined:
+        summary.quarantined_by_reason[rec.reason_code] = summary.quarantined_by_reason.get(rec.reason_code, 0) + 1
+    summary.finding_counts = {f: c for f, c in finding_counts.items()}
+    summary.labels_path, summary.quarantine_path = out, qpath
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def find_report(input: str | Path, exam_id: str) -> object:
+    """The report text of one exam in INPUT (the first occurrence), or a UsageError."""
+    source = open_reports(input)
+    for rec in source.records():
+        if rec.exam_id == exam_id:
+            return rec.text
+    raise UsageError(f"exam_id {exam_id!r} not found in {input}")
+
+
+def explain(labeler: "Labeler", text: object) -> list[str]:
+    """Printable evidence for one report: per finding, its value, status, trigger, rule and sentence."""
+    labels = labeler.label(text)  # type: ignore[arg-type]
+    lines = []
+    for name in labeler.vocabulary.names:
+        value = labels.values[name]
+        ev = labels.evidence_for(name)
+        if value is None:
+            lines.append(f"{name}: null (not mentioned)")
+            continue
+        lines.append(f"{name}: {value} {ev.status if ev else ''}  rule={ev.rule if ev else ''}  trigger={ev.trigger if ev else None!r}")
+        if ev and ev.sentence:
+            lines.append(f"    \"{ev.sentence}\"")
+    return lines

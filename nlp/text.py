@@ -1,0 +1,228 @@
+"""Report text clean-up before spaCy: decoding, markup stripping, sections, line breaks.
+
+Everything here is regex on the raw string, once per report: cheaper than spaCy work per
+section, and it lets the pipeline see only the text that may assert findings (DESIGN §6).
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+EMPTY = "empty_report"
+UNDECODABLE = "undecodable_text"
+
+# C0 controls other than whitespace, DEL, and the replacement character left by lossy decoders.
+_CTRL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
+_LETTER = re.compile(r"[^\W\d_]")
+MAX_CONTROL_FRACTION = 0.02
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str | None
+    reason: str | None = None  # a quarantine reason code when text is None
+    message: str = ""
+
+
+def decode_report(raw: object) -> Decoded:
+    """Text (or bytes) as a clean str, or the reason it must be quarantined.
+
+    Bytes are UTF-8, falling back to cp1252. NUL padding or a stray control character is dropped;
+    text that is mostly control characters (binary, NUL-filled) is undecodable.
+    """
+    if raw is None:
+        return Decoded(None, EMPTY, "report text is missing")
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        data = bytes(raw)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:
+                return Decoded(None, UNDECODABLE, "report bytes are neither UTF-8 nor cp1252")
+    elif isinstance(raw, str):
+        text = raw
+    else:
+        return Decoded(None, UNDECODABLE, f"report text has type {type(raw).__name__}")
+    if _CTRL.search(text):
+        n_ctrl = len(_CTRL.findall(text))
+        stripped = _CTRL.sub("", text)
+        if n_ctrl > MAX_CONTROL_FRACTION * len(text) + 2 or not _LETTER.search(stripped):
+            return Decoded(None, UNDECODABLE, f"report looks binary: {n_ctrl} control characters in {len(text)}")
+        text = stripped
+    if not text.strip():
+        return Decoded(None, EMPTY, "report text is empty or whitespace")
+    return Decoded(text)
+
+
+# --------------------------------------------------------------------------- markup
+
+_HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,2000}>|<!--.*?-->|<![^<>]*>", re.S)
+_HTML_DROP = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.S | re.I)
+_HTML_BREAK = re.compile(r"<(?:br|/p|p|/div|div|/li|li|/tr|tr|/h[1-6]|h[1-6]|hr)\b[^<>]*>", re.I)
+_ENTITY = re.compile(r"&(?:#\d{1,7}|#x[0-9a-fA-F]{1,6}|[a-zA-Z]{2,8});")
+
+
+def strip_html(text: str) -> str:
+    text = _HTML_DROP.sub(" ", text)
+    text = _HTML_BREAK.sub("\n", text)
+    text = _HTML_TAG.sub(" ", text)
+    return html.unescape(text)
+
+
+_RTF_DESTINATIONS = re.compile(
+    r"\{\\(?:\*|fonttbl|colortbl|stylesheet|info|listtable|listoverridetable|pict|header|footer|generator)"
+)
+_RTF_TOKEN = re.compile(r"\\'([0-9a-fA-F]{2})|\\u(-?\d+)\??|\\([a-zA-Z]+)(-?\d+)? ?|\\([{}\\])|\\[^a-zA-Z]|([{}])|([^\\{}]+)", re.S)
+_RTF_BREAKS = {"par", "line", "sect", "page", "row", "cell"}
+
+
+def strip_rtf(text: str) -> str:
+    """Plain text of an RTF document: skip destination groups, keep text and paragraph breaks."""
+    out: list[str] = []
+    depth = 0
+    skip_depth: int | None = None
+    for m in _RTF_TOKEN.finditer(text):
+        hexchar, uni, word, _arg, escaped, brace, plain = m.groups()
+        if brace == "{":
+            depth += 1
+            if skip_depth is None and _RTF_DESTINATIONS.match(text, m.start()):
+                skip_depth = depth
+            continue
+        if brace == "}":
+            if skip_depth is not None and depth == skip_depth:
+                skip_depth = None
+            depth -= 1
+            continue
+        if skip_depth is not None:
+            continue
+        if plain is not None:
+            out.append(plain.replace("\r", "").replace("\n", ""))
+        elif hexchar is not None:
+            out.append(bytes([int(hexchar, 16)]).decode("cp1252", errors="replace"))
+        elif uni is not None:
+            code = int(uni) % 65536
+            out.append(chr(code))
+        elif escaped is not None:
+            out.append(escaped)
+        elif word is not None:
+            if word in _RTF_BREAKS:
+                out.append("\n")
+            elif word == "tab":
+                out.append(" ")
+    return "".join(out)
+
+
+def strip_markup(text: str) -> str:
+    """Remove RTF or HTML markup when the text carries it; plain text is returned unchanged."""
+    head = text[:200].lstrip()
+    if head.startswith("{\\rtf"):
+        return strip_rtf(text)
+    if "<" in text and _HTML_TAG.search(text):
+        return strip_html(text)
+    if "&" in text and _ENTITY.search(text):
+        return html.unescape(text)
+    return text
+
+
+# --------------------------------------------------------------------------- sections
+
+ASSERTING = (
+    "findings", "finding", "impressions", "impression", "conclusions", "conclusion", "opinion",
+    "comments", "comment", "final report", "report", "summary", "addendum", "interpretation", "diagnosis",
+    "result", "results",
+)
+NON_ASSERTING = (
+    "indications", "indication", "clinical indications", "clinical indication", "history", "clinical history",
+    "medical history", "past medical history", "relevant history", "clinical details", "clinical detail",
+    "clinical information", "clinical info", "clinical notes", "clinical question", "clinical", "reason for exam",
+    "reason for examination", "reason for study", "reason for request", "reason for referral", "reason",
+    "comparisons", "comparison", "compared with", "prior", "priors", "previous", "technique", "examination",
+    "exam", "procedure", "request", "referral", "question",
+)
+_KIND = {n: True for n in ASSERTING} | {n: False for n in NON_ASSERTING}
+_NAMES = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(_KIND, key=len, reverse=True))
+# A header starts a line (or follows a sentence end) and ends with a colon, or is alone on its line
+# in capitals. "no history of trauma" is not a header: it has no colon.
+_HEADER = re.compile(
+    rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_NAMES})[ \t]*(?::[ \t]*|-[ \t]+|(?P<bare>[ \t]*(?=\n|$)))",
+    re.I | re.M,
+)
+_CANDIDATE = re.compile(r"[\n.;!]")  # headers start the text, a line, or follow a sentence end
+
+
+def _headers(text: str):
+    """Header matches, trying the regex only where a header may start (fast on long reports)."""
+    last_end = 0
+    for pos in (0, *(m.end() for m in _CANDIDATE.finditer(text))):
+        if pos < last_end:
+            continue
+        m = _HEADER.match(text, pos)
+        if m:
+            last_end = m.end()
+            yield m
+
+
+def _header_kind(match: re.Match[str]) -> bool | None:
+    name = " ".join(match.group("name").lower().split())
+    if match.group("bare") is not None and not match.group("name").isupper():
+        return None  # "Report" alone on a line in running text is not a header
+    return _KIND.get(name)
+
+
+def asserting_text(text: str) -> str:
+    """The parts of a report that may assert findings, joined by line breaks.
+
+    Text under INDICATION, HISTORY, CLINICAL DETAILS, COMPARISON or TECHNIQUE is dropped, so its
+    "? pneumonia" never counts. A report without headers asserts throughout; text before the first
+    header (a title line) is kept.
+    """
+    parts: list[str] = []
+    pos = 0
+    keep = True
+    for m in _headers(text):
+        kind = _header_kind(m)
+        if kind is None:
+            continue
+        if keep:
+            parts.append(text[pos:m.start()])
+        keep = kind
+        pos = m.end()
+    if keep:
+        parts.append(text[pos:])
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- line breaks
+
+_SPACES = re.compile(r"[ \t\f\v\u00a0]{2,}|[\t\f\v\u00a0]")
+
+
+def normalise_lines(text: str) -> str:
+    """One space between words, one "\\n" per line break; wrapped lines are re-joined.
+
+    A kept "\\n" ends a sentence (the sentencizer treats it as punctuation): report lines are
+    often findings without a full stop ("No pneumothorax\\nSmall left effusion").
+    """
+    if "\n" in text:
+        out: list[str] = []
+        for line in text.split("\n"):
+            line = line.strip()
+            if not line:
+                continue
+            if out and (line[0].islower() or line[0] == "(") and out[-1][-1] not in ".;:!?":
+                out[-1] = f"{out[-1]} {line}"  # a wrapped line continues in lower case
+            else:
+                out.append(line)
+        text = "\n".join(out)
+    text = _SPACES.sub(" ", text)
+    return text.strip()
+
+
+def prepare(text: str) -> str:
+    """Decoded report text → the text spaCy sees."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return normalise_lines(asserting_text(strip_markup(text)))
