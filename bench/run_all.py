@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ("bench.bench_synth", "bench.bench_label", "bench.bench_shard")
+BENCHES = ("bench.bench_synth", "bench.bench_label", "bench.bench_shard", "bench.bench_train", "bench.bench_publish")
 
 
 def main() -> int:

@@ -6,8 +6,9 @@ cosine distances for up to `MDS_POINTS` and PCA beyond.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,11 +54,17 @@ def project_2d(embeddings: np.ndarray, method: str = "auto", seed: int = 0) -> t
         dist = np.clip(1.0 - x @ x.T, 0.0, 2.0).astype(np.float64)
         np.fill_diagonal(dist, 0.0)
         dist = (dist + dist.T) / 2
-        kwargs: dict[str, Any] = dict(n_components=2, dissimilarity="precomputed", random_state=seed, n_init=1, max_iter=200)
-        try:
-            mds = MDS(normalized_stress="auto", **kwargs)
-        except TypeError:  # older scikit-learn
-            mds = MDS(**kwargs)
+        import inspect
+
+        params = inspect.signature(MDS).parameters
+        kwargs: dict[str, Any] = dict(n_components=2, random_state=seed, n_init=1, max_iter=200)
+        if "metric_mds" in params:  # scikit-learn >= 1.8: `metric` names the dissimilarity
+            kwargs.update(metric="precomputed", metric_mds=True, init="classical_mds")
+        else:
+            kwargs.update(dissimilarity="precomputed")
+        if "normalized_stress" in params:
+            kwargs["normalized_stress"] = "auto"
+        mds = MDS(**kwargs)
         return mds.fit_transform(dist).astype(np.float32), "MDS"
     centred = x - x.mean(0, keepdims=True)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
@@ -78,7 +85,7 @@ def _primary_finding(labels: np.ndarray, findings: Sequence[str], top: Sequence[
     return out
 
 
-def embedding_map(data: "EvalSet", path: Path, *, seed: int = 0, method: str = "auto") -> Path:
+def embedding_map(data: EvalSet, path: Path, *, seed: int = 0, method: str = "auto") -> Path:
     """Two panels of the same 2-D map: normal vs abnormal, and coloured by finding."""
     plt = _pyplot()
     n = len(data)
@@ -131,7 +138,7 @@ def precision_curve_plot(curve: dict[str, Any], path: Path, model_version: str) 
     return _save(fig, path)
 
 
-def finding_bars(records: Sequence["MetricRecord"], path: Path) -> Path:
+def finding_bars(records: Sequence[MetricRecord], path: Path) -> Path:
     plt = _pyplot()
     recs = sorted(records, key=lambda r: r.value if r.value == r.value else -1)
     names = [r.metric.split("/", 1)[1] for r in recs]
@@ -166,7 +173,7 @@ def _load_images(shards: str | Path, wanted: set[tuple[str, int]], split: str) -
     return out
 
 
-def gallery(data: "EvalSet", shards: str | Path, path: Path, *, seed: int = 0,
+def gallery(data: EvalSet, shards: str | Path, path: Path, *, seed: int = 0,
             n_queries: int = GALLERY_QUERIES, k: int = GALLERY_K) -> tuple[Path | None, str | None]:
     """Rows of query → its k nearest exams with their findings; (None, note) when images are missing."""
     n = len(data)
@@ -199,7 +206,7 @@ def gallery(data: "EvalSet", shards: str | Path, path: Path, *, seed: int = 0,
             ax.imshow(images[(data.exam_keys[j], int(data.image_index[j]))], cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            head = "QUERY" if sim is None else f"#{c}  d={1 - sim:.3f}"
+            head = "QUERY" if sim is None else f"#{c}  d={max(0.0, 1 - sim):.3g}"
             ax.set_title(f"{head}\n{_short(data.labels[j], findings)}", fontsize=7)
             if sim is None:
                 for spine in ax.spines.values():

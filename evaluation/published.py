@@ -1,14 +1,16 @@
 """The published embeddings store: atomic writes, publish records and verified reads (DESIGN §4, §12).
 
     PUBLISHED_DIR/
-      embeddings/model_version=<v>/part-00000.parquet   the only files under embeddings/ (analysts glob **/*.parquet)
+      embeddings/model_version=<v>/part-*.parquet      the only Parquet files under PUBLISHED_DIR
       _manifests/<v>.json                                 publish record: rows, sha256 of each part, contract, D, ...
-      _staging/                                           transient: a version being written (never under embeddings/)
-      _index/                                             similar-exam FAISS indexes (radsim.evaluation.similar)
+    beside it (same filesystem, so a rename moves a folder in one step):
+      .radsim-staging/<published name>/                  transient: a version being written, and the lock
+      index/                                              similar-exam FAISS indexes (radsim.evaluation.similar)
 
-Why stage outside `embeddings/`: polars and duckdb read files whose names start with `.` or
-`_` too, so a half-written part file anywhere under the table folder would be read. The new
-version is written, read back and validated in `_staging/`, then moved in with one rename.
+Why stage outside PUBLISHED_DIR (DESIGN §12): polars and duckdb read files whose names start
+with `.` or `_` too, so a half-written part file anywhere under a folder an analyst globs
+would be read. The new version is written, read back and validated in the staging folder,
+then moved in with one rename.
 When the version exists already, the old and new folders are exchanged in one
 `renameat2(RENAME_EXCHANGE)` where Linux offers it (two renames elsewhere, with a window
 in which the version is absent but never partial). On object stores there is no rename,
@@ -30,22 +32,33 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
 from radsim.data_contracts import UsageError, load_contract
 
 EMBEDDINGS_DIR = "embeddings"
 MANIFESTS_DIR = "_manifests"
-STAGING_DIR = "_staging"
-INDEX_DIR = "_index"
-PART_NAME = "part-{:05d}.parquet"
+STAGING_DIR = ".radsim-staging"
+INDEX_DIR = "index"
+
+
+def staging_dir(published_dir: Path) -> Path:
+    """Where versions are written before they move in: beside PUBLISHED_DIR, never under it."""
+    published_dir = Path(published_dir).resolve()
+    return published_dir.parent / STAGING_DIR / published_dir.name
+
+
+def default_index_dir(published_dir: str | Path) -> Path:
+    """The FAISS cache beside PUBLISHED_DIR (DESIGN §4 `warehouse/index/`)."""
+    return Path(published_dir).resolve().parent / INDEX_DIR
+PART_NAME = "part-{:05d}-{}.parquet"  # index, publish id: a path never names two different files
 ROW_GROUP_SIZE = 65_536
 ROWS_PER_FILE = 4_000_000
 RECORD_FORMAT = "radsim-publish-record/1"
@@ -168,8 +181,8 @@ class PublishResult:
 
 @contextlib.contextmanager
 def _publish_lock(published_dir: Path) -> Iterator[None]:
-    """One publisher per folder at a time; the lock lives in _staging/, outside the table."""
-    folder = published_dir / STAGING_DIR
+    """One publisher per folder at a time; the lock lives in the staging folder, outside the table."""
+    folder = staging_dir(published_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "publish.lock", "a+") as fh:
         try:
@@ -183,9 +196,9 @@ def _publish_lock(published_dir: Path) -> Iterator[None]:
 
 
 def _clean_staging(published_dir: Path) -> list[str]:
-    """Remove what a crashed publish left in _staging/ (we hold the lock, so nobody else is writing)."""
+    """Remove what a crashed publish left in staging (we hold the lock, so nobody else is writing)."""
     removed = []
-    for entry in (published_dir / STAGING_DIR).iterdir():
+    for entry in staging_dir(published_dir).iterdir():
         if entry.name == "publish.lock":
             continue
         shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
@@ -218,13 +231,18 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def write_parts(table: pa.Table, folder: Path, *, rows_per_file: int = ROWS_PER_FILE,
+def write_parts(table: pa.Table, folder: Path, *, publish_id: str, rows_per_file: int = ROWS_PER_FILE,
                 row_group_size: int = ROW_GROUP_SIZE) -> list[Path]:
-    """Part files with ~64k-row groups and no dictionary encoding (keys and vectors do not repeat)."""
+    """Part files with ~64k-row groups and no dictionary encoding (keys and vectors do not repeat).
+
+    Each publication's files carry its own id in their names: a reader that lists the folder
+    and opens a file after a swap gets "no such file" (retry), never the footer of one
+    publication with the data of another.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, start in enumerate(range(0, max(table.num_rows, 1), rows_per_file)):
-        path = folder / PART_NAME.format(i)
+        path = folder / PART_NAME.format(i, publish_id)
         with pq.ParquetWriter(path, table.schema, use_dictionary=False, compression="snappy",
                               write_statistics=["exam_key", "image_index", "split", "view_position", "no_finding"]) as w:
             w.write_table(table.slice(start, rows_per_file), row_group_size=row_group_size)
@@ -261,15 +279,22 @@ def publish_table(table: pa.Table, published_dir: str | Path, *, model_version: 
         raise UsageError(f"cannot write to {published_dir}: {exc.strerror}") from None
     with _publish_lock(published_dir):
         _clean_staging(published_dir)
-        stage = published_dir / STAGING_DIR / f"{model_version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        publish_id = uuid.uuid4().hex[:12]
+        stage = staging_dir(published_dir) / f"{model_version}-{os.getpid()}-{publish_id}"
         new = stage / f"model_version={model_version}"
         try:
-            paths = write_parts(table, new, rows_per_file=rows_per_file, row_group_size=row_group_size)
-            # Read back what is on disk: a reader will see exactly these bytes.
-            back = pq.read_table(paths, schema=table.schema) if len(paths) > 1 else pq.read_table(paths[0])
-            if back.num_rows != table.num_rows:
-                raise UsageError(f"staged table has {back.num_rows} rows, expected {table.num_rows}")
-            contract.validate(back.replace_schema_metadata(table.schema.metadata))
+            paths = write_parts(table, new, publish_id=publish_id, rows_per_file=rows_per_file,
+                                row_group_size=row_group_size)
+            # The table was validated in memory; check what is on disk is whole: each footer
+            # parses, with the contract's schema, and the row counts add up.
+            rows_on_disk = 0
+            for path in paths:
+                meta_file = pq.read_metadata(path)
+                if not meta_file.schema.to_arrow_schema().remove_metadata().equals(table.schema.remove_metadata()):
+                    raise UsageError(f"staged file {path.name} does not have the embeddings contract's schema")
+                rows_on_disk += meta_file.num_rows
+            if rows_on_disk != table.num_rows:
+                raise UsageError(f"staged table has {rows_on_disk} rows, expected {table.num_rows}")
             parts = _part_entries(new, paths)
             _fsync_dir(new)
             target = version_dir(published_dir, model_version)
@@ -288,6 +313,7 @@ def publish_table(table: pa.Table, published_dir: str | Path, *, model_version: 
             "format": RECORD_FORMAT,
             "model_version": model_version,
             "rows": table.num_rows,
+            "publish_id": publish_id,
             "embedding_dim": int(embedding_dim),
             "contract": contract.name,
             "contract_version": contract.version,
@@ -301,6 +327,7 @@ def publish_table(table: pa.Table, published_dir: str | Path, *, model_version: 
             "parts": parts,
             "checksum": record_checksum(parts),
             "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "published_ns": time.time_ns(),  # orders publications within the same second
             **(record_extra or {}),
         }
         rpath = record_path(published_dir, model_version)
@@ -320,7 +347,8 @@ def published_versions(published_dir: str | Path) -> list[dict[str, Any]]:
             continue
         if isinstance(doc, dict) and doc.get("format") == RECORD_FORMAT:
             records.append(doc)
-    return sorted(records, key=lambda d: (str(d.get("published_at", "")), str(d.get("model_version", ""))))
+    return sorted(records, key=lambda d: (int(d.get("published_ns") or 0), str(d.get("published_at", "")),
+                                          str(d.get("model_version", ""))))
 
 
 def resolve_version(published_dir: str | Path, model_version: str | None) -> str:

@@ -14,14 +14,15 @@ numpy, pyarrow, scikit-learn and matplotlib only: no torch.
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
 from radsim.data_contracts import IdKeyer, UsageError
 
 from .evaluate import evaluate_embeddings
@@ -57,7 +58,7 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.exam_keys)
 
-    def subset(self, rows: np.ndarray) -> "EvalSet":
+    def subset(self, rows: np.ndarray) -> EvalSet:
         rows = np.asarray(rows, dtype=np.int64)
         return EvalSet(self.model_version, self.split, self.findings, [self.exam_keys[i] for i in rows],
                        self.image_index[rows], [self.views[i] for i in rows], self.embeddings[rows], self.labels[rows],
@@ -88,8 +89,14 @@ def truth_labels(truth: str | Path | pa.Table, keyer: IdKeyer, findings: Sequenc
     table = truth if isinstance(truth, pa.Table) else read_input_table(truth)
     vocab = _vocabulary(findings)
     check_vocabulary(table, vocab, "truth")
-    extra = [c for c in table.column_names if c not in load_contract("labels", vocab).column_names]
-    table = load_contract("labels", vocab).validate(table.drop_columns(extra))
+    contract = load_contract("labels", vocab)
+    table = table.drop_columns([c for c in table.column_names if c not in contract.column_names])
+    if "positive_findings" not in table.column_names and all(f in table.column_names for f in findings):
+        # a validated subset may carry only the per-finding values: derive the list the contract requires
+        cols = [table.column(f).to_pylist() for f in findings]
+        pos = [[f for f, v in zip(findings, vals) if v == 1] for vals in zip(*cols)] if cols else []
+        table = table.append_column("positive_findings", pa.array(pos, pa.list_(pa.string())))
+    table = contract.validate(table)
     ids = table.column("exam_id").to_pylist()
     values = np.stack([np.asarray(table.column(f).to_pylist(), dtype=object) for f in findings], axis=1) if ids else \
         np.zeros((0, len(findings)), dtype=object)
@@ -205,7 +212,7 @@ HEADLINE = (
 
 
 def _fmt(v: float | None) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{v:.3f}"
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
 def _find(records: Sequence[MetricRecord], metric: str, k: int | None, split: str) -> MetricRecord | None:

@@ -4,7 +4,7 @@ Vectors are unit length, so inner product = cosine similarity; the reported dist
 the cosine distance 1 - similarity (0 for the query itself). Exact search (IndexFlatIP)
 is the default; IVF or HNSW trade a little recall for speed on large tables.
 
-The index is cached in PUBLISHED_DIR/_index/ (outside the table folder: a foreign file
+The index is cached in `index/` beside PUBLISHED_DIR (outside the table: a foreign file
 there breaks `read_parquet(dir)`), with the publish record's checksum beside it. A new
 publication of the version changes the checksum, and the next open rebuilds the index.
 """
@@ -13,15 +13,17 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-
+import pyarrow as pa
+import pyarrow.compute as pc
 from radsim.data_contracts import UsageError
 
-from .published import INDEX_DIR, PublishedVersion, embedding_matrix, open_version
+from .published import PublishedVersion, default_index_dir, embedding_matrix, open_version
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 FRONTAL = ("PA", "AP")
@@ -48,6 +50,9 @@ def _faiss():
         import faiss
     except ImportError:  # pragma: no cover - faiss-cpu is in the evaluation extra
         raise UsageError("radsim similar needs faiss: pip install 'radsim[evaluation]' (faiss-cpu)") from None
+    # Batches of 20+ queries go through one BLAS matrix product (FAISS's classic threshold;
+    # faiss-cpu 1.15 ships a much higher one, which keeps batched search on the per-query path).
+    faiss.cvar.distance_compute_blas_threshold = 20
     return faiss
 
 
@@ -86,29 +91,30 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
 class SimilarIndex:
     """k nearest exams of a published version: `SimilarIndex.open(published_dir).query(exam_key=...)`."""
 
-    def __init__(self, version: PublishedVersion, index: Any, meta: dict[str, list[Any]], kind: str, rebuilt: bool):
+    def __init__(self, version: PublishedVersion, index: Any, meta: pa.Table, kind: str, rebuilt: bool):
         self.version = version
         self.index = index
         self.kind = kind
         self.rebuilt = rebuilt
-        self.exam_keys: list[str] = meta["exam_key"]
-        self.image_index: list[int] = meta["image_index"]
-        self.splits: list[str] = meta["split"]
-        self.views: list[str | None] = meta["view_position"]
-        self.findings: list[list[str] | None] = meta["positive_findings"]
-        self._rows_by_exam: dict[str, list[int]] = {}
-        for i, key in enumerate(self.exam_keys):
-            self._rows_by_exam.setdefault(key, []).append(i)
+        self._meta = meta  # arrow columns; rows are converted to Python only for the neighbours returned
+        self._keys = meta.column("exam_key").combine_chunks()
+
+    def _value(self, column: str, row: int) -> Any:
+        return self._meta.column(column)[int(row)].as_py()
+
+    @property
+    def exam_keys(self) -> list[str]:
+        return self._keys.to_pylist()
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, published_dir: str | Path, model_version: str | None = None, *, kind: str = "flat",
-             index_dir: str | Path | None = None, cache: bool = True) -> "SimilarIndex":
+             index_dir: str | Path | None = None, cache: bool = True) -> SimilarIndex:
         """Open (or build and cache) the index of a version: the newest publish record unless given."""
         if kind not in INDEX_KINDS:
             raise UsageError(f"unknown index kind {kind!r}: use one of {', '.join(INDEX_KINDS)}")
         quick = open_version(published_dir, model_version, verify="quick")
-        folder = Path(index_dir) if index_dir is not None else Path(published_dir) / INDEX_DIR
+        folder = Path(index_dir) if index_dir is not None else default_index_dir(published_dir)
         ipath = folder / f"{quick.model_version}.{kind}.faiss"
         jpath = folder / f"{quick.model_version}.{kind}.json"
         index = cls._cached(ipath, jpath, quick) if cache else None
@@ -121,10 +127,9 @@ class SimilarIndex:
             rebuilt = True
             if cache:
                 cls._store(index, ipath, jpath, version, kind)
-        meta_table = version.read(META_COLUMNS)
-        meta = {c: meta_table.column(c).to_pylist() for c in META_COLUMNS}
-        if index.ntotal != len(meta["exam_key"]):
-            raise UsageError(f"index {ipath} holds {index.ntotal} vectors but the table {len(meta['exam_key'])}; "
+        meta = version.read(META_COLUMNS)
+        if index.ntotal != meta.num_rows:
+            raise UsageError(f"index {ipath} holds {index.ntotal} vectors but the table {meta.num_rows}; "
                              "delete the index to rebuild it")
         return cls(version, index, meta, kind, rebuilt)
 
@@ -165,20 +170,26 @@ class SimilarIndex:
         return self.version.model_version
 
     def __len__(self) -> int:
-        return len(self.exam_keys)
+        return self._meta.num_rows
+
+    def _rows_of(self, exam_key: str) -> list[int]:
+        return pc.indices_nonzero(pc.equal(self._keys, pa.scalar(str(exam_key), pa.string()))).to_pylist()
 
     def has_exam(self, exam_key: str) -> bool:
-        return exam_key in self._rows_by_exam
+        return bool(self._rows_of(exam_key))
 
     def exam_row(self, exam_key: str) -> int:
         """The row that represents an exam: its first frontal image, else its first image."""
-        rows = self._rows_by_exam.get(exam_key)
+        rows = self._rows_of(exam_key)
         if not rows:
-            close = [k for k in self._rows_by_exam if k.startswith(exam_key[:6])][:5] if len(exam_key) >= 6 else []
+            close = []
+            if len(exam_key) >= 6:
+                hits = pc.starts_with(self._keys, pattern=exam_key[:6])
+                close = self._keys.filter(hits).slice(0, 5).to_pylist()
             hint = f"; keys with the same prefix: {', '.join(close)}" if close else ""
             raise UsageError(f"exam key {exam_key!r} is not in model version {self.model_version}{hint}")
-        frontal = [r for r in rows if self.views[r] in FRONTAL]
-        return min(frontal or rows, key=lambda r: self.image_index[r])
+        frontal = [r for r in rows if self._value("view_position", r) in FRONTAL]
+        return min(frontal or rows, key=lambda r: self._value("image_index", r))
 
     def vector(self, row: int) -> np.ndarray:
         try:
@@ -219,15 +230,16 @@ class SimilarIndex:
             for s, r in zip(sims[0], rows[0]):
                 if r < 0:
                     continue
-                key = self.exam_keys[r]
+                key = self._keys[int(r)].as_py()
                 if key in seen or (exclude_self and key == exam_key):
                     continue
-                if views is not None and self.views[r] not in views:
+                view = self._value("view_position", r)
+                if views is not None and view not in views:
                     continue
                 seen.add(key)
                 sim = float(np.clip(s, -1.0, 1.0))
-                out.append(Neighbour(len(out) + 1, key, int(self.image_index[r]), max(0.0, 1.0 - sim), sim,
-                                     self.splits[r], self.views[r], self.findings[r]))
+                out.append(Neighbour(len(out) + 1, key, int(self._value("image_index", r)), max(0.0, 1.0 - sim), sim,
+                                     self._value("split", r), view, self._value("positive_findings", r)))
                 if len(out) == k:
                     return out
             if fetch >= n:

@@ -14,7 +14,15 @@ from typing import Sequence
 from radsim.data_contracts.errors import RadsimError
 
 # Imported lazily so `radsim label --help` does not pay for torch or prefect.
-COMMANDS = ("synth", "label", "demo", "shard")
+COMMANDS = ("synth", "label", "demo", "shard", "publish", "evaluate", "similar", "train")
+
+
+# Which optional extra brings a module that a plain `pip install radsim` leaves out (DESIGN §2).
+EXTRA_FOR_MODULE = {
+    "pydicom": "imaging", "pylibjpeg": "imaging", "PIL": "imaging", "webdataset": "imaging",
+    "torch": "training", "pytorch_metric_learning": "training",
+    "sklearn": "evaluation", "matplotlib": "evaluation", "faiss": "evaluation",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"radsim {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if args.debug:
+            traceback.print_exc()
+        extra = EXTRA_FOR_MODULE.get((exc.name or "").split(".")[0], "all")
+        print(f"radsim {args.command}: error: this command needs the '{exc.name}' package, "
+              f"which a plain install leaves out; install it with: pip install 'radsim[{extra}]'", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"radsim {args.command}: interrupted", file=sys.stderr)
         return 130

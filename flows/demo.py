@@ -1,8 +1,9 @@
 """`radsim demo`: the main job on the embedded default, a synthetic cohort, end to end through Prefect.
 
-The flow only chains the stages: synth → ingest → label → shard (training, publication and
-evaluation join as they land). Each stage is a plain function in its own package; the label
-and shard stages run as their own Prefect flows, nested here.
+The flow only chains the stages: synth → ingest → label → shard → train → publish → evaluate,
+with the evaluation against the cohort's image truth (what the pictures show, not the noisy
+report labels). Each stage is a plain function in its own package; label, shard, train and
+publish run as their own Prefect flows, nested here.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from radsim.data_contracts import (  # noqa: E402
 from radsim.data_contracts.ingest import ingest_manifests  # noqa: E402
 from radsim.flows.build_shards import build_shards  # noqa: E402
 from radsim.flows.label_reports import label_reports  # noqa: E402
+from radsim.flows.publish_embeddings import publish_embeddings  # noqa: E402
+from radsim.flows.train_embedding import train_embedding  # noqa: E402
 
 DEMO_MARKER = ".radsim-demo"
 
@@ -57,6 +60,18 @@ class DemoLayout:
     def shards(self) -> Path:
         return self.warehouse / "shards"
 
+    @property
+    def models(self) -> Path:
+        return self.warehouse / "models"
+
+    @property
+    def published(self) -> Path:
+        return self.warehouse / "published"
+
+    @property
+    def reports(self) -> Path:
+        return self.warehouse / "reports"
+
 
 @dataclass
 class DemoResult:
@@ -64,6 +79,8 @@ class DemoResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     counts: list[StageCounts] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metrics: dict[str, dict] = field(default_factory=dict)
+    headline: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -121,14 +138,31 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+@task(name="register-model", cache_policy=NO_CACHE)
+def register_and_promote(layout: DemoLayout, trained_dir: Path) -> Path:
+    from radsim.model.registry import promote, register_model
+
+    model_dir = register_model(trained_dir, layout.models)
+    promote(layout.models, model_dir.name, reason="first model of a fresh warehouse")
+    return model_dir
+
+
+# The demo shards at 256 px and trains the small CNN at 128 px for at most 5 minutes (DESIGN §8).
+DEMO_TRAINING = {"backbone": "small", "loss": "ml2", "image_size": 128, "max_minutes": 5.0}
+
+
 @flow(name="radsim-demo")
-def demo_flow(out: str | Path = "demo-output", n_exams: int = 2000, seed: int = 0, progress: bool = True) -> DemoResult:
-    """synth → ingest → label → shard on a fresh synthetic cohort, with a reconciled summary."""
+def demo_flow(out: str | Path = "demo-output", n_exams: int = 2000, seed: int = 0, progress: bool = True,
+              training: dict | None = None) -> DemoResult:
+    """synth → ingest → label → shard → train → publish → evaluate on a fresh synthetic cohort.
+
+    `training` overrides DEMO_TRAINING (tests use it to cap the steps).
+    """
     started = time.perf_counter()
     layout = prepare_output(Path(out))
     result = DemoResult(layout)
 
-    _say(f"[1/4] synthesising a cohort of {n_exams} exams (DICOM images + reports) in {layout.cohort}")
+    _say(f"[1/6] synthesising a cohort of {n_exams} exams (DICOM images + reports) in {layout.cohort}")
     cohort = synthesise(layout, n_exams, seed, progress)
     result.outputs.update({"inbox": cohort.inbox, "image truth": cohort.truth_path,
                            "report truth": cohort.report_truth_path})
@@ -138,18 +172,18 @@ def demo_flow(out: str | Path = "demo-output", n_exams: int = 2000, seed: int = 
                         f"{cohort.n_bad} deliberately bad records in the same inbox")
 
     manifests = [cohort.exams_path] + ([cohort.bad_path] if cohort.bad_path else [])
-    _say("[2/4] ingesting the exams manifest and the bad records")
+    _say("[2/6] ingesting the exams manifest and the bad records")
     ingested = ingest(layout, manifests)
     result.counts.append(ingested.counts)
     result.outputs["exams (restricted)"] = layout.restricted / "exams.parquet"
 
     labels_path = layout.restricted / "labels.parquet"
-    _say("[3/4] extracting labels from the reports (label_reports flow)")
+    _say("[3/6] extracting labels from the reports (label_reports flow)")
     labelled = label_reports(layout.restricted / "exams.parquet", labels_path, progress=progress)
     result.counts.append(labelled.counts)
     result.outputs["labels (restricted)"] = labels_path
 
-    _say("[4/4] decoding, normalising and sharding the images (build_shards flow)")
+    _say("[4/6] decoding, normalising and sharding the images (build_shards flow)")
     sharded = build_shards(str(layout.restricted / "exams.parquet"), str(labels_path), str(layout.shards),
                            demo_key=True, workers=2, progress=progress)
     result.counts.append(StageCounts("shard", sharded["rows_in"], sharded["rows_out"], sharded["quarantined"], sharded["skipped"]))
@@ -159,6 +193,23 @@ def demo_flow(out: str | Path = "demo-output", n_exams: int = 2000, seed: int = 
                                                   layout.shards / "quarantine.parquet")
     result.outputs["quarantine (restricted)"] = quarantine_path
     result.notes.append("quarantined by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+
+    _say("[5/6] training the embedding network (train_embedding flow)")
+    options = {**DEMO_TRAINING, "seed": seed, "progress": progress, **(training or {})}
+    trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}", options)
+    model_dir = register_and_promote(layout, Path(trained["model_dir"]))
+    result.outputs["model"] = model_dir
+    result.notes += [line.strip() for line in trained["summary"].splitlines() if "model folder" not in line]
+    result.metrics["validation"] = trained.get("metrics") or {}
+    result.metrics["untrained_encoder"] = (trained.get("baseline_metrics") or {}).get("untrained_encoder") or {}
+
+    _say("[6/6] embedding every image, publishing the table and evaluating it (publish_embeddings flow)")
+    published = publish_embeddings(str(model_dir), str(layout.shards), str(layout.published),
+                                   report_dir=str(layout.reports / model_dir.name),
+                                   truth=str(cohort.truth_path), demo_key=True)
+    result.outputs["published embeddings"] = layout.published / "embeddings"
+    result.outputs["evaluation report"] = Path(published["report"])
+    result.headline = list(published.get("headline") or [])
 
     for counts in result.counts:
         counts.check()

@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k in result.outputs) if result.outputs else 0
     for name, path in result.outputs.items():
         print(f"  {name:<{width}}  {path}")
+    if result.headline:
+        print("Test split, against the image truth (value, then chance and random-embedding levels):")
+        for line in result.headline:
+            print(f"  {line}")
     print("Counts (rows in = out + quarantined + skipped):")
     for counts in result.counts:
         print(f"  {counts.summary()}")

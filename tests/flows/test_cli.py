@@ -97,3 +97,18 @@ def test_help_does_not_import_torch_or_prefect():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_missing_optional_package_names_the_extra(monkeypatch, capsys):
+    original = cli.build_parser
+
+    def parser_with_missing_module():
+        parser = original()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        _fake_command(ModuleNotFoundError("No module named 'pydicom'", name="pydicom"))(sub)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", parser_with_missing_module)
+    assert cli.main(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'radsim[imaging]'" in err and len(err.strip().splitlines()) == 1

@@ -1,6 +1,8 @@
 """`radsim demo` runs the stages end to end through Prefect and reconciles every count."""
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -9,7 +11,8 @@ from radsim.flows.demo import DEMO_MARKER, demo_flow, prepare_output
 
 
 def test_demo_runs_end_to_end_through_prefect(prefect_harness, tmp_path, capsys):
-    result = demo_flow(out=tmp_path / "demo", n_exams=30, seed=3, progress=False)
+    result = demo_flow(out=tmp_path / "demo", n_exams=40, seed=3, progress=False,
+                       training={"max_steps": 4, "batch_size": 16, "image_size": 64})
 
     stages = {c.stage: c for c in result.counts}
     assert set(stages) == {"ingest", "label", "shard"}
@@ -31,7 +34,19 @@ def test_demo_runs_end_to_end_through_prefect(prefect_harness, tmp_path, capsys)
     assert stages["shard"].rows_out == manifest.num_rows
     assert "exam_id" not in manifest.column_names
     printed = capsys.readouterr().out
-    assert "[4/4]" in printed
+    assert "[6/6]" in printed
+
+    models = result.layout.warehouse / "models"
+    current = json.loads((models / "current.json").read_text())
+    assert result.outputs["model"] == models / current["model_version"]
+    assert (result.outputs["model"] / "model.pt").exists() and (result.outputs["model"] / "model_card.json").exists()
+    assert [p.name for p in models.iterdir() if p.name.startswith("training-")] == []
+
+    published = pq.read_table(result.outputs["published embeddings"], partitioning=None)
+    assert published.num_rows == manifest.num_rows
+    assert set(published.column("model_version").to_pylist()) == {current["model_version"]}
+    assert result.outputs["evaluation report"].exists()
+    assert any(line.startswith("P@10") for line in result.headline)
 
 
 def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path):

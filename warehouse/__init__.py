@@ -1,0 +1,1 @@
+"""The warehouse: inbox scanning, the ledger, configuration and promotion rules for scheduled runs."""
