@@ -99,9 +99,42 @@ def _resolve_uris(table: pa.Table, base_dir: Path) -> pa.Table:
     return table.set_column(table.column_names.index("image_uri"), "image_uri", pa.array(uris, pa.string()))
 
 
+def _ingest_one(raw: pa.Table, source: str, label: str, base_dir: Path, records: list[QuarantineRecord],
+                dropped: list[str]) -> pa.Table:
+    """One input table: drop unknown columns, quarantine bad rows, validate, resolve image paths."""
+    contract = load_contract("exams")
+    extra = [c for c in raw.column_names if c not in contract.column_names]
+    raw = raw.drop_columns(extra)  # e.g. a site's own bookkeeping columns; never passed on
+    dropped += [c for c in extra if c not in dropped]
+    raw, missing = _split_missing(raw, source)
+    raw, dups = split_duplicates(raw)
+    records += missing + dups
+    table = contract.validate(_with_source(raw, label)) if raw.num_rows else contract.empty()
+    return _resolve_uris(table, base_dir)
+
+
+def _finish(tables: list[pa.Table], records: list[QuarantineRecord], rows_in: int, dropped: list[str]) -> IngestResult:
+    contract = load_contract("exams")
+    combined = pa.concat_tables(tables) if tables else contract.empty()
+    kept, dups = split_duplicates(combined)
+    records += dups
+    exams = contract.validate(kept)
+    counts = StageCounts(STAGE, rows_in=rows_in, rows_out=exams.num_rows, quarantined=len(records)).check()
+    return IngestResult(exams, records, counts, dropped)
+
+
+def ingest_table(table: pa.Table, source: str, source_label: str | None = None,
+                 base_dir: str | Path | None = None) -> IngestResult:
+    """Validate an in-memory exams table (e.g. rows scanned from an inbox folder) like a manifest."""
+    records: list[QuarantineRecord] = []
+    dropped: list[str] = []
+    base = Path(base_dir) if base_dir is not None else Path(source).resolve()
+    one = _ingest_one(table, source, source_label or Path(source).name, base, records, dropped)
+    return _finish([one], records, table.num_rows, dropped)
+
+
 def ingest_manifests(paths: Iterable[str | Path], source_label: str | None = None) -> IngestResult:
     """Read exams manifests (CSV, Parquet or JSONL) into one contract-valid exams table."""
-    contract = load_contract("exams")
     tables: list[pa.Table] = []
     records: list[QuarantineRecord] = []
     rows_in = 0
@@ -110,20 +143,8 @@ def ingest_manifests(paths: Iterable[str | Path], source_label: str | None = Non
         path = Path(path)
         raw = read_input_table(path)
         rows_in += raw.num_rows
-        extra = [c for c in raw.column_names if c not in contract.column_names]
-        raw = raw.drop_columns(extra)  # e.g. a site's own bookkeeping columns; never passed on
-        dropped += [c for c in extra if c not in dropped]
-        raw, missing = _split_missing(raw, str(path))
-        raw, dups = split_duplicates(raw)
-        records += missing + dups
-        table = contract.validate(_with_source(raw, source_label or path.name)) if raw.num_rows else contract.empty()
-        tables.append(_resolve_uris(table, path.resolve().parent))
-    combined = pa.concat_tables(tables) if tables else contract.empty()
-    kept, dups = split_duplicates(combined)
-    records += dups
-    exams = contract.validate(kept)
-    counts = StageCounts(STAGE, rows_in=rows_in, rows_out=exams.num_rows, quarantined=len(records)).check()
-    return IngestResult(exams, records, counts, dropped)
+        tables.append(_ingest_one(raw, str(path), source_label or path.name, path.resolve().parent, records, dropped))
+    return _finish(tables, records, rows_in, dropped)
 
 
 def _with_source(table: pa.Table, label: str) -> pa.Table:

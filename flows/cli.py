@@ -14,7 +14,7 @@ from typing import Sequence
 from radsim.data_contracts.errors import RadsimError
 
 # Imported lazily so `radsim label --help` does not pay for torch or prefect.
-COMMANDS = ("synth", "label", "demo", "shard", "publish", "evaluate", "similar", "train")
+COMMANDS = ("synth", "label", "demo", "shard", "publish", "evaluate", "similar", "train", "run")
 
 
 # Which optional extra brings a module that a plain `pip install radsim` leaves out (DESIGN §2).

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import atomic_output

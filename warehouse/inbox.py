@@ -16,9 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-
-from radsim.data_contracts import QuarantineRecord, UsageError, load_contract, rows_to_table
-from radsim.data_contracts.ingest import STAGE, IngestResult, ingest_manifests, ingest_table
+from radsim.data_contracts import (
+    QuarantineRecord,
+    UsageError,
+    load_contract,
+    rows_to_table,
+)
+from radsim.data_contracts.ingest import (
+    STAGE,
+    IngestResult,
+    ingest_manifests,
+    ingest_table,
+)
 
 IMAGE_SUFFIXES = (".dcm", ".png", ".jpg", ".jpeg")
 REPORT_FILE = "report.txt"

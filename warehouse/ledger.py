@@ -9,34 +9,32 @@ the shard stage refuses different pixels for a sample it already holds).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from radsim.data_contracts import IdKeyer, RadsimError, write_parquet_atomic
+from radsim.data_contracts import (
+    IdKeyer,
+    RadsimError,
+    load_contract,
+    write_parquet_atomic,
+)
 
 LEDGER_FILE = "ledger.parquet"
-STATUSES = ("pending", "done", "quarantined", "awaiting_report", "skipped")
 
-LEDGER_SCHEMA = pa.schema([
-    pa.field("exam_id", pa.string(), nullable=False),
-    pa.field("exam_key", pa.string(), nullable=False),
-    pa.field("report_sha256", pa.string()),
-    pa.field("image_sha256", pa.string(), nullable=False),
-    pa.field("first_seen", pa.timestamp("s", tz="UTC"), nullable=False),
-    pa.field("last_processed", pa.timestamp("s", tz="UTC"), nullable=False),
-    pa.field("label_status", pa.string(), nullable=False),
-    pa.field("shard_status", pa.string(), nullable=False),
-    pa.field("published_version", pa.string()),
-], metadata={b"radsim.table": b"ledger", b"radsim.privacy_class": b"restricted"})
+STATUSES = ("pending", "done", "quarantined", "awaiting_report")  # data_contracts/ledger.yaml
+
+
+def ledger_contract():
+    return load_contract("ledger")
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def sha256_text(text: str | None) -> str | None:
@@ -59,7 +57,7 @@ class ExamFingerprint:
     exam_id: str
     report_sha256: str | None
     image_sha256: str
-    has_report: bool
+    has_report: bool  # False: no report yet; the exam is sharded unlabelled and labelled when it arrives
 
 
 def fingerprints(exams: pa.Table) -> dict[str, ExamFingerprint]:
@@ -86,7 +84,7 @@ def fingerprints(exams: pa.Table) -> dict[str, ExamFingerprint]:
         for idx, digest in sorted(parts):
             h.update(f"{idx}:{digest}\n".encode())
         text = reports[eid]
-        has = text is not None and text.strip() != ""
+        has = text is not None  # an empty report.txt is labelled (and quarantined as empty_report there)
         out[eid] = ExamFingerprint(eid, sha256_text(text) if text is not None else None, h.hexdigest(), has)
     return out
 
@@ -119,16 +117,14 @@ class LedgerDiff:
 
 def read_ledger(warehouse: str | Path) -> pa.Table:
     path = Path(warehouse) / LEDGER_FILE
+    contract = ledger_contract()
     if not path.exists():
-        return LEDGER_SCHEMA.empty_table()
+        return contract.empty()
     try:
         table = pq.read_table(path)
     except Exception as exc:  # noqa: BLE001
         raise RadsimError(f"cannot read the ledger {path}: {exc}") from None
-    missing = [f.name for f in LEDGER_SCHEMA if f.name not in table.column_names]
-    if missing:
-        raise RadsimError(f"ledger {path} lacks columns {missing}; it was not written by this radsim")
-    return table.select(LEDGER_SCHEMA.names).cast(LEDGER_SCHEMA)
+    return contract.validate(table)
 
 
 def ledger_rows(table: pa.Table) -> dict[str, dict[str, Any]]:
@@ -177,8 +173,23 @@ def update_ledger(ledger: pa.Table, prints: dict[str, ExamFingerprint], keyer: I
         if eid in published:
             row["published_version"] = published_version
         rows[eid] = row
-    return pa.Table.from_pylist([rows[k] for k in sorted(rows)], schema=LEDGER_SCHEMA)
+    contract = ledger_contract()
+    return contract.validate(pa.Table.from_pylist([rows[k] for k in sorted(rows)], schema=contract.schema()))
 
 
 def write_ledger(table: pa.Table, warehouse: str | Path) -> Path:
-    return write_parquet_atomic(table.cast(LEDGER_SCHEMA), Path(warehouse) / LEDGER_FILE)
+    contract = ledger_contract()
+    return write_parquet_atomic(contract.validate(table), Path(warehouse) / LEDGER_FILE, contract)
+
+
+def mark_published(ledger: pa.Table, exam_keys: Iterable[str], version: str | None,
+                   when: datetime | None = None) -> pa.Table:
+    """After a re-publish without new exams (the `train` flow): the exams now published under `version`."""
+    when = when or now()
+    keys = set(exam_keys)
+    rows = ledger.to_pylist()
+    for row in rows:
+        if row["exam_key"] in keys:
+            row["published_version"], row["last_processed"] = version, when
+    contract = ledger_contract()
+    return contract.validate(pa.Table.from_pylist(rows, schema=contract.schema()))

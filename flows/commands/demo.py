@@ -27,8 +27,10 @@ def run(args: argparse.Namespace) -> int:
     if args.exams < 10:
         raise UsageError(f"--exams must be at least 10 (got {args.exams})")
     from radsim.flows.demo import demo_flow
+    from radsim.flows.pipeline import ephemeral_run
 
-    result = demo_flow(out=args.out, n_exams=args.exams, seed=args.seed, progress=not args.no_progress)
+    with ephemeral_run():
+        result = demo_flow(out=args.out, n_exams=args.exams, seed=args.seed, progress=not args.no_progress)
     print(f"\nradsim demo finished in {result.seconds:.0f} s. Output under {result.layout.root.resolve()}:")
     width = max(len(k) for k in result.outputs) if result.outputs else 0
     for name, path in result.outputs.items():

@@ -7,7 +7,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from radsim.data_contracts import ContractViolation, UsageError
 from radsim.data_contracts.ingest import ingest_manifests
 
@@ -61,3 +60,20 @@ def test_missing_column_is_a_table_level_error(tmp_path):
 def test_missing_manifest_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="not found"):
         ingest_manifests([tmp_path / "nope.csv"])
+
+
+def test_ingest_table_validates_rows_made_in_memory(tmp_path):
+    """An inbox scan's rows go through the same checks as a manifest's (radsim.warehouse.inbox)."""
+    from radsim.data_contracts.ingest import ingest_table
+
+    table = pa.table({"exam_id": ["E1", "E1", "E2", "E3"], "patient_id": ["P1", "P1", None, "P3"],
+                      "image_uri": ["1.dcm", "1.dcm", "2.dcm", "/abs/3.dcm"], "image_index": [0, 0, 0, 0],
+                      "site_note": ["x"] * 4})
+    result = ingest_table(table, str(tmp_path), source_label="inbox")
+    assert result.exams.column("exam_id").to_pylist() == ["E1", "E3"]
+    assert sorted(r.reason_code for r in result.quarantine) == ["duplicate_id", "schema_violation"]
+    assert result.counts.rows_in == 4 and result.counts.balanced
+    assert result.dropped_columns == ["site_note"]
+    uris = result.exams.column("image_uri").to_pylist()
+    assert uris == [str((tmp_path / "1.dcm").resolve()), "/abs/3.dcm"]
+    assert set(result.exams.column("source").to_pylist()) == {"inbox"}

@@ -1,0 +1,439 @@
+"""The `pipeline` flow: what the schedule runs on new exams (DESIGN §1, §4, §11, §12).
+
+ingest (inbox folder or manifest) → ledger diff → label new/amended reports → shard new images
+(write_shards is incremental) → train when no current model exists or when asked (promotion
+rule) → embed every sharded image with the current model → publish (the current version, all
+rows, atomically) → evaluate when a validated subset (`truth`) is configured.
+
+The ledger decides what runs, not Prefect's cache; the logic lives in radsim.warehouse and the
+stage packages, this module only chains it and makes the artifacts.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radsim.flows.prefect_env import configure_prefect
+
+configure_prefect()  # before prefect is imported
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from radsim.data_contracts import (
+    StageCounts,
+    UsageError,
+    keyer_from_env,
+    load_contract,
+    load_vocabulary,
+    merge_quarantine,
+    quarantine_table,
+    write_parquet_atomic,
+)
+
+WORK_DIR = ".work"  # restricted scratch inside the warehouse, removed at the end of a run
+
+
+@dataclass(frozen=True)
+class WarehouseLayout:
+    """DESIGN §4's warehouse folder."""
+
+    root: Path
+
+    @property
+    def restricted(self) -> Path:
+        return self.root / "restricted"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def published(self) -> Path:
+        return self.root / "published"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def work(self) -> Path:
+        return self.restricted / WORK_DIR
+
+
+@dataclass
+class PipelineResult:
+    layout: WarehouseLayout
+    counts: list[StageCounts] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    headline: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    labelled: list[str] = field(default_factory=list)  # exam ids labelled by this run
+    sharded: list[str] = field(default_factory=list)  # exam ids sent to the shard stage
+    published_rows: int = 0
+    model_version: str | None = None
+    promotion: dict[str, Any] | None = None
+    nothing_new: bool = False
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def ephemeral_run() -> Iterator[None]:
+    """Without a Prefect server, switch flow-run heartbeats off for the runs started inside.
+
+    Heartbeats let a server notice crashed runs; in ephemeral mode nobody listens, and each
+    flow run's exit waits up to a second for the heartbeat thread (measured: 5 nested no-op
+    flow runs 5.1 s with heartbeats, 0.6 s without). With PREFECT_API_URL set nothing changes.
+    """
+    import os
+
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def _say(line: str, quiet: bool) -> None:
+    if not quiet:
+        print(line, flush=True)
+
+
+def _in_flow_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
+def _table_artifact(key: str, table: list[dict[str, Any]], description: str) -> None:
+    if not _in_flow_run():
+        return
+    try:
+        from prefect.artifacts import create_table_artifact
+
+        create_table_artifact(key=key, table=table, description=description)
+    except Exception:  # noqa: BLE001 - an artifact is a nicety; the warehouse holds the outputs
+        pass
+
+
+@task(name="ingest-inbox", cache_policy=NO_CACHE)
+def ingest_task(inbox: str) -> Any:
+    from radsim.warehouse.inbox import ingest_inbox
+
+    return ingest_inbox(inbox)
+
+
+@task(name="merge-exams", cache_policy=NO_CACHE)
+def merge_exams_task(exams: Any, path: str) -> Any:
+    """restricted/exams.parquet keeps exams seen before (their inbox folder may be gone) plus today's."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    contract = load_contract("exams")
+    p = Path(path)
+    if p.exists():
+        old = contract.validate(pq.read_table(p))
+        keep = pc.invert(pc.is_in(old.column("exam_id"), value_set=exams.column("exam_id").unique()))
+        import pyarrow as pa
+
+        exams_all = pa.concat_tables([old.filter(keep), exams.cast(old.schema)])
+    else:
+        exams_all = exams
+    write_parquet_atomic(exams_all.sort_by([("exam_id", "ascending"), ("image_index", "ascending")]), p, contract)
+    return exams_all
+
+
+@task(name="ledger-diff", cache_policy=NO_CACHE)
+def diff_task(exams: Any, warehouse: str) -> tuple[Any, Any, Any]:
+    from radsim.warehouse.ledger import diff, fingerprints, read_ledger
+
+    ledger = read_ledger(warehouse)
+    prints = fingerprints(exams)
+    return ledger, prints, diff(ledger, prints)
+
+
+@task(name="register-and-promote", cache_policy=NO_CACHE)
+def promote_task(models: str, trained_dir: str) -> dict[str, Any]:
+    from radsim.model.registry import register_model
+    from radsim.warehouse.promotion import promote_if_not_worse
+
+    model_dir = register_model(trained_dir, models)
+    return promote_if_not_worse(models, model_dir.name).as_dict()
+
+
+@task(name="relabel-embedded", cache_policy=NO_CACHE)
+def relabel_task(embedded: Any, labels_path: str, ledger: Any) -> Any:
+    """Published label values come from the warehouse's current labels (amended reports included)."""
+    import pyarrow.parquet as pq
+    from radsim.warehouse.labels import label_values_by_key, relabel
+
+    if not Path(labels_path).exists():
+        return embedded
+    keys = dict(zip(ledger.column("exam_id").to_pylist(), ledger.column("exam_key").to_pylist()))
+    current = label_values_by_key(pq.read_table(labels_path), keys, embedded.vocabulary["findings"])
+    embedded.label_values = relabel(embedded.label_values, embedded.exam_keys, current)
+    return embedded
+
+
+@task(name="collect-quarantine", cache_policy=NO_CACHE)
+def quarantine_task(path: str, records: list, *others: str) -> dict[str, int]:
+    """One restricted quarantine table for the warehouse, whatever stage refused the record."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    table = quarantine_table(records)
+    for other in [path, *others]:
+        if other and Path(other).exists():
+            table = merge_quarantine(table, pq.read_table(other))
+    write_parquet_atomic(table, p, load_contract("quarantine"))
+    reasons: dict[str, int] = {}
+    for code in table.column("reason_code").to_pylist():
+        reasons[code] = reasons.get(code, 0) + 1
+    return reasons
+
+
+def _label(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str], vocabulary_path: str | None,
+           workers: int, progress: bool) -> tuple[StageCounts, dict[str, str], str | None]:
+    """Label the exams in `ids` that have a report; merge into restricted/labels.parquet."""
+    import pyarrow.parquet as pq
+    from radsim.flows.label_reports import label_reports
+    from radsim.warehouse.inbox import exams_table_for
+    from radsim.warehouse.labels import merge_labels
+
+    vocabulary = load_vocabulary(vocabulary_path)
+    with_report = [e for e in ids if prints[e].has_report]
+    status = {e: "awaiting_report" for e in ids if not prints[e].has_report}
+    labels_path = layout.restricted / "labels.parquet"
+    counts = StageCounts("label", rows_in=len(prints), skipped=len(prints) - len(with_report))
+    qpath = None
+    new = None
+    if with_report:
+        layout.work.mkdir(parents=True, exist_ok=True)
+        batch = write_parquet_atomic(exams_table_for(exams, set(with_report)), layout.work / "label-batch.parquet")
+        out = layout.work / "labels-batch.parquet"
+        summary = label_reports(str(batch), str(out), vocabulary_path=vocabulary_path, workers=workers,
+                                progress=progress)
+        new = pq.read_table(out)
+        labelled = set(new.column("exam_id").to_pylist())
+        status.update({e: ("done" if e in labelled else "quarantined") for e in with_report})
+        counts.rows_out, counts.quarantined = summary.counts.rows_out, summary.counts.quarantined
+        counts.skipped = counts.rows_in - counts.rows_out - counts.quarantined  # extra image rows are not exams
+        qpath = str(summary.quarantine_path)
+    merge_labels(labels_path, new, ids, vocabulary)
+    return counts.check(), status, qpath
+
+
+@flow(name="pipeline")
+def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bool = False,
+             config: dict[str, Any] | None = None, config_path: str | None = None, demo_key: bool = False,
+             progress: bool = False, quiet: bool = False) -> PipelineResult:
+    """One scheduled run over INBOX into WAREHOUSE; the ledger makes a rerun do only what is new.
+
+    `config` is an already resolved configuration (radsim run); deployments pass `config_path`
+    (a radsim.toml) instead, and INBOX/WAREHOUSE default to its paths.inbox/paths.warehouse.
+    """
+    from radsim.flows.build_shards import run_build_shards
+    from radsim.model.registry import current_model
+    from radsim.warehouse.config import resolve_config, save_config
+    from radsim.warehouse.ledger import update_ledger, write_ledger
+
+    started = time.perf_counter()
+    cfg = dict(config) if config is not None else resolve_config(
+        {"paths.inbox": inbox, "paths.warehouse": warehouse}, config_path)
+    inbox, warehouse = inbox or cfg.get("paths.inbox"), warehouse or cfg.get("paths.warehouse")
+    if not inbox or not warehouse:
+        raise UsageError("the pipeline needs an inbox and a warehouse (arguments or paths.* in radsim.toml)")
+    if not Path(inbox).exists():
+        raise UsageError(f"inbox {inbox} does not exist")
+    keyer = keyer_from_env(demo=demo_key)  # no key, no run (DESIGN §3)
+    layout = WarehouseLayout(Path(warehouse))
+    layout.restricted.mkdir(parents=True, exist_ok=True)
+    result = PipelineResult(layout)
+    result.outputs["configuration"] = save_config(cfg, layout.root)
+
+    _say(f"[1/6] ingesting {inbox}", quiet)
+    ingested = ingest_task(str(inbox))
+    result.counts.append(ingested.counts)
+    exams_path = layout.restricted / "exams.parquet"
+    merge_exams_task(ingested.exams, str(exams_path))
+    result.outputs["exams (restricted)"] = exams_path
+    ledger, prints, todo = diff_task(ingested.exams, str(layout.root))
+    result.notes.append(todo.summary())
+    _say(f"      {todo.summary()}", quiet)
+
+    current = current_model(layout.models)
+    stale = current is None or not layout.published.exists() or any(
+        r["shard_status"] == "done" and r["published_version"] != current["model_version"] for r in ledger.to_pylist())
+    if todo.nothing_new and not retrain and not stale:
+        for stage in ("label", "shard"):
+            result.counts.append(StageCounts(stage, rows_in=len(prints), skipped=len(prints)))
+        result.nothing_new = True
+        result.model_version = current["model_version"] if current else None
+        result.notes.append(f"nothing new: {len(prints)} exams unchanged since the last run; nothing relabelled, "
+                            f"sharded or published")
+        _say(f"      {result.notes[-1]}", quiet)
+        quarantine_task(str(layout.restricted / "quarantine.parquet"), ingested.quarantine)
+        _reconcile(result)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    _say(f"[2/6] labelling {len(todo.to_label)} new or amended reports (label_reports flow)", quiet)
+    label_counts, label_status, label_q = _label(layout, ingested.exams, prints, todo.to_label,
+                                                 cfg.get("paths.vocabulary"), 1, progress)
+    result.counts.append(label_counts)
+    result.labelled = sorted(e for e, s in label_status.items() if s == "done")
+    result.outputs["labels (restricted)"] = layout.restricted / "labels.parquet"
+
+    _say(f"[3/6] sharding the images of {len(todo.to_shard)} new exams (build_shards flow)", quiet)
+    shard_status: dict[str, str] = {}
+    from radsim.warehouse.inbox import exams_table_for
+
+    n_images = ingested.exams.num_rows
+    if todo.to_shard:
+        layout.work.mkdir(parents=True, exist_ok=True)
+        batch = write_parquet_atomic(exams_table_for(ingested.exams, set(todo.to_shard)),
+                                     layout.work / "shard-batch.parquet")
+        sharded = run_build_shards(str(batch), str(layout.restricted / "labels.parquet"), str(layout.shards),
+                                   runner=cfg["runner.task_runner"], workers=cfg["runner.workers"],
+                                   image_size=cfg["imaging.image_size"], demo_key=demo_key,
+                                   vocabulary=cfg.get("paths.vocabulary"), progress=progress)
+        counts = StageCounts("shard", n_images, sharded["rows_out"], sharded["quarantined"],
+                             n_images - sharded["rows_out"] - sharded["quarantined"])
+        import pyarrow.parquet as pq
+
+        in_manifest = set(pq.read_table(layout.shards / "manifest.parquet", columns=["exam_key"])
+                          .column("exam_key").to_pylist()) if (layout.shards / "manifest.parquet").exists() else set()
+        shard_status = {e: ("done" if keyer.exam_key(e) in in_manifest else "quarantined") for e in todo.to_shard}
+    else:
+        counts = StageCounts("shard", n_images, 0, 0, n_images)
+    result.counts.append(counts.check())
+    result.sharded = list(todo.to_shard)
+    result.outputs["shards"] = layout.shards
+
+    reasons = quarantine_task(str(layout.restricted / "quarantine.parquet"), ingested.quarantine,
+                              label_q or "", str(layout.shards / "quarantine.parquet"))
+    result.outputs["quarantine (restricted)"] = layout.restricted / "quarantine.parquet"
+    result.notes.append("quarantined by reason: " + (", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
+                                                     or "none"))
+
+    keyed = update_ledger(ledger, prints, keyer, label_status={}, shard_status={}, published_version=None,
+                          published=())  # exam_id → exam_key for every exam, new ones included
+    published_keys = _train_publish_evaluate(layout, cfg, keyed, current is None or retrain, demo_key, progress,
+                                             quiet, result)
+    key_of = dict(zip(keyed.column("exam_id").to_pylist(), keyed.column("exam_key").to_pylist()))
+    now_published = [e for e in prints if key_of[e] in published_keys]
+    write_ledger(update_ledger(ledger, prints, keyer, label_status=label_status, shard_status=shard_status,
+                               published_version=result.model_version, published=now_published), layout.root)
+    result.outputs["ledger (restricted)"] = layout.root / "ledger.parquet"
+    shutil.rmtree(layout.work, ignore_errors=True)
+    _reconcile(result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger: Any, train: bool, demo_key: bool,
+                            progress: bool, quiet: bool, result: PipelineResult) -> set[str]:
+    """(Re)train and promote when asked, then embed every shard with the current model, publish, evaluate.
+
+    Returns the published exam keys. Shared by `pipeline` and `train`.
+    """
+    from radsim.flows.publish_embeddings import (
+        _artifacts,
+        embed_task,
+        evaluate_task,
+        publish_task,
+    )
+    from radsim.flows.train_embedding import train_embedding
+    from radsim.model.registry import current_model
+    from radsim.warehouse.config import training_options
+
+    current = current_model(layout.models)
+    if train or current is None:
+        _say("[4/6] training the embedding network (train_embedding flow)", quiet)
+        options = {**training_options(cfg), "progress": progress}
+        trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}", options)
+        result.promotion = promote_task(str(layout.models), trained["model_dir"])
+        result.notes += [line.strip() for line in trained["summary"].splitlines() if "model folder" not in line]
+        result.notes.append(result.promotion["reason"])
+        result.metrics["validation"] = trained.get("metrics") or {}
+        result.metrics["untrained_encoder"] = (trained.get("baseline_metrics") or {}).get("untrained_encoder") or {}
+        current = current_model(layout.models)
+    else:
+        _say(f"[4/6] keeping the current model {current['model_version']} (no retrain asked)", quiet)
+    assert current is not None
+    version = current["model_version"]
+    model_dir = layout.models / version
+    result.model_version = version
+    result.outputs["model"] = model_dir
+
+    _say(f"[5/6] embedding every sharded image with {version} and publishing", quiet)
+    loaded, embedded = embed_task(str(model_dir), str(layout.shards), 256, "auto")
+    embedded = relabel_task(embedded, str(layout.restricted / "labels.parquet"), ledger)
+    published = publish_task(embedded, loaded, str(layout.published))
+    result.published_rows = published.rows
+    result.outputs["published embeddings"] = layout.published / "embeddings"
+
+    truth = cfg.get("paths.truth")
+    if truth:
+        _say("[6/6] evaluating against the validated subset", quiet)
+        report_dir = layout.reports / version
+        evaluation = evaluate_task(str(layout.published), str(report_dir), version, str(truth), demo_key,
+                                   str(layout.shards))
+        _artifacts(evaluation)
+        result.headline = list(evaluation.headline())
+        result.outputs["evaluation report"] = report_dir / "report.md"
+    else:
+        _say("[6/6] no validated subset configured (paths.truth): evaluation skipped", quiet)
+    return set(embedded.exam_keys)
+
+
+@flow(name="train")
+def train(warehouse: str | None = None, config: dict[str, Any] | None = None, config_path: str | None = None,
+          demo_key: bool = False, progress: bool = False, quiet: bool = False) -> PipelineResult:
+    """Retrain from all shards; promote only a model that is not worse; re-embed and re-publish every exam.
+
+    A refused candidate leaves the current model (and the published table) as they were, and
+    current.json's "last_refused" says why.
+    """
+    from radsim.model.registry import current_model
+    from radsim.warehouse.config import resolve_config, save_config
+    from radsim.warehouse.ledger import mark_published, read_ledger, write_ledger
+
+    started = time.perf_counter()
+    cfg = dict(config) if config is not None else resolve_config({"paths.warehouse": warehouse}, config_path)
+    warehouse = warehouse or cfg.get("paths.warehouse")
+    if not warehouse:
+        raise UsageError("train needs a warehouse (argument or paths.warehouse in radsim.toml)")
+    layout = WarehouseLayout(Path(warehouse))
+    if not (layout.shards / "manifest.parquet").exists():
+        raise UsageError(f"{layout.shards} holds no shards yet: run the pipeline first")
+    keyer_from_env(demo=demo_key)
+    result = PipelineResult(layout)
+    result.outputs["configuration"] = save_config(cfg, layout.root)
+    before = current_model(layout.models)
+    ledger = read_ledger(layout.root)
+    _say(f"retraining from all shards; the current model is {before['model_version'] if before else 'none'}", quiet)
+    published_keys = _train_publish_evaluate(layout, cfg, ledger, True, demo_key, progress, quiet, result)
+    write_ledger(mark_published(ledger, published_keys, result.model_version), layout.root)
+    _reconcile(result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _reconcile(result: PipelineResult) -> None:
+    for counts in result.counts:
+        counts.check()
+    _table_artifact("pipeline-reconciliation", [c.as_dict() for c in result.counts],
+                    "rows in = rows out + quarantined + skipped (already processed), per stage; "
+                    + "; ".join(result.notes[:1]))

@@ -1,0 +1,149 @@
+"""The scheduled `pipeline` flow: incremental runs decided by the ledger (issue 7)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from radsim.warehouse.config import resolve_config
+
+TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory):
+    from radsim.synthetic import generate_cohort
+
+    root = tmp_path_factory.mktemp("cohorts")
+    a = generate_cohort(root / "a", 24, seed=11, image_size=64, progress=False)
+    b = generate_cohort(root / "b", 8, seed=12, image_size=64, progress=False)
+    return a, b
+
+
+def _copy(src: Path, inbox: Path, prefix: str = "") -> set[str]:
+    """Copy a cohort's exam folders; a prefix renames them (generate_cohort's ids repeat across seeds)."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    names = set()
+    for folder in src.iterdir():
+        shutil.copytree(folder, inbox / (prefix + folder.name))
+        names.add(prefix + folder.name)
+    return names
+
+
+def _published(warehouse: Path):
+    return pq.read_table(warehouse / "published" / "embeddings", partitioning=None)
+
+
+def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
+    from radsim.flows.pipeline import pipeline
+
+    a, b = cohorts
+    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
+    cfg = resolve_config(TINY, environ={})
+    ids_a = _copy(a.inbox, inbox)
+
+    first = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    assert set(first.labelled) == ids_a and set(first.sharded) == ids_a
+    assert first.promotion and first.promotion["promoted"]
+    n_a = _published(wh).num_rows
+    assert n_a == first.published_rows > 0
+    assert (wh / "config.json").exists() and (wh / "ledger.parquet").exists()
+
+    ids_b = _copy(b.inbox, inbox, prefix="B")
+    early = sorted(ids_b)[0]  # its images arrive before its report
+    early_report = (inbox / early / "report.txt").read_text()
+    (inbox / early / "report.txt").unlink()
+    second = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    assert set(second.labelled) == ids_b - {early} and set(second.sharded) == ids_b
+    assert second.promotion is None and second.model_version == first.model_version
+    stages = {c.stage: c for c in second.counts}
+    assert stages["label"].rows_out == len(ids_b) - 1 and stages["label"].skipped == len(ids_a) + 1
+    published = _published(wh)
+    assert published.num_rows == second.published_rows > n_a
+    assert "exam_id" not in published.column_names
+    ledger = pq.read_table(wh / "ledger.parquet")
+    assert set(ledger.column("exam_id").to_pylist()) == ids_a | ids_b
+    early_row = next(r for r in ledger.to_pylist() if r["exam_id"] == early)
+    assert early_row["label_status"] == "awaiting_report" and early_row["shard_status"] == "done"
+    early_pub = [r for r in published.select(["exam_key", "no_finding"]).to_pylist()
+                 if r["exam_key"] == early_row["exam_key"]]
+    assert early_pub and all(r["no_finding"] is None for r in early_pub)  # published unlabelled, not quarantined
+
+    shards_before = sorted(p.name for p in (wh / "shards").glob("*.tar"))
+    third = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    assert third.nothing_new and third.labelled == [] and third.sharded == []
+    assert any("nothing new" in n for n in third.notes)
+    assert sorted(p.name for p in (wh / "shards").glob("*.tar")) == shards_before
+    assert pq.read_table(wh / "ledger.parquet").equals(ledger)
+
+    # an amended report: that exam alone is re-labelled and re-published with its new labels
+    amended = sorted(ids_a)[0]
+    (inbox / amended / "report.txt").write_text("FINDINGS: Large right pneumothorax.\nIMPRESSION: Pneumothorax.")
+    (inbox / early / "report.txt").write_text(early_report)  # the late report arrives
+    fourth = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    assert fourth.labelled == sorted([amended, early]) and fourth.sharded == []
+    assert fourth.published_rows == second.published_rows
+    labels = pq.read_table(wh / "restricted" / "labels.parquet").to_pylist()
+    row = next(r for r in labels if r["exam_id"] == amended)
+    assert row["pneumothorax"] == 1
+    assert len(labels) == len({r["exam_id"] for r in labels})
+    key = next(r["exam_key"] for r in pq.read_table(wh / "ledger.parquet").to_pylist() if r["exam_id"] == amended)
+    pub = [r for r in _published(wh).select(["exam_key", "positive_findings"]).to_pylist() if r["exam_key"] == key]
+    assert pub and all("pneumothorax" in r["positive_findings"] for r in pub)
+    early_key = early_row["exam_key"]
+    assert all(r["no_finding"] is not None for r in _published(wh).select(["exam_key", "no_finding"]).to_pylist()
+               if r["exam_key"] == early_key)
+
+
+def test_train_flow_promotes_only_a_model_that_is_not_worse(prefect_harness, cohorts, tmp_path):
+    import json
+
+    from radsim.flows.pipeline import pipeline, train
+
+    a, _ = cohorts
+    inbox, wh = tmp_path / "inbox", tmp_path / "wh"
+    cfg = resolve_config(TINY, environ={})
+    _copy(a.inbox, inbox)
+    first = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    retrained = train(str(wh), config={**cfg, "model.seed": 1}, demo_key=True, quiet=True)
+    current = json.loads((wh / "models" / "current.json").read_text())
+    decision = retrained.promotion
+    assert decision["current"] == first.model_version and decision["reason"]
+    versions = set(_published(wh).column("model_version").to_pylist())
+    ledger_versions = set(pq.read_table(wh / "ledger.parquet").column("published_version").to_pylist())
+    if decision["promoted"]:
+        assert current["model_version"] == decision["candidate"] and current["previous"]["comparison"]
+        assert decision["candidate"] in versions and ledger_versions == {decision["candidate"]}
+    else:
+        assert current["model_version"] == first.model_version
+        assert current["last_refused"]["reason"] == decision["reason"]
+        assert ledger_versions == {first.model_version}
+    assert retrained.published_rows == first.published_rows
+
+
+def test_radsim_run_cli_then_nothing_new(prefect_harness, cohorts, tmp_path, capsys):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from radsim.flows.cli import main
+
+    a, _ = cohorts
+    toml = tmp_path / "radsim.toml"
+    toml.write_text(f'[paths]\nwarehouse = "{tmp_path / "wh"}"\n[imaging]\nimage_size = 64\n'
+                    '[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 16\n')
+    assert main(["run", str(a.inbox), "--demo-key", "--config", str(toml), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "label: " in out and "published" in out
+    assert json_settings(tmp_path / "wh")["imaging.image_size"] == 64
+    assert main(["run", str(a.inbox), "--demo-key", "--config", str(toml), "--no-progress"]) == 0
+    assert "nothing new" in capsys.readouterr().out
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[
+            "pipeline-reconciliation", "label-counts", "shard-counts"])))
+    assert {a.key for a in found} >= {"pipeline-reconciliation", "label-counts", "shard-counts"}
+
+
+def json_settings(warehouse: Path) -> dict:
+    import json
+
+    return json.loads((warehouse / "config.json").read_text())["settings"]

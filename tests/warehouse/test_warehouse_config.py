@@ -1,0 +1,68 @@
+"""radsim.toml: precedence, saved resolution, and one-line errors that name the key."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from radsim.data_contracts import UsageError
+from radsim.warehouse.config import (
+    check_cron,
+    resolve_config,
+    save_config,
+    training_options,
+)
+
+
+def _toml(tmp_path, text):
+    p = tmp_path / "radsim.toml"
+    p.write_text(text)
+    return p
+
+
+def test_precedence_cli_over_env_over_toml_over_defaults(tmp_path):
+    toml = _toml(tmp_path, '[imaging]\nimage_size = 128\n[model]\nbackbone = "resnet18"\nmax_steps = 7\n'
+                           '[runner]\nworkers = 3\n[schedule]\ncron = "30 1 * * *"\n')
+    cfg = resolve_config({"imaging.image_size": 96}, toml, environ={"RADSIM_MODEL_BACKBONE": "densenet121",
+                                                                   "RADSIM_WORKERS": "4"})
+    assert cfg["imaging.image_size"] == 96 and cfg["_sources"]["imaging.image_size"] == "command line"
+    assert cfg["model.backbone"] == "densenet121" and cfg["_sources"]["model.backbone"] == "environment"
+    assert cfg["runner.workers"] == 4
+    assert cfg["model.max_steps"] == 7 and cfg["schedule.cron"] == "30 1 * * *"
+    assert cfg["model.loss"] == "ml2" and cfg["_sources"]["model.loss"] == "default"
+    assert training_options(cfg)["max_steps"] == 7 and "batch_size" not in training_options(cfg)
+    saved = json.loads(save_config(cfg, tmp_path / "wh").read_text())
+    assert saved["settings"]["imaging.image_size"] == 96 and saved["sources"]["model.backbone"] == "environment"
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[model]\nbackbon = "small"\n', "model.backbon"),
+    ('[imaging]\nimage_size = "big"\n', "imaging.image_size"),
+    ('[runner]\nworkers = 2.5\n', "runner.workers"),
+    ('image_size = 64\n', "image_size"),
+])
+def test_unknown_key_or_wrong_type_names_the_key(tmp_path, text, key):
+    with pytest.raises(UsageError, match=key.replace(".", r"\.")):
+        resolve_config(None, _toml(tmp_path, text), environ={})
+
+
+def test_env_with_wrong_type_names_the_variable():
+    with pytest.raises(UsageError, match="RADSIM_IMAGE_SIZE"):
+        resolve_config(None, None, environ={"RADSIM_IMAGE_SIZE": "huge"})
+
+
+@pytest.mark.parametrize("cron", ["61 2 * * *", "every night", "0 2 * *", "0 25 * * *"])
+def test_bad_cron_is_a_usage_error(cron):
+    with pytest.raises(UsageError, match="cron"):
+        check_cron(cron)
+    with pytest.raises(UsageError, match="schedule.cron"):
+        resolve_config({"schedule.cron": cron}, None, environ={})
+
+
+def test_good_cron_passes():
+    assert check_cron("0 2 * * *") == "0 2 * * *"
+    assert check_cron("0 3 * * 0") == "0 3 * * 0"
+
+
+def test_malformed_toml_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="not valid TOML"):
+        resolve_config(None, _toml(tmp_path, "[model\n"), environ={})
