@@ -42,6 +42,18 @@ def shared_dicom_dir() -> Path:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """torch on one thread: on a shared 2-core machine, two OpenMP threads that compete with other
+    processes spin-wait and run a small CNN step many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def site_key(monkeypatch) -> str:
     """A non-demo pseudonymisation key for tests that run as a site would."""
     key = "test-site-secret-0123456789abcdef"

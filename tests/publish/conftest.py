@@ -19,12 +19,8 @@ UNLABELLED = 3
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Two competing OpenMP threads on a shared 2-core machine run a small CNN many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs torch on one thread (see tests/conftest.py)."""
 
 
 @dataclass(frozen=True)
