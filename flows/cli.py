@@ -22,6 +22,7 @@ EXTRA_FOR_MODULE = {
     "pydicom": "imaging", "pylibjpeg": "imaging", "PIL": "imaging", "webdataset": "imaging",
     "torch": "training", "pytorch_metric_learning": "training",
     "sklearn": "evaluation", "matplotlib": "evaluation", "faiss": "evaluation",
+    "dask": "scale", "distributed": "scale", "prefect_dask": "scale",
 }
 
 

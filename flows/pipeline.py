@@ -10,6 +10,8 @@ stage packages, this module only chains it and makes the artifacts.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import contextlib
 import shutil
 import time
@@ -300,6 +302,7 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
     from radsim.warehouse.inbox import exams_table_for
 
     n_images = ingested.exams.num_rows
+    run_started = datetime.now(timezone.utc)
     if todo.to_shard:
         layout.work.mkdir(parents=True, exist_ok=True)
         batch = write_parquet_atomic(exams_table_for(ingested.exams, set(todo.to_shard)),
@@ -314,7 +317,11 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
 
         in_manifest = set(pq.read_table(layout.shards / "manifest.parquet", columns=["exam_key"])
                           .column("exam_key").to_pylist()) if (layout.shards / "manifest.parquet").exists() else set()
-        shard_status = {e: ("done" if keyer.exam_key(e) in in_manifest else "quarantined") for e in todo.to_shard}
+        from radsim.imaging.shards import shard_refusals
+
+        refused = shard_refusals(layout.shards, run_started)
+        shard_status = {e: ("done" if keyer.exam_key(e) in in_manifest and e not in refused else "quarantined")
+                        for e in todo.to_shard}
     else:
         counts = StageCounts("shard", n_images, 0, 0, n_images)
     result.counts.append(counts.check())

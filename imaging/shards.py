@@ -15,6 +15,8 @@ position and split. No header value, no path, no raw id.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 import contextlib
 import fcntl
 import hashlib
@@ -480,6 +482,19 @@ def _write_quarantine(out: Path, records: list[QuarantineRecord]) -> dict[str, i
     if old is None or merged.num_rows != old.num_rows:  # rewrite only when something is new
         write_parquet_atomic(merged, path, load_contract("quarantine"))
     return reasons
+
+
+def shard_refusals(out_dir: str | Path, since: datetime) -> set[str]:
+    """Exam ids the shard stage quarantined at or after `since` (record ids are `<exam_id>/<index>...`).
+
+    The warehouse ledger uses this so that an exam whose new image was refused (a re-send with
+    other pixels: shards are never rewritten) is not marked as sharded.
+    """
+    path = Path(out_dir) / QUARANTINE_FILE
+    if not path.exists():
+        return set()
+    rows = pq.read_table(path, columns=["stage", "record_id", "seen_at"]).to_pylist()
+    return {r["record_id"].split("/", 1)[0] for r in rows if r["stage"] == STAGE and r["seen_at"] >= since}
 
 
 # --------------------------------------------------------------------------- all three

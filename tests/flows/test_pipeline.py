@@ -95,6 +95,17 @@ def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
     assert all(r["no_finding"] is not None for r in _published(wh).select(["exam_key", "no_finding"]).to_pylist()
                if r["exam_key"] == early_key)
 
+    # a re-send with other pixels: shards are never rewritten, so the image is quarantined and the
+    # ledger says so instead of marking the exam sharded
+    resent, donor = sorted(ids_a)[1], sorted(ids_a)[2]
+    shutil.copy(inbox / donor / "0.dcm", inbox / resent / "0.dcm")
+    fifth = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    assert fifth.sharded == [resent]
+    resent_row = next(r for r in pq.read_table(wh / "ledger.parquet").to_pylist() if r["exam_id"] == resent)
+    assert resent_row["shard_status"] == "quarantined"
+    shard_q = pq.read_table(wh / "shards" / "quarantine.parquet").to_pylist()
+    assert any(r["record_id"].startswith(f"{resent}/") for r in shard_q)
+
 
 def test_train_flow_promotes_only_a_model_that_is_not_worse(prefect_harness, cohorts, tmp_path):
     import json
