@@ -15,9 +15,10 @@ configure_prefect()  # before prefect is imported
 
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
-from radsim.data_contracts import UsageError, keyer_from_env, load_vocabulary  # noqa: E402
+from radsim.data_contracts import keyer_from_env, load_vocabulary  # noqa: E402
+from radsim.flows.task_runners import RUNNERS, make_task_runner  # noqa: E402,F401 - re-exported
 from radsim.imaging.normalise import DEFAULT_IMAGE_SIZE  # noqa: E402
 from radsim.imaging.shards import (  # noqa: E402
     DEFAULT_BATCH,
@@ -29,18 +30,6 @@ from radsim.imaging.shards import (  # noqa: E402
     shard_dir_lock,
 )
 from radsim.imaging.worker import DecodeOptions, DecodeResult, WorkItem, decode_batch  # noqa: E402
-
-RUNNERS = ("threads", "processes")
-
-
-def make_task_runner(kind: str = "threads", workers: int = 2) -> Any:
-    """Threads (cheap to start; codecs release the GIL only in part) or processes (true parallelism)."""
-    if kind == "threads":
-        return ThreadPoolTaskRunner(max_workers=max(1, workers))
-    if kind == "processes":
-        return ProcessPoolTaskRunner(max_workers=max(1, workers))
-    raise UsageError(f"task runner must be one of {RUNNERS}, got {kind!r}")
-
 
 @task(name="decode-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
 def decode_batch_task(batch: list[WorkItem], opts: DecodeOptions) -> list[DecodeResult]:
@@ -103,7 +92,10 @@ def build_shards(
 
 
 def run_build_shards(exams: str, labels: str | None, out: str, *, runner: str = "threads", workers: int = 2,
-                     **kwargs: Any) -> dict[str, Any]:
-    """Run the flow with the chosen task runner (threads or processes) and worker count."""
-    return build_shards.with_options(task_runner=make_task_runner(runner, workers))(
+                     dask_address: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run the flow with the chosen task runner (threads, processes or dask) and worker count.
+
+    On Dask only the decode batches leave this process; the shard commit stays here.
+    """
+    return build_shards.with_options(task_runner=make_task_runner(runner, workers, dask_address))(
         exams, labels, out, workers=workers, **kwargs)

@@ -309,6 +309,7 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
                                      layout.work / "shard-batch.parquet")
         sharded = run_build_shards(str(batch), str(layout.restricted / "labels.parquet"), str(layout.shards),
                                    runner=cfg["runner.task_runner"], workers=cfg["runner.workers"],
+                                   dask_address=cfg.get("runner.dask_address"),
                                    image_size=cfg["imaging.image_size"], demo_key=demo_key,
                                    vocabulary=cfg.get("paths.vocabulary"), progress=progress)
         counts = StageCounts("shard", n_images, sharded["rows_out"], sharded["quarantined"],

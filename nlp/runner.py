@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +35,11 @@ if TYPE_CHECKING:  # the parent of worker processes never imports spaCy
 STAGE = "label"
 DEFAULT_BATCH = 512
 VALUE_NAMES = {1: "positive", 0: "negative", -1: "uncertain"}
+
+
+# Hands one chunk of (exam_id, text) items to an executor; returns a future whose `.result()` is
+# `label_chunk`'s (labels table, failures). Lets a caller map chunks on its own task runner.
+ChunkSubmitter = Callable[[list[tuple[str, object]], int], Any]
 
 
 @dataclass
@@ -92,7 +97,7 @@ class LabelRunSummary:
 
 # --------------------------------------------------------------------------- labelling a chunk
 
-def _label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tuple[str, object]],
+def label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tuple[str, object]],
                  batch_size: int) -> tuple[pa.Table, list[tuple[str, str, str]]]:
     """Label (exam_id, text) pairs → (validated labels table, [(exam_id, reason, message)])."""
     rows: list[dict[str, Any]] = []
@@ -173,8 +178,13 @@ def _chunks(records: Iterable[ReportRecord | tuple[str, object]], gate: _Gate, c
 
 def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocabulary: Vocabulary | None = None,
                   labeler: "Labeler | None" = None, workers: int = 1, batch_size: int = DEFAULT_BATCH,
-                  collapse_images: bool = False, counts: StageCounts | None = None) -> Iterator[LabelBatch]:
+                  collapse_images: bool = False, counts: StageCounts | None = None,
+                  submit: "ChunkSubmitter | None" = None) -> Iterator[LabelBatch]:
     """Stream records (ReportRecord or (exam_id, text)) → LabelBatch per `batch_size` reports, in input order.
+
+    `submit(items, inner)` hands each chunk to an executor of the caller's (a Prefect task runner on
+    Dask, say) and returns a future with `.result()` → `label_chunk`'s output; at most
+    2 × workers chunks are then in flight.
 
     Bad records become quarantine records (empty_report, undecodable_text, duplicate_id for a second
     occurrence, schema_violation for a missing id). `counts` (a StageCounts) is updated as batches go.
@@ -193,26 +203,48 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocab
         counts.rows_out += table.num_rows
         return LabelBatch(table, q, n_in)
 
+    if submit is not None:
+        yield from _windowed(chunks, submit, inner, 2 * max(1, workers), finish)
+        return
     if workers <= 1:
         if labeler is None:
             from .labeler import Labeler
 
             labeler = Labeler(vocabulary)
         for items, bad, n_in in chunks:
-            table, failures = _label_chunk(labeler, vocabulary, items, inner)
+            table, failures = label_chunk(labeler, vocabulary, items, inner)
             yield finish(table, failures, bad, n_in)
         return
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=worker.init_worker, initargs=(vocabulary,)) as pool:
-        window: deque[tuple[Any, list[QuarantineRecord], int]] = deque()
-        for items, bad, n_in in chunks:
-            window.append((pool.apply_async(worker.label_chunk, ((items, inner),)), bad, n_in))
-            while len(window) > 2 * workers:
-                res, b, n = window.popleft()
-                yield finish(*res.get(), b, n)
-        while window:
-            res, b, n = window.popleft()
-            yield finish(*res.get(), b, n)
+        def to_pool(items: list[tuple[str, object]], n: int) -> "_PoolResult":
+            return _PoolResult(pool.apply_async(worker.label_chunk, ((items, n),)))
+
+        yield from _windowed(chunks, to_pool, inner, 2 * workers, finish)
+
+
+class _PoolResult:
+    """A multiprocessing AsyncResult read through `.result()`, like concurrent and Prefect futures."""
+
+    def __init__(self, async_result: Any):
+        self._async_result = async_result
+
+    def result(self) -> Any:
+        return self._async_result.get()
+
+
+def _windowed(chunks: Iterable[tuple[list[tuple[str, object]], list[QuarantineRecord], int]],
+              submit: ChunkSubmitter, inner: int, window: int, finish: Callable[..., LabelBatch]) -> Iterator[LabelBatch]:
+    """Submit chunks with at most `window` in flight; yield finished batches in input order."""
+    pending: deque[tuple[Any, list[QuarantineRecord], int]] = deque()
+    for items, bad, n_in in chunks:
+        pending.append((submit(items, inner), bad, n_in))
+        while len(pending) > window:
+            fut, b, n = pending.popleft()
+            yield finish(*fut.result(), b, n)
+    while pending:
+        fut, b, n = pending.popleft()
+        yield finish(*fut.result(), b, n)
 
 
 # --------------------------------------------------------------------------- files
@@ -232,7 +264,8 @@ def _progress(total: int | None, enabled: bool):
 
 
 def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | None = None, workers: int = 1,
-               batch_size: int = DEFAULT_BATCH, progress: bool = True, labeler: "Labeler | None" = None) -> LabelRunSummary:
+               batch_size: int = DEFAULT_BATCH, progress: bool = True, labeler: "Labeler | None" = None,
+               submit: "ChunkSubmitter | None" = None) -> LabelRunSummary:
     """Label every report of INPUT into OUT (labels contract) and OUT's .quarantine.parquet.
 
     Streams: input is read in batches and labels go to a ParquetWriter on a temporary file in
@@ -254,7 +287,8 @@ def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | N
     written: set[str] = set()
     with atomic_output(out) as tmp, pq.ParquetWriter(tmp, schema) as writer, _progress(source.total, progress) as bar:
         batches = label_reports(source.records(batch_size), vocabulary=vocabulary, workers=workers, labeler=labeler,
-                                batch_size=batch_size, collapse_images=source.has_image_index, counts=counts)
+                                batch_size=batch_size, collapse_images=source.has_image_index, counts=counts,
+                                submit=submit)
         for batch in batches:
             if batch.table.num_rows:
                 ids = batch.table.column("exam_id").to_pylist()

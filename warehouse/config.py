@@ -8,7 +8,7 @@ type is a one-line usage error naming the key (exit 2).
     [paths]      inbox, warehouse, truth, vocabulary          (paths or fsspec URIs)
     [imaging]    image_size
     [model]      backbone, loss, image_size, max_minutes, max_steps, batch_size, seed
-    [runner]     task_runner ("threads" | "processes"), workers
+    [runner]     task_runner ("threads" | "processes" | "dask"), workers, dask_address (tcp://HOST:PORT)
     [schedule]   cron
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import atomic_output
 
 CONFIG_FILE = "config.json"
-TASK_RUNNERS = ("threads", "processes")
+TASK_RUNNERS = ("threads", "processes", "dask")
 
 # dotted key → (type, default). `None` defaults mean "not set".
 SCHEMA: dict[str, tuple[type, Any]] = {
@@ -43,11 +43,13 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "model.seed": (int, 0),
     "runner.task_runner": (str, "threads"),
     "runner.workers": (int, 2),
+    "runner.dask_address": (str, None),
     "schedule.cron": (str, "0 2 * * *"),
 }
 ENV_ALIASES = {"paths.inbox": "RADSIM_INBOX", "paths.warehouse": "RADSIM_WAREHOUSE", "paths.truth": "RADSIM_TRUTH",
                "paths.vocabulary": "RADSIM_VOCABULARY", "imaging.image_size": "RADSIM_IMAGE_SIZE",
                "runner.task_runner": "RADSIM_TASK_RUNNER", "runner.workers": "RADSIM_WORKERS",
+               "runner.dask_address": "RADSIM_DASK_ADDRESS",
                "schedule.cron": "RADSIM_CRON"}
 
 

@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="reports per batch sent to a worker and written at once (default: %(default)s)")
     p.add_argument("--explain", metavar="EXAM_ID", help="label only this exam and print its evidence per finding")
     p.add_argument("--flow", action="store_true", help="run through the Prefect flow label_reports (ephemeral mode)")
+    p.add_argument("--task-runner", choices=("threads", "processes", "dask"),
+                   help="run as the flow (implies --flow); with dask, exam batches of --batch-size are labelled as "
+                   "tasks on --dask-address, else on a local cluster of --workers processes. Dask needs "
+                   "PREFECT_API_URL pointing at a Prefect server")
+    p.add_argument("--dask-address", metavar="tcp://HOST:PORT",
+                   help="Dask scheduler to label on (implies --task-runner dask)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -59,10 +65,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise UsageError("--out LABELS.parquet is required (or use --explain EXAM_ID)")
-    if args.flow:
-        from radsim.flows.label_reports import label_reports
+    runner = args.task_runner or ("dask" if args.dask_address else None)
+    if args.dask_address and runner != "dask":
+        raise UsageError(f"--dask-address needs --task-runner dask (got {runner})")
+    if args.flow or runner:
+        from radsim.flows.label_reports import run_label_reports
 
-        summary = label_reports(args.input, args.out, vocabulary_path=args.vocabulary,
+        summary = run_label_reports(args.input, args.out, runner=runner or "threads", dask_address=args.dask_address,
+                                    vocabulary_path=args.vocabulary,
                                 replace_vocabulary=args.replace_vocabulary, workers=args.workers,
                                 batch_size=args.batch_size, progress=not args.no_progress)
     else:

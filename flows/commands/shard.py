@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vocabulary", metavar="YAML", help="site vocabulary file extending the default findings")
     p.add_argument("--maxcount", type=int, default=1000, help="samples per shard at most (default: %(default)s)")
     p.add_argument("--flow", action="store_true", help="run as the Prefect flow build_shards (tasks on a process pool)")
+    p.add_argument("--task-runner", choices=("threads", "processes", "dask"),
+                   help="run as the flow with decode batches on this task runner (implies --flow); dask uses "
+                   "--dask-address, else a local cluster of --workers processes. Dask needs PREFECT_API_URL "
+                   "pointing at a Prefect server")
+    p.add_argument("--dask-address", metavar="tcp://HOST:PORT",
+                   help="Dask scheduler to send the decode batches to (implies --task-runner dask)")
     p.add_argument("--demo-key", action="store_true", help="use the public demo pseudonymisation key (synthetic data only)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -41,10 +47,14 @@ def run(args: argparse.Namespace) -> int:
     if args.image_size < 8:
         raise UsageError(f"--image-size must be at least 8 (got {args.image_size})")
     keyer = keyer_from_env(demo=args.demo_key)  # exits 2 without RADSIM_ID_KEY
-    if args.flow:
+    runner = args.task_runner or ("dask" if args.dask_address else None)
+    if args.dask_address and runner != "dask":
+        raise UsageError(f"--dask-address needs --task-runner dask (got {runner})")
+    if args.flow or runner:
         from radsim.flows.build_shards import run_build_shards
 
-        result = run_build_shards(args.exams, args.labels, args.out, runner="processes" if args.workers > 1 else "threads",
+        runner = runner or ("processes" if args.workers > 1 else "threads")
+        result = run_build_shards(args.exams, args.labels, args.out, runner=runner, dask_address=args.dask_address,
                                   workers=args.workers, image_size=args.image_size, demo_key=args.demo_key,
                                   vocabulary=args.vocabulary, maxcount=args.maxcount, progress=not args.no_progress)
         print(result["summary"])

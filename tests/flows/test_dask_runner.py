@@ -1,0 +1,145 @@
+"""Acceptance (issue 8): sharding and labelling on a real Dask LocalCluster through prefect-dask.
+
+A real Prefect server runs on loopback (with the ephemeral API each Dask worker would start its
+own server); a subprocess pointed at it ingests a tiny synthetic cohort, then shards and labels it
+twice: locally (threads) and on Dask with 2 worker processes. Shards must be byte-identical and the
+labels tables equal. All process groups are killed whatever happens.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+_spec = importlib.util.spec_from_file_location("_pipeline_server", Path(__file__).with_name("test_pipeline_server.py"))
+_server = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_server)  # reuse its free-port, health-check and process-group helpers
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE_S = 120
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+
+    from radsim.data_contracts import write_parquet_atomic
+    from radsim.flows.build_shards import run_build_shards
+    from radsim.flows.label_reports import run_label_reports
+    from radsim.nlp.runner import label_file
+    from radsim.synthetic import generate_cohort
+    from radsim.warehouse.inbox import ingest_inbox
+
+    if __name__ == "__main__":
+        root = Path(sys.argv[1])
+        cohort = generate_cohort(root / "cohort", 12, seed=5, image_size=64, progress=False)
+        exams = write_parquet_atomic(ingest_inbox(cohort.inbox).exams, root / "exams.parquet")
+        label_file(exams, root / "local-labels.parquet", batch_size=4, progress=False)
+        run_label_reports(exams, root / "dask-labels.parquet", runner="dask", workers=2, batch_size=4, progress=False)
+        common = dict(image_size=64, demo_key=True, batch_size=4, progress=False)
+        run_build_shards(str(exams), str(root / "local-labels.parquet"), str(root / "local-shards"),
+                         runner="threads", workers=2, **common)
+        run_build_shards(str(exams), str(root / "local-labels.parquet"), str(root / "dask-shards"),
+                         runner="dask", workers=2, **common)
+        print("DONE")
+""")
+
+
+def test_unreachable_dask_scheduler_is_one_line_usage_error(tmp_path):
+    from radsim.data_contracts import UsageError
+    from radsim.flows.task_runners import check_dask_scheduler, make_task_runner
+
+    address = f"tcp://127.0.0.1:{_server._free_port()}"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(UsageError) as err:
+        make_task_runner("dask", 2, address)
+    assert address in str(err.value) and "scheduler" in str(err.value) and "\n" not in str(err.value)
+    assert time.monotonic() - started < 10
+    with pytest.raises(UsageError, match="not a scheduler address"):
+        check_dask_scheduler("http://nowhere", timeout=0.5)
+
+
+def test_cli_unreachable_dask_scheduler_exits_2(tmp_path):
+    address = f"tcp://127.0.0.1:{_server._free_port()}"
+    reports = tmp_path / "reports.csv"
+    reports.write_text("exam_id,report_text\nE1,No acute findings.\n")
+    env = {**os.environ, "RADSIM_ID_KEY": "k" * 32}
+    done = subprocess.run([sys.executable, "-m", "radsim.flows.cli", "label", str(reports), "--out",
+                           str(tmp_path / "l.parquet"), "--dask-address", address, "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert address in done.stderr and "Traceback" not in done.stderr
+
+
+def _count_task_runs(api: str, name: str) -> int:
+    body = json.dumps({"task_runs": {"name": {"like_": name}}}).encode()
+    req = urllib.request.Request(f"{api}/task_runs/count", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return int(json.loads(r.read()))
+
+
+def _shard_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.tar"))}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(DEADLINE_S + 60)
+def test_dask_runner_matches_local_run(tmp_path):
+    pytest.importorskip("prefect_dask")
+    pytest.importorskip("distributed")
+    port = _server._free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RADSIM_"))}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               DO_NOT_TRACK="1", PREFECT_LOGGING_LEVEL="WARNING")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (tmp_path / "run_dask.py").write_text(SCRIPT)
+    started = time.monotonic()
+    procs: list[subprocess.Popen] = []
+    try:
+        with open(logs / "server.log", "w") as log:  # the child keeps its own descriptor
+            procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                           "--port", str(port)], env=env, cwd=tmp_path, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+        while True:
+            try:
+                if _server._get(f"{api}/health") is True:
+                    break
+            except OSError:
+                pass
+            assert procs[0].poll() is None, (logs / "server.log").read_text()[-2000:]
+            assert time.monotonic() - started < 60, "Prefect server not healthy within 60 s"
+            time.sleep(0.5)
+        run_log = logs / "run.log"
+        with open(run_log, "w") as log:
+            procs.append(subprocess.Popen([sys.executable, str(tmp_path / "run_dask.py"), str(tmp_path)],
+                                          env={**env, "PREFECT_API_URL": api}, cwd=tmp_path, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+        try:
+            rc = procs[1].wait(max(1.0, DEADLINE_S - (time.monotonic() - started)))
+        except subprocess.TimeoutExpired:
+            rc = None
+        assert rc == 0, f"run exited {rc}:\n" + run_log.read_text()[-4000:]
+        # the batches really ran as tasks recorded by this server: 12 exams / 4 per batch
+        assert _count_task_runs(api, "label-batch") == 3
+        assert _count_task_runs(api, "decode-batch") >= 2 * 3  # local run + Dask run
+    finally:
+        for proc in reversed(procs):
+            _server._stop(proc)
+
+    local, dask = _shard_bytes(tmp_path / "local-shards"), _shard_bytes(tmp_path / "dask-shards")
+    assert local and local == dask
+    assert (pq.read_table(tmp_path / "local-shards" / "manifest.parquet")
+            == pq.read_table(tmp_path / "dask-shards" / "manifest.parquet"))
+    local_labels = pq.read_table(tmp_path / "local-labels.parquet")
+    assert local_labels.num_rows > 0 and local_labels.equals(pq.read_table(tmp_path / "dask-labels.parquet"))
+    assert (tmp_path / "local-labels.parquet").read_bytes() == (tmp_path / "dask-labels.parquet").read_bytes()
