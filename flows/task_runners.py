@@ -15,6 +15,24 @@ RUNNERS = ("threads", "processes", "dask")
 CONNECT_TIMEOUT_S = 5.0
 
 
+def add_runner_arguments(parser: Any, work: str) -> None:
+    """`--task-runner` and `--dask-address` for a CLI stage; `work` names what is mapped (e.g. "decode batches")."""
+    parser.add_argument("--task-runner", choices=RUNNERS,
+                        help=f"run as the flow with the {work} on this task runner (implies --flow); dask uses "
+                        "--dask-address, else a local cluster of --workers processes. Dask needs PREFECT_API_URL "
+                        "pointing at a Prefect server")
+    parser.add_argument("--dask-address", metavar="tcp://HOST:PORT",
+                        help=f"Dask scheduler to send the {work} to (implies --task-runner dask)")
+
+
+def runner_from_args(args: Any) -> str | None:
+    """The task runner the CLI options ask for (None: run the plain functions), or a UsageError."""
+    runner = args.task_runner or ("dask" if args.dask_address else None)
+    if args.dask_address and runner != "dask":
+        raise UsageError(f"--dask-address needs --task-runner dask (got {runner})")
+    return runner
+
+
 def check_dask_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Fail fast, in one line, when the scheduler cannot be reached (instead of a traceback later)."""
     parts = urlsplit(address if "://" in address else f"tcp://{address}")

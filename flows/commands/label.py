@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from radsim.flows.task_runners import add_runner_arguments, runner_from_args
 import sys
 
 
@@ -27,12 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="reports per batch sent to a worker and written at once (default: %(default)s)")
     p.add_argument("--explain", metavar="EXAM_ID", help="label only this exam and print its evidence per finding")
     p.add_argument("--flow", action="store_true", help="run through the Prefect flow label_reports (ephemeral mode)")
-    p.add_argument("--task-runner", choices=("threads", "processes", "dask"),
-                   help="run as the flow (implies --flow); with dask, exam batches of --batch-size are labelled as "
-                   "tasks on --dask-address, else on a local cluster of --workers processes. Dask needs "
-                   "PREFECT_API_URL pointing at a Prefect server")
-    p.add_argument("--dask-address", metavar="tcp://HOST:PORT",
-                   help="Dask scheduler to label on (implies --task-runner dask)")
+    add_runner_arguments(p, "exam batches (of --batch-size reports)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -65,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise UsageError("--out LABELS.parquet is required (or use --explain EXAM_ID)")
-    runner = args.task_runner or ("dask" if args.dask_address else None)
-    if args.dask_address and runner != "dask":
-        raise UsageError(f"--dask-address needs --task-runner dask (got {runner})")
+    runner = runner_from_args(args)
     if args.flow or runner:
         from radsim.flows.label_reports import run_label_reports
 

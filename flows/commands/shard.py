@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from radsim.flows.task_runners import add_runner_arguments, runner_from_args
 import sys
 
 NAME = "shard"
@@ -28,12 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vocabulary", metavar="YAML", help="site vocabulary file extending the default findings")
     p.add_argument("--maxcount", type=int, default=1000, help="samples per shard at most (default: %(default)s)")
     p.add_argument("--flow", action="store_true", help="run as the Prefect flow build_shards (tasks on a process pool)")
-    p.add_argument("--task-runner", choices=("threads", "processes", "dask"),
-                   help="run as the flow with decode batches on this task runner (implies --flow); dask uses "
-                   "--dask-address, else a local cluster of --workers processes. Dask needs PREFECT_API_URL "
-                   "pointing at a Prefect server")
-    p.add_argument("--dask-address", metavar="tcp://HOST:PORT",
-                   help="Dask scheduler to send the decode batches to (implies --task-runner dask)")
+    add_runner_arguments(p, "decode batches")
     p.add_argument("--demo-key", action="store_true", help="use the public demo pseudonymisation key (synthetic data only)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -47,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image_size < 8:
         raise UsageError(f"--image-size must be at least 8 (got {args.image_size})")
     keyer = keyer_from_env(demo=args.demo_key)  # exits 2 without RADSIM_ID_KEY
-    runner = args.task_runner or ("dask" if args.dask_address else None)
-    if args.dask_address and runner != "dask":
-        raise UsageError(f"--dask-address needs --task-runner dask (got {runner})")
+    runner = runner_from_args(args)
     if args.flow or runner:
         from radsim.flows.build_shards import run_build_shards
 
