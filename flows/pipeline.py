@@ -206,10 +206,16 @@ def quarantine_task(path: str, records: list, *others: str) -> dict[str, int]:
 
 
 def _label(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str], vocabulary_path: str | None,
-           workers: int, progress: bool) -> tuple[StageCounts, dict[str, str], str | None]:
-    """Label the exams in `ids` that have a report; merge into restricted/labels.parquet."""
+           workers: int, progress: bool, config: dict[str, Any] | None = None
+           ) -> tuple[StageCounts, dict[str, str], str | None]:
+    """Label the exams in `ids` that have a report; merge into restricted/labels.parquet.
+
+    With `config` (the resolved configuration) the reports are labelled on its runner: "threads"
+    labels in this process as before (`workers` processes), "processes" uses runner.workers local
+    processes, "dask" sends the exam batches to the cluster (the same labels either way).
+    """
     import pyarrow.parquet as pq
-    from radsim.flows.label_reports import label_reports
+    from radsim.flows.label_reports import run_label_reports
     from radsim.warehouse.inbox import exams_table_for
     from radsim.warehouse.labels import merge_labels
 
@@ -224,8 +230,13 @@ def _label(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str], vo
         layout.work.mkdir(parents=True, exist_ok=True)
         batch = write_parquet_atomic(exams_table_for(exams, set(with_report)), layout.work / "label-batch.parquet")
         out = layout.work / "labels-batch.parquet"
-        summary = label_reports(str(batch), str(out), vocabulary_path=vocabulary_path, workers=workers,
-                                progress=progress)
+        runner = (config or {}).get("runner.task_runner") or "threads"
+        dask_address = (config or {}).get("runner.dask_address")
+        if runner != "threads" or dask_address:
+            workers = int((config or {}).get("runner.workers") or workers)
+        summary = run_label_reports(str(batch), str(out), runner=runner, workers=workers, dask_address=dask_address,
+                                    vocabulary_path=vocabulary_path, progress=progress,
+                                    batch_size=(config or {}).get("runner.label_batch_size") or 512)
         new = pq.read_table(out)
         labelled = set(new.column("exam_id").to_pylist())
         status.update({e: ("done" if e in labelled else "quarantined") for e in with_report})
@@ -244,21 +255,57 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
 
     `config` is an already resolved configuration (radsim run); deployments pass `config_path`
     (a radsim.toml) instead, and INBOX/WAREHOUSE default to its paths.inbox/paths.warehouse.
+    Either may be an fsspec URI (s3://, gs://, memory://): the run then works on a local
+    mirror that is pushed back only when the run succeeds (radsim.warehouse.storage).
     """
-    from radsim.flows.build_shards import run_build_shards
-    from radsim.model.registry import current_model
-    from radsim.warehouse.config import resolve_config, save_config
-    from radsim.warehouse.ledger import update_ledger, write_ledger
+    from radsim.warehouse.config import resolve_config
 
-    started = time.perf_counter()
     cfg = dict(config) if config is not None else resolve_config(
         {"paths.inbox": inbox, "paths.warehouse": warehouse}, config_path)
     inbox, warehouse = inbox or cfg.get("paths.inbox"), warehouse or cfg.get("paths.warehouse")
     if not inbox or not warehouse:
         raise UsageError("the pipeline needs an inbox and a warehouse (arguments or paths.* in radsim.toml)")
-    if not Path(inbox).exists():
-        raise UsageError(f"inbox {inbox} does not exist")
-    keyer = keyer_from_env(demo=demo_key)  # no key, no run (DESIGN §3)
+    keyer_from_env(demo=demo_key)  # no key, no run (DESIGN §3): before anything is pulled
+    with _storage(str(inbox), str(warehouse), cfg, quiet) as (inbox_dir, warehouse_dir):
+        result = _run_pipeline(str(inbox_dir), str(warehouse_dir), retrain, cfg, demo_key, progress, quiet)
+    _show_remote(result, warehouse_dir, str(warehouse))
+    return result
+
+
+@contextlib.contextmanager
+def _storage(inbox: str, warehouse: str, cfg: dict[str, Any], quiet: bool) -> Iterator[tuple[Path, Path]]:
+    """Local folders for the inbox (read only) and the warehouse (pushed back on success)."""
+    from radsim.warehouse.storage import open_folder, require_local
+
+    for key in ("paths.truth", "paths.vocabulary"):
+        require_local(key, cfg.get(key))
+    say = None if quiet else (lambda line: _say(f"      {line}", quiet))
+    with open_folder(inbox, writeback=False, must_exist=True, on_progress=say) as inbox_dir, \
+            open_folder(warehouse, on_progress=say) as warehouse_dir:
+        yield inbox_dir, warehouse_dir
+
+
+def _show_remote(result: PipelineResult, local_root: Path, uri: str) -> None:
+    """Outputs inside a mirrored warehouse are named by their URI, not by the local working copy."""
+    from radsim.warehouse.storage import is_remote
+
+    if not is_remote(uri):
+        return
+    for name, path in list(result.outputs.items()):
+        with contextlib.suppress(ValueError):
+            result.outputs[name] = uri.rstrip("/") + "/" + Path(path).relative_to(local_root).as_posix()
+
+
+def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any], demo_key: bool, progress: bool,
+                  quiet: bool) -> PipelineResult:
+    """The pipeline on local folders (the flow has resolved the configuration and the storage)."""
+    from radsim.flows.build_shards import run_build_shards
+    from radsim.model.registry import current_model
+    from radsim.warehouse.config import save_config
+    from radsim.warehouse.ledger import update_ledger, write_ledger
+
+    started = time.perf_counter()
+    keyer = keyer_from_env(demo=demo_key)
     layout = WarehouseLayout(Path(warehouse))
     layout.restricted.mkdir(parents=True, exist_ok=True)
     result = PipelineResult(layout)
@@ -292,7 +339,7 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
 
     _say(f"[2/6] labelling {len(todo.to_label)} new or amended reports (label_reports flow)", quiet)
     label_counts, label_status, label_q = _label(layout, ingested.exams, prints, todo.to_label,
-                                                 cfg.get("paths.vocabulary"), 1, progress)
+                                                 cfg.get("paths.vocabulary"), 1, progress, config=cfg)
     result.counts.append(label_counts)
     result.labelled = sorted(e for e, s in label_status.items() if s == "done")
     result.outputs["labels (restricted)"] = layout.restricted / "labels.parquet"
@@ -311,7 +358,8 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
                                    runner=cfg["runner.task_runner"], workers=cfg["runner.workers"],
                                    dask_address=cfg.get("runner.dask_address"),
                                    image_size=cfg["imaging.image_size"], demo_key=demo_key,
-                                   vocabulary=cfg.get("paths.vocabulary"), progress=progress)
+                                   vocabulary=cfg.get("paths.vocabulary"),
+                                   batch_size=cfg.get("runner.decode_batch_size") or 32, progress=progress)
         counts = StageCounts("shard", n_images, sharded["rows_out"], sharded["quarantined"],
                              n_images - sharded["rows_out"] - sharded["quarantined"])
         import pyarrow.parquet as pq
@@ -364,13 +412,14 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
     )
     from radsim.flows.train_embedding import train_embedding
     from radsim.model.registry import current_model
-    from radsim.warehouse.config import training_options
+    from radsim.warehouse.config import launch_options, training_options
 
     current = current_model(layout.models)
     if train or current is None:
         _say("[4/6] training the embedding network (train_embedding flow)", quiet)
         options = {**training_options(cfg), "progress": progress}
-        trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}", options)
+        trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}", options,
+                                  launch=launch_options(cfg))
         result.promotion = promote_task(str(layout.models), trained["model_dir"])
         result.notes += [line.strip() for line in trained["summary"].splitlines() if "model folder" not in line]
         result.notes.append(result.promotion["reason"])
@@ -386,7 +435,16 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
     result.outputs["model"] = model_dir
 
     _say(f"[5/6] embedding every sharded image with {version} and publishing", quiet)
-    loaded, embedded = embed_task(str(model_dir), str(layout.shards), 256, "auto")
+    runner, dask_address = cfg.get("runner.task_runner") or "threads", cfg.get("runner.dask_address")
+    if runner != "threads" or dask_address:  # groups of shards as tasks on the runner, CPU fp32 like a local run
+        from radsim.flows.publish_embeddings import run_embed_shards
+
+        loaded, embedded = run_embed_shards(str(model_dir), str(layout.shards), runner=runner,
+                                            workers=cfg.get("runner.workers") or 2, dask_address=dask_address,
+                                            shards_per_task=cfg.get("runner.shards_per_task") or 1, batch_size=256,
+                                            device="cpu", progress=progress)
+    else:  # one task: torch already uses every core of this process, so threads would only add overhead
+        loaded, embedded = embed_task(str(model_dir), str(layout.shards), 256, "auto")
     embedded = relabel_task(embedded, str(layout.restricted / "labels.parquet"), ledger)
     published = publish_task(embedded, loaded, str(layout.published))
     result.published_rows = published.rows
@@ -414,15 +472,27 @@ def train(warehouse: str | None = None, config: dict[str, Any] | None = None, co
     A refused candidate leaves the current model (and the published table) as they were, and
     current.json's "last_refused" says why.
     """
-    from radsim.model.registry import current_model
-    from radsim.warehouse.config import resolve_config, save_config
-    from radsim.warehouse.ledger import mark_published, read_ledger, write_ledger
+    from radsim.warehouse.config import resolve_config
 
-    started = time.perf_counter()
     cfg = dict(config) if config is not None else resolve_config({"paths.warehouse": warehouse}, config_path)
     warehouse = warehouse or cfg.get("paths.warehouse")
     if not warehouse:
         raise UsageError("train needs a warehouse (argument or paths.warehouse in radsim.toml)")
+    from radsim.warehouse.storage import open_folder, require_local
+
+    require_local("paths.truth", cfg.get("paths.truth"))
+    with open_folder(str(warehouse)) as warehouse_dir:
+        result = _run_train(warehouse_dir, cfg, demo_key, progress, quiet)
+    _show_remote(result, warehouse_dir, str(warehouse))
+    return result
+
+
+def _run_train(warehouse: Path, cfg: dict[str, Any], demo_key: bool, progress: bool, quiet: bool) -> PipelineResult:
+    from radsim.model.registry import current_model
+    from radsim.warehouse.config import save_config
+    from radsim.warehouse.ledger import mark_published, read_ledger, write_ledger
+
+    started = time.perf_counter()
     layout = WarehouseLayout(Path(warehouse))
     if not (layout.shards / "manifest.parquet").exists():
         raise UsageError(f"{layout.shards} holds no shards yet: run the pipeline first")

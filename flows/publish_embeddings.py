@@ -3,9 +3,16 @@
 It only chains radsim.model.publish and radsim.evaluation.report; the report becomes a
 Markdown artifact and the headline numbers a table artifact. Reruns are decided by the
 publish record, not Prefect's cache (DESIGN §11), so tasks run with NO_CACHE.
+
+Scale-out (DESIGN §11): `mapped=True` (or `run_publish_embeddings(runner=...)`) embeds groups of
+`shards_per_task` shards as `embed-part` tasks on the flow's task runner (threads, processes or
+Dask) and assembles them here in manifest order; the published table is the same as a
+one-process run's. Each worker loads the model itself, so every Dask worker must see MODEL_DIR
+and SHARDS_DIR at the same path as the flow process (a shared volume).
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,73 @@ def embed_task(model_dir: str, shards: str, batch_size: int, device: str) -> tup
 
     loaded = load_model(model_dir)
     return loaded, embed_shards(loaded, shards, batch_size=batch_size, device=device)
+
+
+_MODELS: dict[tuple[str, int, int], Any] = {}  # per worker process: the last model loaded, by file identity
+_MODELS_LOCK = threading.Lock()  # the threads runner calls the task from several threads at once
+
+
+def cached_model(model_dir: str) -> Any:
+    """The model in `model_dir`, on CPU, loaded once per process (again when model.pt changes)."""
+    from radsim.model.checkpoint import BEST_FILE, load_model
+
+    path = Path(model_dir)
+    path = path / BEST_FILE if path.is_dir() else path
+    try:
+        st = path.stat()
+    except OSError:
+        from radsim.data_contracts import UsageError
+
+        raise UsageError(f"no model at {path} on this worker: workers need MODEL_DIR at the same path") from None
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS.clear()
+            _MODELS[key] = load_model(path, device="cpu")
+        return _MODELS[key]
+
+
+@task(name="embed-part", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
+def embed_part_task(model_dir: str, shards: str, names: list[str], batch_size: int, device: str) -> Any:
+    """Embed one group of shards wherever the task runner puts it (a Dask worker, say)."""
+    from radsim.model.publish import embed_part
+
+    return embed_part(cached_model(model_dir), shards, names, batch_size=batch_size, device=device)
+
+
+def embed_mapped(model_dir: str, shards: str, *, batch_size: int = 256, device: str = "cpu",
+                 shards_per_task: int = 1, workers: int = 2, progress: bool = False) -> tuple[Any, Any]:
+    """`embed_shards` with its shard groups mapped as tasks on the current flow's task runner.
+
+    Returns (loaded model, EmbeddedShards) like `embed_task`; at most 2 × workers groups are in flight.
+    """
+    from radsim.model.checkpoint import load_model
+    from radsim.model.publish import embed_shards
+
+    loaded = load_model(model_dir)
+
+    def submit(names: list[str]) -> Any:
+        return embed_part_task.submit(model_dir, shards, names, batch_size, device)
+
+    return loaded, embed_shards(loaded, shards, batch_size=batch_size, device=device, progress=progress,
+                                shards_per_task=shards_per_task, submit=submit, window=2 * max(1, workers))
+
+
+@flow(name="embed-shards")
+def embed_shards_flow(model_dir: str, shards: str, batch_size: int = 256, device: str = "cpu",
+                      shards_per_task: int = 1, workers: int = 2, progress: bool = False) -> tuple[Any, Any]:
+    """Embed every sharded image, groups of shards as tasks on this flow's task runner (see run_embed_shards)."""
+    return embed_mapped(str(model_dir), str(shards), batch_size=batch_size, device=device,
+                        shards_per_task=shards_per_task, workers=workers, progress=progress)
+
+
+def run_embed_shards(model_dir: str, shards: str, *, runner: str = "threads", workers: int = 2,
+                     dask_address: str | None = None, **kwargs: Any) -> tuple[Any, Any]:
+    """(loaded model, EmbeddedShards) with the shard groups on the chosen task runner (threads, processes, dask)."""
+    from radsim.flows.task_runners import make_task_runner
+
+    return embed_shards_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address))(
+        str(model_dir), str(shards), workers=workers, **kwargs)
 
 
 @task(name="publish-table", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -63,12 +137,21 @@ def _artifacts(evaluation: Any) -> None:
 @flow(name="publish_embeddings")
 def publish_embeddings(model_dir: str, shards: str, published_dir: str, report_dir: str | None = None,
                        truth: str | None = None, demo_key: bool = False, batch_size: int = 256,
-                       device: str = "auto", split: str = "test") -> dict[str, Any]:
-    """Embed, publish and (with `report_dir`) evaluate; returns the publish summary and headline lines."""
-    loaded, embedded = embed_task(str(model_dir), str(shards), batch_size, device)
+                       device: str = "auto", split: str = "test", mapped: bool = False, shards_per_task: int = 1,
+                       workers: int = 2, progress: bool = False) -> dict[str, Any]:
+    """Embed, publish and (with `report_dir`) evaluate; returns the publish summary and headline lines.
+
+    `mapped=True` embeds groups of `shards_per_task` shards as tasks on the flow's task runner.
+    """
+    if mapped:
+        loaded, embedded = embed_mapped(str(model_dir), str(shards), batch_size=batch_size, device=device,
+                                        shards_per_task=shards_per_task, workers=workers, progress=progress)
+    else:
+        loaded, embedded = embed_task(str(model_dir), str(shards), batch_size, device)
     published = publish_task(embedded, loaded, str(published_dir))
     out: dict[str, Any] = {"model_version": published.model_version, "rows": published.rows,
                            "path": str(published.path), "summary": published.summary(),
+                           "record_path": str(published.record_path),
                            "embed_images_per_s": embedded.images_per_s}
     if report_dir is not None:
         evaluation = evaluate_task(str(published_dir), str(report_dir), published.model_version,
@@ -77,3 +160,17 @@ def publish_embeddings(model_dir: str, shards: str, published_dir: str, report_d
         out.update(report=str(Path(report_dir) / "report.md"), headline=evaluation.headline(),
                    evaluation=evaluation.summary())
     return out
+
+
+def run_publish_embeddings(model_dir: str, shards: str, published_dir: str, *, runner: str = "threads",
+                           workers: int = 2, dask_address: str | None = None, device: str = "cpu",
+                           **kwargs: Any) -> dict[str, Any]:
+    """Run the flow with the shard groups embedded on the chosen task runner (threads, processes or dask).
+
+    Tasks embed on CPU unless `device` says otherwise, so every worker computes in fp32 like a local
+    CPU run. Only the embedding leaves this process; the publication (and evaluation) stay here.
+    """
+    from radsim.flows.task_runners import make_task_runner
+
+    return publish_embeddings.with_options(task_runner=make_task_runner(runner, workers, dask_address))(
+        str(model_dir), str(shards), str(published_dir), device=device, mapped=True, workers=workers, **kwargs)

@@ -18,7 +18,7 @@ CONNECT_TIMEOUT_S = 5.0
 def add_runner_arguments(parser: Any, work: str) -> None:
     """`--task-runner` and `--dask-address` for a CLI stage; `work` names what is mapped (e.g. "decode batches")."""
     parser.add_argument("--task-runner", choices=RUNNERS,
-                        help=f"run as the flow with the {work} on this task runner (implies --flow); dask uses "
+                        help=f"run as a Prefect flow with the {work} as tasks on this task runner; dask uses "
                         "--dask-address, else a local cluster of --workers processes. Dask needs PREFECT_API_URL "
                         "pointing at a Prefect server")
     parser.add_argument("--dask-address", metavar="tcp://HOST:PORT",

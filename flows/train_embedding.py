@@ -1,11 +1,14 @@
 """The `train_embedding` flow: one task around `radsim.model.train.train_embedding_model` (DESIGN §1, §8).
 
 Thin on purpose: the training loop owns checkpoints and resume, so a retry is a `resume`.
+With `launch` (radsim train --nproc-per-node N) the task owns a torchrun process group
+instead and streams every rank's lines to the run log (radsim.model.launch).
 The model card's validation metrics (and the untrained-encoder baseline) become a
 markdown artifact. Run on its own: `python -m radsim.flows.train_embedding --shards S --out M`.
 """
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from radsim.flows.prefect_env import configure_prefect
 
 configure_prefect()  # before prefect is imported
 
-from prefect import flow, task  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 
@@ -22,7 +25,48 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 def train_task(shards: str, out: str, options: dict[str, Any]) -> dict[str, Any]:
     from radsim.model.train import train_embedding_model
 
-    result = train_embedding_model(shards, out, **options)
+    return _result_dict(train_embedding_model(shards, out, **options))
+
+
+@task(name="torchrun-train", cache_policy=NO_CACHE)
+def torchrun_task(shards: str, out: str, options: dict[str, Any], launch: dict[str, Any]) -> dict[str, Any]:
+    """Own torchrun's process group for the whole job: stream its lines, stop it all if this run stops."""
+    from radsim.flows.commands.train import options_to_argv
+    from radsim.model.data import read_shard_info
+    from radsim.model.launch import LaunchSpec, for_console, launch_training, stream_to
+    from radsim.model.train import result_from_folder
+
+    read_shard_info(shards)  # a bad shard folder is one line here, not one per rank
+    spec = LaunchSpec(**launch)
+    run_log = _run_log()
+    run_log.info("torchrun: %d process(es) per node x %d node(s), this node %d", spec.nproc_per_node, spec.nnodes,
+                 spec.node_rank)
+    launch_training(spec, options_to_argv(shards, out, options), out, on_line=stream_to(_print_if(for_console), run_log.info))
+    return _result_dict(result_from_folder(out))
+
+
+def _print_if(keep: Any) -> Any:
+    return lambda line: print(line, flush=True) if keep(line) else None
+
+
+def _run_log() -> logging.LoggerAdapter:
+    """This task run's log at INFO, sent to the Prefect API only (the console gets the lines by print).
+
+    radsim keeps Prefect's console at WARNING (prefect_env), which would drop the training
+    lines before they reach the run log; this logger does not propagate, so nothing is shown twice.
+    """
+    from prefect.logging.handlers import APILogHandler
+
+    base = get_run_logger()
+    stream = logging.getLogger("prefect.task_runs.torchrun")
+    stream.setLevel(logging.INFO)
+    stream.propagate = False
+    if not any(isinstance(h, APILogHandler) for h in stream.handlers):
+        stream.addHandler(APILogHandler())
+    return logging.LoggerAdapter(stream, dict(base.extra or {}))
+
+
+def _result_dict(result: Any) -> dict[str, Any]:
     return {"model_version": result.model_version, "model_dir": str(result.model_dir), "stopped": result.stopped,
             "steps": result.steps, "best_epoch": result.best_epoch, "images_per_s": result.images_per_s,
             "metrics": result.card.metrics, "baseline_metrics": result.card.baseline_metrics,
@@ -70,9 +114,16 @@ def _artifact(result: dict[str, Any]) -> None:
 
 
 @flow(name="train_embedding")
-def train_embedding(shards: str | Path, out: str | Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train an encoder on SHARDS into OUT; `options` are train_embedding_model's keyword arguments."""
-    result = train_task(str(shards), str(out), dict(options or {}))
+def train_embedding(shards: str | Path, out: str | Path, options: dict[str, Any] | None = None,
+                    launch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train an encoder on SHARDS into OUT; `options` are train_embedding_model's keyword arguments.
+
+    `launch` (LaunchSpec fields: nproc_per_node, nnodes, ...) trains under torchrun with DDP.
+    """
+    if launch:
+        result = torchrun_task(str(shards), str(out), dict(options or {}), dict(launch))
+    else:
+        result = train_task(str(shards), str(out), dict(options or {}))
     _artifact(result)
     return result
 

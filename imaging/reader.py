@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 import pyarrow.parquet as pq
 
@@ -124,21 +125,31 @@ def iter_manifest_samples(
     split: str | None = None,
     as_tensor: bool = True,
     null_label: float = math.nan,
+    shards: Collection[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every sample once, in manifest order, not shuffled: for embedding all exams.
 
     Yields the manifest row's fields plus "image" ([1,S,S] float tensor, or an (S,S) float32
-    numpy array with `as_tensor=False`) and "labels".
+    numpy array with `as_tensor=False`) and "labels". `shards` (names as in the manifest's
+    `shard` column) reads only those shards, still in manifest order: one task's share when
+    embedding is split over a task runner.
     """
     import numpy as np
 
     from .normalise import decode_png
 
     manifest = pq.read_table(Path(shard_dir) / MANIFEST_FILE).to_pylist()
+    wanted = None if shards is None else set(shards)
+    sizes = Counter(r["shard"] for r in manifest)
+    if wanted is not None and wanted - sizes.keys():
+        raise UsageError(f"{MANIFEST_FILE} in {shard_dir} does not list {sorted(wanted - sizes.keys())[:3]}")
     position = 0
     for shard in dict.fromkeys(r["shard"] for r in manifest):
+        if wanted is not None and shard not in wanted:
+            position += sizes[shard]  # a shard's rows are contiguous in the manifest (checked when read)
+            continue
         for sample in iter_tar_samples(Path(shard_dir) / shard):
-            row = manifest[position]
+            row = manifest[position] if position < len(manifest) else {"sample_key": None, "shard": None}
             if row["sample_key"] != sample["__key__"] or row["shard"] != shard:
                 raise UsageError(f"{shard} does not match {MANIFEST_FILE} at row {position}: rerun 'radsim shard'")
             position += 1
@@ -152,5 +163,7 @@ def iter_manifest_samples(
 
                 image, labels = torch.from_numpy(image).unsqueeze(0), torch.from_numpy(labels)
             yield {**row, "image": image, "labels": labels}
+        if position < len(manifest) and manifest[position]["shard"] == shard:  # the tar ended early
+            raise UsageError(f"{shard} does not match {MANIFEST_FILE} (sample count): rerun 'radsim shard'")
     if position != len(manifest):
         raise UsageError(f"{MANIFEST_FILE} lists {len(manifest)} samples but the shards hold {position}")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from radsim.data_contracts import UsageError
+from radsim.data_contracts import RadsimError, UsageError
 from radsim.evaluation.published import (
     PublishResult,
     embeddings_table,
@@ -34,8 +36,8 @@ DEFAULT_BATCH_SIZE = 256
 
 
 @dataclass
-class EmbeddedShards:
-    """What publication needs, in manifest order: keys, splits, views, label values and vectors."""
+class EmbeddedRows:
+    """Embedded images in manifest order: keys, splits, views, label values and vectors."""
 
     exam_keys: list[str]
     image_index: list[int]
@@ -43,13 +45,19 @@ class EmbeddedShards:
     view_positions: list[str | None]
     label_values: list[list[int | None] | None]
     embeddings: np.ndarray
-    key_id: str
-    vocabulary: dict[str, Any]
-    seconds: float
 
     @property
     def rows(self) -> int:
         return len(self.exam_keys)
+
+
+@dataclass
+class EmbeddedShards(EmbeddedRows):
+    """What publication needs: every sharded image's row, with the key id and vocabulary."""
+
+    key_id: str
+    vocabulary: dict[str, Any]
+    seconds: float
 
     @property
     def images_per_s(self) -> float:
@@ -87,20 +95,51 @@ def check_compatible(loaded: LoadedModel, meta: dict[str, str], shard_dir: str |
                          f"{card.image_size}px: reshard with --image-size {card.image_size} or larger")
 
 
-def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                 device: str = "auto", progress: bool = False) -> EmbeddedShards:
-    """Embed every sample of `shard_dir` in manifest order (GPU when present, bf16 autocast there)."""
+PartSubmitter = Callable[[list[str]], Any]
+"""Shard names → a future whose `.result()` is `embed_part`'s EmbeddedPart for them (a Prefect task, say)."""
+
+
+@dataclass
+class EmbeddedPart(EmbeddedRows):
+    """One task's share: the rows of a group of shards, and which shards and model made them."""
+
+    shards: list[str]
+    model_version: str
+
+
+def shard_groups(shard_dir: str | Path, shards_per_task: int) -> list[list[str]]:
+    """The manifest's shard names in write order, cut into groups of `shards_per_task` (one task each)."""
+    if shards_per_task < 1:
+        raise UsageError(f"--shards-per-task must be at least 1, got {shards_per_task}")
+    names = list(dict.fromkeys(pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard"])
+                               .column("shard").to_pylist()))
+    return [names[i:i + shards_per_task] for i in range(0, len(names), shards_per_task)]
+
+
+def embed_part(loaded: LoadedModel, shard_dir: str | Path, shards: Sequence[str] | None = None, *,
+               batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto",
+               on_batch: Callable[[int], Any] | None = None) -> EmbeddedPart:
+    """Embed the samples of `shards` (None: all) in manifest order.
+
+    A batch never spans two shards, so every image is embedded in the same batch however the
+    shards are grouped into tasks: a split run gives the same vectors as a one-process run.
+    `on_batch(n)` is called after each batch (a progress bar).
+    """
     from radsim.imaging.reader import iter_manifest_samples
 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    meta = shard_metadata(shard_dir)
-    check_compatible(loaded, meta, shard_dir)
     rows: dict[str, list[Any]] = {"exam_key": [], "image_index": [], "split": [], "view_position": [], "labels": []}
+    seen: list[str] = []
 
     def batches() -> Iterator[torch.Tensor]:
         buf: list[torch.Tensor] = []
-        for sample in iter_manifest_samples(shard_dir, as_tensor=True):
+        for sample in iter_manifest_samples(shard_dir, as_tensor=True, shards=shards):
+            if buf and sample["shard"] != seen[-1]:
+                yield float_images_at(torch.stack(buf), loaded.card.image_size)
+                buf = []
+            if not seen or seen[-1] != sample["shard"]:
+                seen.append(sample["shard"])
             rows["exam_key"].append(sample["exam_key"])
             rows["image_index"].append(int(sample["image_index"]))
             rows["split"].append(sample["split"])
@@ -117,16 +156,83 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
         if buf:
             yield float_images_at(torch.stack(buf), loaded.card.image_size)
 
-    t0 = time.perf_counter()
-    emb = embed_images(loaded.model, batches(), batch_size=batch_size, device=resolve_device(device), progress=progress)
-    seconds = time.perf_counter() - t0
+    def counted() -> Iterator[torch.Tensor]:
+        for x in batches():
+            yield x
+            if on_batch is not None:
+                on_batch(int(x.shape[0]))
+
+    emb = embed_images(loaded.model, counted(), batch_size=batch_size, device=resolve_device(device))
     if emb.shape[0] == 0:
         emb = np.empty((0, loaded.card.embedding_dim), np.float32)
+    return EmbeddedPart(rows["exam_key"], rows["image_index"], rows["split"], rows["view_position"], rows["labels"],
+                        emb, shards=list(shards) if shards is not None else seen,
+                        model_version=loaded.card.model_version)
+
+
+def _in_order(groups: list[list[str]], submit: PartSubmitter, window: int) -> Iterator[EmbeddedPart]:
+    """Submit shard groups with at most `window` in flight; yield their parts in manifest order."""
+    pending: deque[tuple[list[str], Any]] = deque()
+    for group in groups:
+        pending.append((group, submit(group)))
+        while len(pending) > window:
+            names, future = pending.popleft()
+            yield _checked(future.result(), names)
+    while pending:
+        names, future = pending.popleft()
+        yield _checked(future.result(), names)
+
+
+def _checked(part: EmbeddedPart, names: list[str]) -> EmbeddedPart:
+    if list(part.shards) != list(names):
+        raise RadsimError(f"an embedding task returned shards {part.shards[:2]} for {names[:2]}")
+    return part
+
+
+def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 device: str = "auto", progress: bool = False, shards_per_task: int = 1,
+                 submit: PartSubmitter | None = None, window: int = 2) -> EmbeddedShards:
+    """Embed every sample of `shard_dir` in manifest order (GPU when present, bf16 autocast there).
+
+    With `submit`, groups of `shards_per_task` shards are handed to the caller's executor (a
+    Prefect task runner on Dask, say), at most `window` groups in flight, and the parts are
+    assembled here in manifest order. Each part must come from the model `loaded` was read from
+    (its model_version is checked); on the same device the vectors equal a one-process run's.
+    """
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    meta = shard_metadata(shard_dir)
+    check_compatible(loaded, meta, shard_dir)
+    total = pq.read_metadata(Path(shard_dir) / "manifest.parquet").num_rows
+    t0 = time.perf_counter()
+    with _progress_bar(total, progress) as bar:
+        if submit is None:
+            parts = [embed_part(loaded, shard_dir, batch_size=batch_size, device=device, on_batch=bar.update)]
+        else:
+            parts = []
+            for part in _in_order(shard_groups(shard_dir, shards_per_task), submit, max(1, window)):
+                if part.model_version != loaded.card.model_version:
+                    raise RadsimError(f"an embedding task used model {part.model_version}, not "
+                                      f"{loaded.card.model_version}: workers must see the same model folder")
+                parts.append(part)
+                bar.update(part.rows)
+    seconds = time.perf_counter() - t0
+    dim = loaded.card.embedding_dim
+    emb = np.concatenate([p.embeddings for p in parts if p.rows] or [np.empty((0, dim), np.float32)])
     vocab = {"name": meta.get("radsim.vocabulary.name", loaded.card.vocabulary_name),
              "version": meta.get("radsim.vocabulary.version", loaded.card.vocabulary_version),
              "findings": list(loaded.card.findings)}
-    return EmbeddedShards(rows["exam_key"], rows["image_index"], rows["split"], rows["view_position"], rows["labels"],
-                          emb, meta["radsim.key_id"], vocab, seconds)
+    return EmbeddedShards([k for p in parts for k in p.exam_keys], [i for p in parts for i in p.image_index],
+                          [s for p in parts for s in p.splits], [v for p in parts for v in p.view_positions],
+                          [lv for p in parts for lv in p.label_values], emb.astype(np.float32, copy=False),
+                          meta["radsim.key_id"], vocab, seconds)
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="image", desc="embed", file=sys.stderr, dynamic_ncols=True, leave=False,
+                disable=not enabled or not sys.stderr.isatty())
 
 
 def publish_embedded(embedded: EmbeddedShards, loaded: LoadedModel, published_dir: str | Path, **kw: Any) -> PublishResult:

@@ -552,9 +552,30 @@ def _result(out_dir: Path, card: ModelCard, prog: dict, stopped: str, started: f
                        list(prog["history"]))
 
 
+def result_from_folder(out_dir: str | Path) -> TrainResult:
+    """The TrainResult of a run that rank 0 of a torchrun job finished: its card and last.pt's progress."""
+    from .registry import read_card
+
+    out_dir = Path(out_dir)
+    state = read_checkpoint(out_dir / LAST_FILE)
+    prog, card = state["progress"], read_card(out_dir)
+    return TrainResult(out_dir, card.model_version, card, prog.get("best_epoch"),
+                       len({h["epoch"] for h in prog["history"]}), prog["step"], prog.get("stopped") or "completed",
+                       _speed(prog)["images_per_s"] or float("nan"), float(prog.get("train_seconds") or 0.0),
+                       list(prog["history"]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m radsim.model.train ARGS` == `radsim train ARGS` (the torchrun entry point)."""
+    """`python -m radsim.model.train ARGS` == `radsim train ARGS` (the torchrun entry point).
+
+    A torchrun rank dies with its torchrun (radsim.model.launch.die_with_parent).
+    """
     from radsim.flows.cli import main as cli_main
+
+    if "LOCAL_RANK" in os.environ:
+        from .launch import die_with_parent
+
+        die_with_parent()
 
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 

@@ -7,8 +7,11 @@ type is a one-line usage error naming the key (exit 2).
 
     [paths]      inbox, warehouse, truth, vocabulary          (paths or fsspec URIs)
     [imaging]    image_size
-    [model]      backbone, loss, image_size, max_minutes, max_steps, batch_size, seed
-    [runner]     task_runner ("threads" | "processes" | "dask"), workers, dask_address (tcp://HOST:PORT)
+    [model]      backbone, loss, image_size, max_minutes, max_steps, batch_size, seed,
+                 nproc_per_node (> 1: train with DDP under torchrun, one process per GPU)
+    [runner]     task_runner ("threads" | "processes" | "dask"), workers, dask_address (tcp://HOST:PORT),
+                 label_batch_size (reports per labelling task), decode_batch_size (images per decode
+                 task), shards_per_task (shards embedded by one task when the runner is not "threads")
     [schedule]   cron
 """
 from __future__ import annotations
@@ -41,9 +44,13 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "model.max_steps": (int, None),
     "model.batch_size": (int, None),
     "model.seed": (int, 0),
+    "model.nproc_per_node": (int, 1),
     "runner.task_runner": (str, "threads"),
     "runner.workers": (int, 2),
     "runner.dask_address": (str, None),
+    "runner.label_batch_size": (int, 512),
+    "runner.decode_batch_size": (int, 32),
+    "runner.shards_per_task": (int, 1),
     "schedule.cron": (str, "0 2 * * *"),
 }
 ENV_ALIASES = {"paths.inbox": "RADSIM_INBOX", "paths.warehouse": "RADSIM_WAREHOUSE", "paths.truth": "RADSIM_TRUTH",
@@ -129,7 +136,8 @@ def resolve_config(cli: Mapping[str, Any] | None = None, toml_path: str | Path |
             resolved[key], sources[key] = value, origin
     if resolved["runner.task_runner"] not in TASK_RUNNERS:
         raise UsageError(f"runner.task_runner must be one of {TASK_RUNNERS}, got {resolved['runner.task_runner']!r}")
-    for key in ("imaging.image_size", "model.image_size", "runner.workers"):
+    for key in ("imaging.image_size", "model.image_size", "model.nproc_per_node", "runner.workers",
+                "runner.label_batch_size", "runner.decode_batch_size", "runner.shards_per_task"):
         if resolved[key] < 1:
             raise UsageError(f"{key} must be positive, got {resolved[key]}")
     check_cron(resolved["schedule.cron"])
@@ -145,6 +153,12 @@ def training_options(config: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             out[key] = value
     return out
+
+
+def launch_options(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """model.nproc_per_node > 1 → the torchrun layout for train_embedding (radsim.model.launch), else None."""
+    n = int(config.get("model.nproc_per_node") or 1)
+    return {"nproc_per_node": n} if n > 1 else None
 
 
 def save_config(config: Mapping[str, Any], folder: str | Path) -> Path:

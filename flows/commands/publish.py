@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radsim.flows.task_runners import add_runner_arguments, runner_from_args
+
 NAME = "publish"
 
 
@@ -22,18 +24,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", required=True, metavar="SHARDS_DIR", help="shard folder with manifest.parquet")
     p.add_argument("--out", required=True, metavar="PUBLISHED_DIR", help="published folder (e.g. warehouse/published)")
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per forward pass (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda[:N] (default: %(default)s)")
+    p.add_argument("--device", help="auto (GPU when present), cpu or cuda[:N] (default: auto; cpu for the tasks "
+                   "of --task-runner, so a split run computes like a local CPU run)")
+    add_runner_arguments(p, "shard groups (of --shards-per-task shards)")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="task runner workers: threads, processes or local Dask workers (default: %(default)s)")
+    p.add_argument("--shards-per-task", type=int, default=1, metavar="N",
+                   help="shards embedded by one task with --task-runner; results are assembled in manifest "
+                   "order and equal a local run's (default: %(default)s). Dask workers need MODEL_DIR and "
+                   "SHARDS_DIR at the same path")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from radsim.model.publish import publish
+    from radsim.data_contracts import UsageError
 
-    result = publish(args.model, args.shards, args.out, batch_size=args.batch_size, device=args.device,
-                     progress=not args.no_progress and sys.stderr.isatty())
-    print(result.summary())
-    print(f"  publish record: {result.record_path}")
+    for name in ("batch_size", "workers", "shards_per_task"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
+    progress = not args.no_progress and sys.stderr.isatty()
+    runner = runner_from_args(args)
+    if runner:
+        from radsim.flows.publish_embeddings import run_publish_embeddings
+        from radsim.model.checkpoint import load_model
+        from radsim.model.publish import check_compatible, shard_metadata
+
+        # a missing model or manifest, or shards that do not fit, are usage errors before any cluster starts
+        check_compatible(load_model(args.model), shard_metadata(args.shards), args.shards)
+        out = run_publish_embeddings(args.model, args.shards, args.out, runner=runner, workers=args.workers,
+                                     dask_address=args.dask_address, device=args.device or "cpu",
+                                     batch_size=args.batch_size, shards_per_task=args.shards_per_task,
+                                     progress=progress)
+        summary, record = out["summary"], out["record_path"]
+    else:
+        from radsim.model.publish import publish
+
+        result = publish(args.model, args.shards, args.out, batch_size=args.batch_size, device=args.device or "auto",
+                         progress=progress)
+        summary, record = result.summary(), result.record_path
+    print(summary)
+    print(f"  publish record: {record}")
     print(f"  read with: polars.read_parquet('{args.out}/embeddings/**/*.parquet', hive_partitioning=True)")
     sys.stdout.flush()
     return 0

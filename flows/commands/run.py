@@ -21,9 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "saved as WAREHOUSE/config.json. Needs RADSIM_ID_KEY (or --demo-key for synthetic data).",
     )
     p.add_argument("inbox", nargs="?", default=None, metavar="INBOX",
-                   help="inbox folder or exams manifest (default: paths.inbox from the configuration)")
+                   help="inbox folder or exams manifest file; a folder may also be an fsspec URI such as "
+                   "s3://bucket/inbox (default: paths.inbox from the configuration)")
     p.add_argument("--warehouse", default=None, metavar="DIR",
-                   help="warehouse folder (default: paths.warehouse from the configuration)")
+                   help="warehouse folder, a path or an fsspec URI (s3://, gs://, memory://; the run works on a "
+                   "local mirror under $RADSIM_CACHE and pushes it back when it succeeds) "
+                   "(default: paths.warehouse from the configuration)")
     p.add_argument("--retrain", action="store_true", help="retrain from all shards; promote only if not worse")
     p.add_argument("--config", default=None, metavar="radsim.toml",
                    help="configuration file (default: ./radsim.toml when it exists)")
@@ -67,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no inbox given: pass INBOX or set paths.inbox in radsim.toml")
     if not warehouse:
         raise UsageError("no warehouse given: pass --warehouse DIR or set paths.warehouse in radsim.toml")
-    if not Path(inbox).exists():
+    from radsim.warehouse.storage import filesystem, is_remote, local_path
+
+    for location in (inbox, warehouse):
+        if is_remote(location):
+            filesystem(str(location))  # a missing fsspec backend is one line now, before Prefect starts
+    if not is_remote(inbox) and not local_path(inbox).exists():
         raise UsageError(f"inbox {inbox} does not exist")
     keyer_from_env(demo=args.demo_key)  # fail before Prefect starts when there is no key
     check_prefect_server()
@@ -76,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     with ephemeral_run():
         result = pipeline(str(inbox), str(warehouse), retrain=args.retrain, config=cfg, demo_key=args.demo_key,
                           progress=not args.no_progress)
-    print(f"\nradsim run finished in {result.seconds:.0f} s; warehouse {Path(warehouse).resolve()}")
+    shown = warehouse if is_remote(warehouse) else Path(warehouse).resolve()
+    print(f"\nradsim run finished in {result.seconds:.0f} s; warehouse {shown}")
     print("Counts (rows in = out + quarantined + skipped as already processed):")
     for counts in result.counts:
         print(f"  {counts.summary()}")

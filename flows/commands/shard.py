@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from radsim.flows.task_runners import add_runner_arguments, runner_from_args
-import sys
 
 NAME = "shard"
 
@@ -24,11 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", metavar="LABELS",
                    help="labels table in the labels contract (radsim's, or NIH/CheXpert converted); "
                    "exams without a labels row are sharded as unlabelled")
-    p.add_argument("--out", required=True, metavar="SHARDS_DIR", help="output folder for shards and manifests")
+    p.add_argument("--out", required=True, metavar="SHARDS_DIR",
+                   help="output folder for shards and manifests: a path or an fsspec URI (s3://…, gs://…; written "
+                   "through a local mirror that is pushed back when the run succeeds)")
     p.add_argument("--image-size", type=int, default=256, metavar="PX", help="side of the square stored image (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="decoding processes (default: %(default)s)")
     p.add_argument("--vocabulary", metavar="YAML", help="site vocabulary file extending the default findings")
     p.add_argument("--maxcount", type=int, default=1000, help="samples per shard at most (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="images per decode task, the unit of work sent to a worker (default: %(default)s)")
     p.add_argument("--flow", action="store_true", help="run as the Prefect flow build_shards (tasks on a process pool)")
     add_runner_arguments(p, "decode batches")
     p.add_argument("--demo-key", action="store_true", help="use the public demo pseudonymisation key (synthetic data only)")
@@ -41,24 +45,32 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {args.batch_size})")
     if args.image_size < 8:
         raise UsageError(f"--image-size must be at least 8 (got {args.image_size})")
     keyer = keyer_from_env(demo=args.demo_key)  # exits 2 without RADSIM_ID_KEY
     runner = runner_from_args(args)
-    if args.flow or runner:
-        from radsim.flows.build_shards import run_build_shards
+    from radsim.warehouse.storage import open_folder
 
-        runner = runner or ("processes" if args.workers > 1 else "threads")
-        result = run_build_shards(args.exams, args.labels, args.out, runner=runner, dask_address=args.dask_address,
-                                  workers=args.workers, image_size=args.image_size, demo_key=args.demo_key,
-                                  vocabulary=args.vocabulary, maxcount=args.maxcount, progress=not args.no_progress)
-        print(result["summary"])
-    else:
-        from radsim.imaging.shards import write_shards
+    with open_folder(args.out) as out:  # a remote SHARDS_DIR is pushed back only after a successful run
+        if args.flow or runner:
+            from radsim.flows.build_shards import run_build_shards
 
-        summary = write_shards(args.exams, args.labels, args.out, keyer=keyer, vocabulary=load_vocabulary(args.vocabulary),
-                               image_size=args.image_size, workers=args.workers, maxcount=args.maxcount,
-                               progress=not args.no_progress)
-        print(summary.summary())
+            runner = runner or ("processes" if args.workers > 1 else "threads")
+            result = run_build_shards(args.exams, args.labels, str(out), runner=runner,
+                                      dask_address=args.dask_address, workers=args.workers,
+                                      image_size=args.image_size, demo_key=args.demo_key, vocabulary=args.vocabulary,
+                                      maxcount=args.maxcount, batch_size=args.batch_size,
+                                      progress=not args.no_progress)
+            print(result["summary"])
+        else:
+            from radsim.imaging.shards import write_shards
+
+            summary = write_shards(args.exams, args.labels, out, keyer=keyer,
+                                   vocabulary=load_vocabulary(args.vocabulary), image_size=args.image_size,
+                                   workers=args.workers, maxcount=args.maxcount, batch_size=args.batch_size,
+                                   progress=not args.no_progress)
+            print(summary.summary())
     sys.stdout.flush()
     return 0

@@ -1,6 +1,8 @@
 """`radsim train`: shards -> a trained encoder in MODEL_DIR (model.pt, last.pt, model_card.json), DESIGN §8.
 
-Under torchrun the same command trains with DDP:
+`--nproc-per-node N` (and `--nnodes`) trains with DDP: the Prefect flow `train_embedding` runs
+torchrun in a task that owns the process group and streams every rank's lines to the run log
+(radsim.model.launch). Without a launcher flag, torchrun can also be called directly:
     torchrun --nproc-per-node 2 -m radsim.model.train --shards SHARDS --out MODEL_DIR
 """
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from radsim.data_contracts.errors import UsageError
 
 NAME = "train"
 LOSSES = ("ml2", "ml2plus", "triplet", "ms")
@@ -63,6 +67,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, metavar="N", help="stop after N optimiser steps (smoke tests)")
     p.add_argument("--flow", action="store_true", help="run as the Prefect flow train_embedding")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar and per-epoch lines")
+    launch = p.add_argument_group(
+        "distributed training (torchrun, DDP)",
+        "Any of these runs the train_embedding flow, whose task starts torchrun and streams its log. Each rank "
+        "takes --batch-size images per step; gloo on CPU, nccl on GPUs. One failed rank stops the job; last.pt "
+        "(the last finished epoch) is kept for --resume.")
+    launch.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                        help="processes on this node, one per GPU (default: %(default)s, no torchrun)")
+    launch.add_argument("--nnodes", type=int, default=1, metavar="M", help="nodes in the job (default: %(default)s)")
+    launch.add_argument("--node-rank", type=int, default=0, metavar="R",
+                        help="this node's number 0..M-1, which tags its log lines; the c10d rendezvous assigns the "
+                        "global ranks (default: 0)")
+    launch.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                        help="c10d rendezvous on node 0, the same on every node (needed when --nnodes > 1)")
+    launch.add_argument("--rdzv-id", default="radsim-train", metavar="JOB",
+                        help="job id shared by the nodes (default: %(default)s)")
 
 
 def options(args: argparse.Namespace) -> dict:
@@ -80,17 +99,59 @@ def options(args: argparse.Namespace) -> dict:
     return kw
 
 
+# train_embedding_model keyword → this command's flag; the inverse of `options` (torchrun re-parses it).
+_FLAG_FOR_OPTION = {"loss": "--loss", "backbone": "--backbone", "image_size": "--image-size",
+                    "embedding_dim": "--embedding-dim", "batch_size": "--batch-size", "seed": "--seed",
+                    "device": "--device", "init_weights": "--init-weights", "max_minutes": "--max-minutes",
+                    "num_threads": "--threads", "data": "--data", "accumulate": "--accumulate",
+                    "max_steps": "--max-steps", "epochs": "--epochs", "lr": "--lr", "weight_decay": "--weight-decay",
+                    "patience": "--patience"}
+
+
+def options_to_argv(shards: str, out: str, kw: dict) -> list[str]:
+    """`radsim train` arguments that make `options(parse(argv)) == kw`: what each torchrun rank runs."""
+    unknown = set(kw) - set(_FLAG_FOR_OPTION) - {"resume", "progress"}
+    if unknown:
+        raise UsageError(f"training options {sorted(unknown)} cannot be passed to torchrun ranks")
+    argv = ["--shards", str(shards), "--out", str(out)]
+    for name, flag in _FLAG_FOR_OPTION.items():
+        if name == "patience" and name in kw:
+            argv += [flag, str(kw[name] or 0)]  # None (never stop early) is 0 on the command line
+        elif kw.get(name) is not None:
+            argv += [flag, str(kw[name])]
+    if kw.get("resume"):
+        argv.append("--resume")
+    if not kw.get("progress", True):
+        argv.append("--no-progress")
+    return argv
+
+
+def launch_spec(args: argparse.Namespace) -> dict | None:
+    """The torchrun layout the flags ask for, or None for one plain process."""
+    spec = {"nproc_per_node": args.nproc_per_node, "nnodes": args.nnodes, "node_rank": args.node_rank,
+            "rdzv_endpoint": args.rdzv_endpoint, "rdzv_id": args.rdzv_id}
+    if args.nproc_per_node == 1 and args.nnodes == 1:
+        if args.node_rank or args.rdzv_endpoint:
+            raise UsageError("--node-rank and --rdzv-endpoint need --nnodes > 1")
+        return None
+    from radsim.model.launch import LaunchSpec
+
+    LaunchSpec(**spec).check()
+    return spec
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (§13: spin-waiting threads)
-    from radsim.data_contracts import UsageError
-
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise UsageError(f"--max-minutes must be positive (got {args.max_minutes})")
     kw = options(args)
-    if args.flow:
+    launch = launch_spec(args)
+    if launch is not None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise UsageError("--nproc-per-node/--nnodes inside a torchrun job: call radsim train without them there")
+    if args.flow or launch is not None:
         from radsim.flows.train_embedding import train_embedding
 
-        result = train_embedding(args.shards, args.out, options=kw)
+        result = train_embedding(args.shards, args.out, options=kw, launch=launch)
         print(result["summary"])
     else:
         from radsim.model.train import train_embedding_model

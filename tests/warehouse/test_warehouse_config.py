@@ -66,3 +66,15 @@ def test_good_cron_passes():
 def test_malformed_toml_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="not valid TOML"):
         resolve_config(None, _toml(tmp_path, "[model\n"), environ={})
+
+
+def test_batch_sizes_and_ddp_processes_are_settings():
+    from radsim.warehouse.config import launch_options
+
+    cfg = resolve_config({"model.nproc_per_node": 4, "runner.label_batch_size": 64}, environ={})
+    assert launch_options(cfg) == {"nproc_per_node": 4}
+    assert cfg["runner.label_batch_size"] == 64 and cfg["runner.decode_batch_size"] == 32
+    assert launch_options(resolve_config({}, environ={})) is None  # one plain process by default
+    for key in ("model.nproc_per_node", "runner.decode_batch_size"):
+        with pytest.raises(UsageError, match=key):
+            resolve_config({key: 0}, environ={})
