@@ -8,7 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ("bench.bench_synth", "bench.bench_label", "bench.bench_shard", "bench.bench_train", "bench.bench_publish")
+BENCHES = ("bench.bench_synth", "bench.bench_label", "bench.bench_shard", "bench.bench_train", "bench.bench_publish",
+           "bench.bench_storage")
 
 
 def main() -> int:

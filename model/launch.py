@@ -37,7 +37,8 @@ _ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*\n\s*exi
 _TORCHRUN_LOG = re.compile(r"^[IWEF]\d{4} ")
 _SIGNAL = re.compile(r"Signal (\d+) \((SIG\w+)\)")
 _ERROR_MARKERS = ("radsim train: error:", "radsim train: failed:", "radsim train: interrupted")
-USAGE_EXIT = 2  # radsim's exit code for usage or input errors (DESIGN §4)
+USAGE_EXIT = 2
+LAUNCHED_ENV = "RADSIM_LAUNCHED"  # radsim's exit code for usage or input errors (DESIGN §4)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def run_torchrun(cmd: Sequence[str], log_dir: Path, on_line: Callable[[str], Non
     child_env = {**os.environ, **(env or {})}
     child_env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    child_env[LAUNCHED_ENV] = "1"  # rank 0 leaves the final summary to the launcher
     prctl = _prctl()  # looked up here: the child, forked from a threaded process, must not dlopen
     proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                             env=child_env, start_new_session=True,

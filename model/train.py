@@ -101,9 +101,10 @@ class TrainResult:
         line = (f"trained {self.model_version}: {self.epochs_run} epoch(s), {self.steps} steps, "
                 f"{self.images_per_s:.0f} images/s, stopped: {self.stopped}")
         if m.get("precision_at_10") is not None:
-            line += (f"\n  validation P@10 {m['precision_at_10']:.3f} (chance {m['precision_at_10_chance']:.3f}, "
-                     f"untrained {b.get('precision_at_10', float('nan')):.3f}), normal AUC {m['normal_auc']:.3f} "
-                     f"(untrained {b.get('normal_auc', float('nan')):.3f}) at epoch {self.best_epoch}")
+            # any level can be undefined on a small validation split (no normal film, say): "n/a"
+            line += (f"\n  validation P@10 {_fmt(m['precision_at_10'])} (chance {_fmt(m.get('precision_at_10_chance'))}, "
+                     f"untrained {_fmt(b.get('precision_at_10'))}), normal AUC {_fmt(m.get('normal_auc'))} "
+                     f"(untrained {_fmt(b.get('normal_auc'))}) at epoch {self.best_epoch}")
         return line + f"\n  model folder: {self.model_dir}"
 
 

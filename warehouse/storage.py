@@ -165,15 +165,15 @@ class Mirror:
         for rel in sorted(set(local) - set(remote)):
             (self.local / rel).unlink()
             removed += 1
-        fetched, new_snap = 0, {}
-        for rel, info in sorted(remote.items()):
-            mark = fingerprint(info)
-            old = snap.get(rel) or {}
-            if old.get("remote") != mark or local.get(rel) != old.get("local"):
-                target = self.local / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.fs.get_file(self._remote(rel), str(target))
-                fetched += 1
+        marks = {rel: fingerprint(info) for rel, info in remote.items()}
+        stale = sorted(rel for rel, mark in marks.items()
+                       if (snap.get(rel) or {}).get("remote") != mark or local.get(rel) != (snap.get(rel) or {}).get("local"))
+        for parent in {(self.local / rel).parent for rel in stale}:
+            parent.mkdir(parents=True, exist_ok=True)
+        if stale:  # one batched call: async backends (s3fs, gcsfs) fetch concurrently
+            self.fs.get([self._remote(rel) for rel in stale], [str(self.local / rel) for rel in stale])
+        fetched, new_snap = len(stale), {}
+        for rel, mark in sorted(marks.items()):
             st = (self.local / rel).stat()
             new_snap[rel] = {"remote": mark, "local": [st.st_size, st.st_mtime_ns]}
         _prune_empty_dirs(self.local)
@@ -193,11 +193,14 @@ class Mirror:
                           if rel not in remote or (snap.get(rel) or {}).get("local") != stamp),
                          key=lambda rel: (commit_tier(rel), rel))
         deleted = sorted(set(remote) - set(local))
+        for parent in sorted({self._remote(rel).rsplit("/", 1)[0] for rel in changed}):
+            self.fs.makedirs(parent, exist_ok=True)  # a no-op on object stores; sftp, hdfs need it
+        for tier in (0, 1, 2):  # one batched call per tier: async backends upload concurrently
+            batch = [rel for rel in changed if commit_tier(rel) == tier]
+            if batch:
+                self.fs.put([str(self.local / rel) for rel in batch], [self._remote(rel) for rel in batch])
         for rel in changed:
-            self.fs.makedirs(self._remote(rel).rsplit("/", 1)[0], exist_ok=True)
-            self.fs.put_file(str(self.local / rel), self._remote(rel))
             snap[rel] = {"remote": None, "local": local[rel]}  # fingerprinted from the listing below
-            self._write_json(SNAPSHOT_FILE, snap)
         self._write_json(PENDING_FILE, deleted)  # the commit files are up: these deletes must happen
         for rel in deleted:
             snap.pop(rel, None)

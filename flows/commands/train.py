@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         from radsim.model.train import train_embedding_model
 
         result = train_embedding_model(args.shards, args.out, **kw)
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(result.summary())
+        if int(os.environ.get("RANK", "0")) == 0 and not os.environ.get("RADSIM_LAUNCHED"):
+            print(result.summary())  # under the launcher, it prints the summary once
     sys.stdout.flush()
     return 0

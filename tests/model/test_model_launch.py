@@ -103,11 +103,11 @@ def test_cli_launcher_with_two_gloo_ranks_matches_one_process_with_the_doubled_b
     ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"
     cmd = [sys.executable, "-m", "radsim.flows.cli", "train", "--nproc-per-node", "2",
            "--shards", str(train_shards["shards"]), "--out", str(ddp_out), "--device", "cpu", "--threads", "1",
-           "--batch-size", str(B), "--epochs", "2", "--max-steps", str(STEPS), "--seed", "7", "--no-progress"]
+           "--batch-size", str(B), "--epochs", "2", "--max-steps", str(STEPS), "--seed", "7"]
     proc = subprocess.run(cmd, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    assert "[rank 0] trained small-ml2-" in proc.stdout  # rank 0's lines streamed through the task
-    assert sum(line.startswith("trained small-ml2-") for line in proc.stdout.splitlines()) == 1  # the flow's result
+    assert "[rank 0] epoch 1" in proc.stdout  # rank 0's per-epoch line, streamed through the task
+    assert sum("trained small-ml2-" in line for line in proc.stdout.splitlines()) == 1  # the summary, once
     assert list((ddp_out / "logs" / "torchrun").rglob("stdout.log"))  # per-rank logs kept
 
     train_embedding_model(train_shards["shards"], single_out, device="cpu", num_threads=1, batch_size=B, epochs=2,
@@ -123,7 +123,7 @@ def test_cli_launcher_with_two_gloo_ranks_matches_one_process_with_the_doubled_b
         a, b = ddp["state_dict"][name], single["state_dict"][name]
         assert torch.allclose(a, b, rtol=1e-4, atol=2e-5), (name, (a - b).abs().max().item())
         moved = max(moved, (a - init[name]).abs().max().item())
-    assert moved > 1e-3  # the steps changed the weights, so agreeing means something
+    assert moved > 10 * 2e-5  # the steps moved the weights well beyond the tolerance (measured: 1.3e-3)
 
 
 def _rank_pids(out_dir: Path) -> dict[int, int]:

@@ -199,3 +199,14 @@ def test_every_loss_runs_through_the_loop(train_shards, tmp_path, loss):
     result = train_embedding_model(train_shards["shards"], tmp_path / loss, loss=loss, epochs=1, max_steps=2, **FAST)
     assert result.steps == 2 and result.model_version.startswith(f"small-{loss}-")
     assert read_checkpoint(tmp_path / loss / "model.pt")["card"]["loss"] == loss
+
+
+def test_summary_says_n_a_for_levels_a_small_validation_split_cannot_define(tmp_path):
+    """A validation split without a normal film has no AUC and may have no chance level: no crash."""
+    from radsim.model.checkpoint import ModelCard
+    from radsim.model.train import TrainResult
+
+    card = ModelCard("v1", "small", 8, 64, "ml2", "radsim", "1", ["no_finding"], "k", "sha", "now",
+                     metrics={"precision_at_10": 0.5, "precision_at_10_chance": None, "normal_auc": None})
+    line = TrainResult(tmp_path, "v1", card, 1, 1, 3, "max_steps", 10.0, 1.0).summary()
+    assert "validation P@10 0.500 (chance n/a, untrained n/a), normal AUC n/a" in line

@@ -22,6 +22,15 @@ def remote(tmp_path, monkeypatch):
         fs.rm(uri, recursive=True)
 
 
+@pytest.fixture
+def no_s3fs():
+    """These tests show what happens without the s3 backend: skipped where s3fs is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("s3fs") is not None:
+        pytest.skip("s3fs is installed here, so its absence cannot be shown")
+
+
 def _put(fs, uri: str, files: dict[str, bytes]) -> None:
     for rel, data in files.items():
         with fs.open(f"{uri}/{rel}", "wb") as fh:
@@ -36,13 +45,7 @@ def test_locations():
     assert is_commit_file("published/embeddings/_manifests/v1.json") and not is_commit_file("shards/shard-000000.tar")
 
 
-def test_missing_backend_and_unknown_protocol_are_one_line():
-    pytest.importorskip("fsspec")
-    try:
-        import s3fs  # noqa: F401
-        pytest.skip("s3fs is installed here, so its absence cannot be shown")
-    except ImportError:
-        pass
+def test_missing_backend_and_unknown_protocol_are_one_line(no_s3fs):
     with pytest.raises(UsageError) as err:
         filesystem("s3://hospital-bucket/radsim")
     message = str(err.value)
@@ -173,3 +176,11 @@ def test_a_push_cut_short_during_its_deletes_is_finished_before_the_next_pull(re
     monkeypatch.undo()
     assert Mirror(uri, tmp_path / "m").pull()["finished_deletes"] == 1
     assert sorted(fs.find(f"{uri}/published/v")) == [fs._strip_protocol(f"{uri}/published/v/part-new.parquet")]
+
+
+def test_radsim_run_on_a_missing_backend_is_one_line_before_prefect_starts(no_s3fs, capsys):
+    from radsim.flows.cli import main
+
+    assert main(["run", "s3://hospital/inbox", "--warehouse", "s3://hospital/wh", "--demo-key"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install s3fs" in err and "Traceback" not in err
