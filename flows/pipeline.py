@@ -400,7 +400,10 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
 
 def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger: Any, train: bool, demo_key: bool,
                             progress: bool, quiet: bool, result: PipelineResult) -> set[str]:
-    """(Re)train and promote when asked, then embed every shard with the current model, publish, evaluate.
+    """(Re)train and promote when asked, then embed the shards with the current model, publish, evaluate.
+
+    Without a retrain, shards whose rows the current version already published are reused
+    (radsim.model.publish.plan_reuse); the published table is the same as a full re-embed's.
 
     Returns the published exam keys. Shared by `pipeline` and `train`.
     """
@@ -409,6 +412,7 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
         embed_task,
         evaluate_task,
         publish_task,
+        reuse_plan_task,
     )
     from radsim.flows.train_embedding import train_embedding
     from radsim.model.registry import current_model
@@ -434,7 +438,17 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
     result.model_version = version
     result.outputs["model"] = model_dir
 
-    _say(f"[5/6] embedding every sharded image with {version} and publishing", quiet)
+    from prefect.utilities.annotations import quote  # plan and rows hold every image: Prefect must not walk them
+
+    # Shards are append-only and a version's weights never change: rows this version already
+    # published are reused and only new shards embedded. A retrain embeds everything.
+    plan = None if train else reuse_plan_task(str(model_dir), str(layout.shards), str(layout.published))
+    if plan is not None and plan.reused_shards:
+        _say(f"[5/6] embedding {len(plan.embed)} new shards with {version} (reusing {plan.reused_shards} "
+             f"published) and publishing", quiet)
+    else:
+        why = f" ({plan.note})" if plan is not None else " (a training run: nothing reused)"
+        _say(f"[5/6] embedding every sharded image with {version}{why} and publishing", quiet)
     runner, dask_address = cfg.get("runner.task_runner") or "threads", cfg.get("runner.dask_address")
     if runner != "threads" or dask_address:  # groups of shards as tasks on the runner, CPU fp32 like a local run
         from radsim.flows.publish_embeddings import run_embed_shards
@@ -442,11 +456,20 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
         loaded, embedded = run_embed_shards(str(model_dir), str(layout.shards), runner=runner,
                                             workers=cfg.get("runner.workers") or 2, dask_address=dask_address,
                                             shards_per_task=cfg.get("runner.shards_per_task") or 1, batch_size=256,
-                                            device="cpu", progress=progress)
+                                            device="cpu", progress=progress, reuse=plan)
     else:  # one task: torch already uses every core of this process, so threads would only add overhead
-        loaded, embedded = embed_task(str(model_dir), str(layout.shards), 256, "auto")
-    embedded = relabel_task(embedded, str(layout.restricted / "labels.parquet"), ledger)
-    published = publish_task(embedded, loaded, str(layout.published))
+        loaded, embedded = embed_task(str(model_dir), str(layout.shards), 256, "auto", quote(plan))
+    shards_total = len(embedded.shard_digests)
+    result.metrics["embedding"] = {"shards_embedded": shards_total - embedded.reused_shards,
+                                   "shards_reused": embedded.reused_shards, "rows_embedded":
+                                   embedded.rows - embedded.reused_rows, "rows_reused": embedded.reused_rows}
+    result.notes.append(f"embedding: {shards_total - embedded.reused_shards} shards embedded "
+                        f"({embedded.rows - embedded.reused_rows} images), {embedded.reused_shards} reused from "
+                        f"published {version} ({embedded.reused_rows} rows)"
+                        + ("" if embedded.reused_shards else
+                           f"; {plan.note if plan is not None else 'a training run: nothing reused'}"))
+    embedded = relabel_task(quote(embedded), str(layout.restricted / "labels.parquet"), ledger)
+    published = publish_task(quote(embedded), loaded, str(layout.published))
     result.published_rows = published.rows
     result.outputs["published embeddings"] = layout.published / "embeddings"
 

@@ -22,15 +22,25 @@ configure_prefect()  # before prefect is imported
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 
 @task(name="embed-shards", cache_policy=NO_CACHE)
-def embed_task(model_dir: str, shards: str, batch_size: int, device: str) -> tuple[Any, Any]:
+def embed_task(model_dir: str, shards: str, batch_size: int, device: str, reuse: Any = None) -> tuple[Any, Any]:
+    """(loaded model, EmbeddedShards); with `reuse` (a ReusePlan) only the plan's shards are embedded."""
     from radsim.model.checkpoint import load_model
     from radsim.model.publish import embed_shards
 
     loaded = load_model(model_dir)
-    return loaded, embed_shards(loaded, shards, batch_size=batch_size, device=device)
+    return loaded, embed_shards(loaded, shards, batch_size=batch_size, device=device, reuse=reuse)
+
+
+@task(name="plan-reuse", cache_policy=NO_CACHE)
+def reuse_plan_task(model_dir: str, shards: str, published_dir: str) -> Any:
+    """Which shards the current version already published (radsim.model.publish.plan_reuse)."""
+    from radsim.model.publish import plan_reuse
+
+    return plan_reuse(published_dir, shards, model_dir)
 
 
 _MODELS: dict[tuple[str, int, int], Any] = {}  # per worker process: the last model loaded, by file identity
@@ -66,10 +76,12 @@ def embed_part_task(model_dir: str, shards: str, names: list[str], batch_size: i
 
 
 def embed_mapped(model_dir: str, shards: str, *, batch_size: int = 256, device: str = "cpu",
-                 shards_per_task: int = 1, workers: int = 2, progress: bool = False) -> tuple[Any, Any]:
+                 shards_per_task: int = 1, workers: int = 2, progress: bool = False,
+                 only: list[str] | None = None) -> tuple[Any, Any]:
     """`embed_shards` with its shard groups mapped as tasks on the current flow's task runner.
 
     Returns (loaded model, EmbeddedShards) like `embed_task`; at most 2 × workers groups are in flight.
+    `only` embeds just those shards (a ReusePlan's `embed`).
     """
     from radsim.model.checkpoint import load_model
     from radsim.model.publish import embed_shards
@@ -80,24 +92,38 @@ def embed_mapped(model_dir: str, shards: str, *, batch_size: int = 256, device: 
         return embed_part_task.submit(model_dir, shards, names, batch_size, device)
 
     return loaded, embed_shards(loaded, shards, batch_size=batch_size, device=device, progress=progress,
-                                shards_per_task=shards_per_task, submit=submit, window=2 * max(1, workers))
+                                shards_per_task=shards_per_task, submit=submit, window=2 * max(1, workers),
+                                only=only)
 
 
 @flow(name="embed-shards")
 def embed_shards_flow(model_dir: str, shards: str, batch_size: int = 256, device: str = "cpu",
-                      shards_per_task: int = 1, workers: int = 2, progress: bool = False) -> tuple[Any, Any]:
-    """Embed every sharded image, groups of shards as tasks on this flow's task runner (see run_embed_shards)."""
+                      shards_per_task: int = 1, workers: int = 2, progress: bool = False,
+                      only: list[str] | None = None) -> tuple[Any, Any]:
+    """Embed every sharded image (or the `only` shards), groups of shards as tasks on this flow's task runner."""
     return embed_mapped(str(model_dir), str(shards), batch_size=batch_size, device=device,
-                        shards_per_task=shards_per_task, workers=workers, progress=progress)
+                        shards_per_task=shards_per_task, workers=workers, progress=progress, only=only)
 
 
 def run_embed_shards(model_dir: str, shards: str, *, runner: str = "threads", workers: int = 2,
-                     dask_address: str | None = None, **kwargs: Any) -> tuple[Any, Any]:
-    """(loaded model, EmbeddedShards) with the shard groups on the chosen task runner (threads, processes, dask)."""
-    from radsim.flows.task_runners import make_task_runner
+                     dask_address: str | None = None, reuse: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+    """(loaded model, EmbeddedShards) with the shard groups on the chosen task runner (threads, processes, dask).
 
-    return embed_shards_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address))(
-        str(model_dir), str(shards), workers=workers, **kwargs)
+    With `reuse` (a ReusePlan) only the plan's shards go to the runner, and the reused rows are
+    merged in here: the plan holds vectors, so it never becomes a flow parameter.
+    """
+    from radsim.flows.task_runners import make_task_runner
+    from radsim.model.publish import merge_reused
+
+    embed_flow = embed_shards_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address))
+    only = list(reuse.embed) if reuse is not None and reuse.reused_shards else None
+    loaded, embedded = embed_flow(str(model_dir), str(shards), workers=workers, only=only, **kwargs)
+    if only is not None:
+        if reuse.checked_for(loaded) is reuse:
+            embedded = merge_reused(reuse, embedded, shards)
+        else:  # planned for another model than the folder now holds: embed the rest as well
+            loaded, embedded = embed_flow(str(model_dir), str(shards), workers=workers, **kwargs)
+    return loaded, embedded
 
 
 @task(name="publish-table", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -148,7 +174,7 @@ def publish_embeddings(model_dir: str, shards: str, published_dir: str, report_d
                                         shards_per_task=shards_per_task, workers=workers, progress=progress)
     else:
         loaded, embedded = embed_task(str(model_dir), str(shards), batch_size, device)
-    published = publish_task(embedded, loaded, str(published_dir))
+    published = publish_task(quote(embedded), loaded, str(published_dir))  # quote: Prefect must not walk every row
     out: dict[str, Any] = {"model_version": published.model_version, "rows": published.rows,
                            "path": str(published.path), "summary": published.summary(),
                            "record_path": str(published.record_path),

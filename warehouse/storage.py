@@ -22,10 +22,12 @@ Where atomicity differs from a local disk (DESIGN §12): object stores have no r
 folder cannot be swapped in one step. A reader that lists a published version *during* a
 push may see the new part files next to the old ones until the old ones are deleted; a
 reader that goes through the version's `_manifests/` record, or reads after the run ends,
-sees one version. A push cut short (crash, lost network) leaves uploaded data files that
-nothing points at yet: the remote commit files are still the previous run's, so the next run
-pulls that state and redoes the work; the orphans are overwritten or deleted by its push.
-Two runs must not push to the same warehouse at once (the local lock guards one machine).
+sees one version. A push cut short (crash, lost network) leaves uploaded files that the
+remote ledger does not count yet (it is uploaded last), so the next run pulls that state and
+redoes the work from the ledger: stages are incremental (shards already in the manifest are
+skipped) and its push overwrites or deletes the leftovers. Two runs must not push to the same
+warehouse at once: the lock in `open_folder` guards one machine, a Prefect concurrency limit
+the deployments.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from radsim.data_contracts import RadsimError, UsageError
 SNAPSHOT_FILE = ".radsim-mirror.json"
 PENDING_FILE = ".radsim-mirror-deletes.json"
 LOCK_FILE = ".radsim-mirror.lock"
+RUN_LOCK_FILE = ".radsim-run.lock"
 LEDGER_NAMES = ("ledger.parquet",)
 COMMIT_NAMES = ("manifest.parquet", "current.json")
 COMMIT_DIRS = ("_manifests",)
@@ -259,15 +262,22 @@ def mirror_dir(uri: str, cache_root: str | Path | None = None) -> Path:
 def open_folder(location: str | os.PathLike[str], *, writeback: bool = True, must_exist: bool = False,
                 cache_root: str | Path | None = None,
                 on_progress: Callable[[str], None] | None = None) -> Iterator[Path]:
-    """A local folder for `location`: the path itself, or a locked mirror of a remote URI.
+    """A local folder for `location`: the path itself, or a mirror of a remote URI.
 
-    With `writeback`, a mirror is pushed back when the block ends without an exception.
+    With `writeback` the folder is one run's at a time (a second run fails fast with one line,
+    instead of interleaving with the first), and a mirror is pushed back when the block ends
+    without an exception. Reading (an inbox) takes no lock on a local folder.
     """
     if not is_remote(location):
         path = local_path(location)
         if must_exist and not path.exists():
             raise UsageError(f"{location} does not exist")
-        yield path
+        if not writeback:
+            yield path
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        with _exclusive(path / RUN_LOCK_FILE, f"another radsim run is writing to {location}"):
+            yield path
         return
     uri = str(location)
     mirror = Mirror(uri, mirror_dir(uri, cache_root), on_progress)
@@ -278,15 +288,23 @@ def open_folder(location: str | os.PathLike[str], *, writeback: bool = True, mus
     for folder in (mirror.local.parent, mirror.local):  # restricted data (inbox, restricted/): owner only
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
-    with open(mirror.local / LOCK_FILE, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"{uri}: another radsim run on this machine is using its mirror {mirror.local}") from None
+    with _exclusive(mirror.local / LOCK_FILE, f"{uri}: another radsim run on this machine is using its mirror "
+                                              f"{mirror.local}"):
         mirror.pull()
         yield mirror.local
         if writeback:
             mirror.push()
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, busy: str) -> Iterator[None]:
+    """An advisory flock held for the block; `busy` is the one-line error when another process holds it."""
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(busy) from None
+        yield
 
 
 def require_local(key: str, location: str | None) -> None:

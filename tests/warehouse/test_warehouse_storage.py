@@ -54,9 +54,16 @@ def test_missing_backend_and_unknown_protocol_are_one_line(no_s3fs):
         filesystem("nosuchfs://x/y")
 
 
-def test_local_paths_are_used_in_place(tmp_path):
+def test_local_paths_are_used_in_place_one_writer_at_a_time(tmp_path):
     with open_folder(str(tmp_path / "wh")) as folder:
         assert folder == tmp_path / "wh"
+        with pytest.raises(UsageError, match="another radsim run is writing"):
+            with open_folder(str(tmp_path / "wh")):
+                pass
+        with open_folder(str(tmp_path / "wh"), writeback=False):  # readers are not locked out
+            pass
+    with open_folder(str(tmp_path / "wh")):  # released
+        pass
     with pytest.raises(UsageError, match="does not exist"):
         with open_folder(str(tmp_path / "nope"), must_exist=True):
             pass
