@@ -33,7 +33,7 @@ def torchrun_task(shards: str, out: str, options: dict[str, Any], launch: dict[s
     """Own torchrun's process group for the whole job: stream its lines, stop it all if this run stops."""
     from radsim.flows.commands.train import options_to_argv
     from radsim.model.data import read_shard_info
-    from radsim.model.launch import LaunchSpec, for_console, launch_training, stream_to
+    from radsim.model.launch import LaunchSpec, for_console, launch_training
     from radsim.model.train import result_from_folder
 
     read_shard_info(shards)  # a bad shard folder is one line here, not one per rank
@@ -41,12 +41,13 @@ def torchrun_task(shards: str, out: str, options: dict[str, Any], launch: dict[s
     run_log = _run_log()
     run_log.info("torchrun: %d process(es) per node x %d node(s), this node %d", spec.nproc_per_node, spec.nnodes,
                  spec.node_rank)
-    launch_training(spec, options_to_argv(shards, out, options), out, on_line=stream_to(_print_if(for_console), run_log.info))
+    def on_line(line: str) -> None:  # every line to the run log; rank and torchrun lines to the console too
+        run_log.info(line)
+        if for_console(line):
+            print(line, flush=True)
+
+    launch_training(spec, options_to_argv(shards, out, options), out, on_line=on_line)
     return _result_dict(result_from_folder(out))
-
-
-def _print_if(keep: Any) -> Any:
-    return lambda line: print(line, flush=True) if keep(line) else None
 
 
 def _run_log() -> logging.LoggerAdapter:

@@ -22,7 +22,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -165,12 +164,10 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 40.0) -> None:
 
 def describe_failure(outcome: LaunchOutcome, model_dir: Path, spec: LaunchSpec) -> str:
     """One line: the failed rank, why, and what is kept for --resume."""
-    text = "\n".join(outcome.tail)
-    root = text.split("Root Cause", 1)[-1]  # torchrun's summary names the first failure there
-    found = _ROOT_CAUSE.search(root) or _ROOT_CAUSE.search(text)
+    found = _root_cause(outcome)
     if found:
-        rank, local_rank, exitcode = (int(g) for g in found.groups())
-        signal_name = _SIGNAL.search(root)
+        rank, local_rank, exitcode = found
+        signal_name = _SIGNAL.search(_root_section(outcome))
         how = (f"was killed by {signal_name.group(2)}" if signal_name else
                f"was killed by signal {-exitcode}" if exitcode < 0 else f"exited with code {exitcode}")
         reason = _rank_error(outcome.tail, f"[{rank_label(spec)} {local_rank}] ")
@@ -189,13 +186,19 @@ def describe_failure(outcome: LaunchOutcome, model_dir: Path, spec: LaunchSpec) 
     return line + f"; per-rank logs in {outcome.log_dir}"
 
 
-def _root_exit_code(outcome: LaunchOutcome) -> int | None:
-    found = _ROOT_CAUSE.search("\n".join(outcome.tail).split("Root Cause", 1)[-1])
-    return int(found.group(3)) if found else None
+def _root_section(outcome: LaunchOutcome) -> str:
+    """torchrun's summary after "Root Cause" names the first failure (the whole tail if it is absent)."""
+    return "\n".join(outcome.tail).split("Root Cause", 1)[-1]
+
+
+def _root_cause(outcome: LaunchOutcome) -> tuple[int, int, int] | None:
+    """(global rank, local rank, exit code) of the first failed rank, or None when no rank failed."""
+    found = _ROOT_CAUSE.search(_root_section(outcome))
+    return (int(found.group(1)), int(found.group(2)), int(found.group(3))) if found else None
 
 
 def _rank_error(tail: Sequence[str], prefix: str | None) -> str | None:
-    """The failed rank's own error line (radsim's one-line error or the exception's last line).
+    """The failed rank's own error line (the one line `radsim train` printed before exiting).
 
     Without a rank (torchrun itself failed, e.g. the rendezvous), its last line says why.
     """
@@ -228,22 +231,11 @@ def launch_training(spec: LaunchSpec, train_argv: Sequence[str], model_dir: str 
     outcome = run_torchrun(cmd, log_dir, say, env=env, label=rank_label(spec))
     if outcome.returncode != 0:
         message = describe_failure(outcome, model_dir, spec)
-        raise (UsageError if _root_exit_code(outcome) == USAGE_EXIT else RadsimError)(message)
+        cause = _root_cause(outcome)
+        raise (UsageError if cause and cause[2] == USAGE_EXIT else RadsimError)(message)
     return outcome
 
 
 def for_console(line: str) -> bool:
     """Rank lines and torchrun's own log lines; not its ChildFailedError traceback (the one-line error says it)."""
     return line.startswith(("[rank ", "[node ")) or bool(_TORCHRUN_LOG.match(line))
-
-
-def stream_to(*sinks: Callable[[str], None]) -> Callable[[str], None]:
-    """One callback feeding several sinks (stdout and a Prefect logger, say)."""
-    lock = threading.Lock()
-
-    def emit(line: str) -> None:
-        with lock:
-            for sink in sinks:
-                sink(line)
-
-    return emit

@@ -59,3 +59,18 @@ def site_key(monkeypatch) -> str:
     key = "test-site-secret-0123456789abcdef"
     monkeypatch.setenv("RADSIM_ID_KEY", key)
     return key
+
+
+@pytest.fixture
+def memory_root(tmp_path, monkeypatch):
+    """A fresh memory:// root and the fsspec filesystem, with a private mirror cache; removed afterwards."""
+    import uuid
+
+    import fsspec
+
+    monkeypatch.setenv("RADSIM_CACHE", str(tmp_path / "cache"))
+    root = f"memory://radsim-{uuid.uuid4().hex[:8]}"
+    fs = fsspec.filesystem("memory")
+    yield root, fs
+    if fs.exists(root):
+        fs.rm(root, recursive=True)

@@ -15,7 +15,7 @@ radsim's stages work on local folders: atomic renames, pyarrow, tar, torch. For 
    finished by the next run before it pulls.
 
 The mirror holds restricted data (inbox images and reports, `restricted/`): its folders are
-owner-only (0700), and `remove_mirror` or deleting `$RADSIM_CACHE/mirrors/<…>` drops it
+owner-only (0700), and deleting `$RADSIM_CACHE/mirrors/<…>` drops it
 (the next run pulls everything again).
 
 Where atomicity differs from a local disk (DESIGN §12): object stores have no rename, so a
@@ -36,7 +36,6 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,11 +234,6 @@ def commit_tier(rel: str) -> int:
     return 1 if parts[-1] in COMMIT_NAMES or any(p in COMMIT_DIRS for p in parts[:-1]) else 0
 
 
-def is_commit_file(rel: str) -> bool:
-    """Files that point at others: uploaded after the data so they never point at data not yet there."""
-    return commit_tier(rel) > 0
-
-
 def fingerprint(info: dict[str, Any]) -> str:
     """What tells that a remote file changed: its listing entry (size, ETag/mtime/created, …)."""
     keep = {k: v for k, v in info.items() if k not in ("name", "Key", "type")}
@@ -312,8 +306,3 @@ def require_local(key: str, location: str | None) -> None:
     if location and is_remote(location):
         raise UsageError(f"{key} {location}: fsspec URIs are supported for the inbox and the warehouse; "
                          f"copy this file to a local path")
-
-
-def remove_mirror(uri: str, cache_root: str | Path | None = None) -> None:
-    """Drop the local working copy (the next run pulls everything again)."""
-    shutil.rmtree(mirror_dir(uri, cache_root), ignore_errors=True)

@@ -7,24 +7,12 @@ table straight from the fsspec filesystem with pyarrow.
 from __future__ import annotations
 
 import shutil
-import uuid
 
-import fsspec
 import pyarrow.parquet as pq
 import pytest
 from radsim.warehouse.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8}
-
-
-@pytest.fixture
-def memory_root(tmp_path, monkeypatch):
-    monkeypatch.setenv("RADSIM_CACHE", str(tmp_path / "cache"))
-    root = f"memory://radsim-{uuid.uuid4().hex[:8]}"
-    fs = fsspec.filesystem("memory")
-    yield root, fs
-    if fs.exists(root):
-        fs.rm(root, recursive=True)
 
 
 def test_pipeline_on_memory_urls_matches_the_local_run_and_survives_a_crash(prefect_harness, tmp_path, memory_root,

@@ -1,25 +1,18 @@
 """fsspec storage: a local mirror of a remote folder, pushed back only after a run succeeds."""
 from __future__ import annotations
 
-import uuid
 
-import fsspec
 import pytest
 
 from radsim.data_contracts import UsageError
-from radsim.warehouse.storage import (Mirror, commit_tier, filesystem, is_commit_file, is_remote, local_path,
-                                     open_folder)
+from radsim.warehouse.storage import Mirror, commit_tier, filesystem, is_remote, local_path, open_folder
 
 
 @pytest.fixture
-def remote(tmp_path, monkeypatch):
-    """A fresh memory:// folder and a private cache root; removed afterwards."""
-    monkeypatch.setenv("RADSIM_CACHE", str(tmp_path / "cache"))
-    uri = f"memory://radsim-test-{uuid.uuid4().hex[:8]}/wh"
-    fs = fsspec.filesystem("memory")
-    yield uri, fs
-    if fs.exists(uri):
-        fs.rm(uri, recursive=True)
+def remote(memory_root):
+    """A folder inside a fresh memory:// root (tests/conftest.py)."""
+    root, fs = memory_root
+    return f"{root}/wh", fs
 
 
 @pytest.fixture
@@ -40,9 +33,9 @@ def _put(fs, uri: str, files: dict[str, bytes]) -> None:
 def test_locations():
     assert is_remote("s3://b/x") and is_remote("memory://x") and not is_remote("/data/wh")
     assert not is_remote("file:///data/wh") and str(local_path("file:///data/wh")) == "/data/wh"
-    assert is_commit_file("ledger.parquet") and is_commit_file("shards/manifest.parquet")
     assert commit_tier("ledger.parquet") > commit_tier("models/current.json") > commit_tier("shards/a.tar")
-    assert is_commit_file("published/embeddings/_manifests/v1.json") and not is_commit_file("shards/shard-000000.tar")
+    assert commit_tier("shards/manifest.parquet") == commit_tier("published/embeddings/_manifests/v1.json") == 1
+    assert commit_tier("shards/shard-000000.tar") == 0
 
 
 def test_missing_backend_and_unknown_protocol_are_one_line(no_s3fs):
