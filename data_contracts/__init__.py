@@ -5,7 +5,7 @@ from .ids import IdKeyer, demo_keyer, keyer_from_env
 from .quarantine import QuarantineRecord, merge_quarantine, quarantine_table, reason_codes
 from .reconcile import StageCounts
 from .tableio import read_contract_table, read_input_table, write_parquet_atomic
-from .vocabulary import NO_FINDING, SUPPORT_DEVICES, Finding, Vocabulary, default_vocabulary, load_vocabulary
+from .vocabulary import NO_FINDING, OTHER_ABNORMALITY, SUPPORT_DEVICES, Finding, Vocabulary, default_vocabulary, load_vocabulary
 
 __all__ = [
     "TABLES", "Column", "Contract", "check_vocabulary", "load_contract", "rows_to_table", "table_metadata",
@@ -13,5 +13,5 @@ __all__ = [
     "IdKeyer", "demo_keyer", "keyer_from_env",
     "QuarantineRecord", "merge_quarantine", "quarantine_table", "reason_codes",
     "StageCounts", "read_contract_table", "read_input_table", "write_parquet_atomic",
-    "NO_FINDING", "SUPPORT_DEVICES", "Finding", "Vocabulary", "default_vocabulary", "load_vocabulary",
+    "NO_FINDING", "OTHER_ABNORMALITY", "SUPPORT_DEVICES", "Finding", "Vocabulary", "default_vocabulary", "load_vocabulary",
 ]

@@ -5,6 +5,8 @@ same folder and is renamed into place.
 """
 from __future__ import annotations
 
+import csv
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -40,13 +42,27 @@ def read_input_table(path: str | Path) -> pa.Table:
         if suffix in (".parquet", ".pq"):
             return pq.read_table(path)
         if suffix == ".csv":
-            names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).column_names
-            return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}))
+            return _read_csv_as_strings(path)
         if suffix in (".jsonl", ".ndjson", ".json"):
             return pajson.read_json(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
     raise UsageError(f"unsupported table format {suffix!r} for {path}: use .csv, .parquet or .jsonl")
+
+
+def _read_csv_as_strings(path: Path) -> pa.Table:
+    """All columns as strings; a cell larger than pyarrow's block (a 200 KB report, say) is read too."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        csv.field_size_limit(sys.maxsize)
+        names = next(csv.reader(fh), [])
+    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names})
+    try:
+        return pacsv.read_csv(path, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+        block = min(path.stat().st_size + 1, 2**31 - 1)  # one block: no row can straddle two
+        return pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=block), convert_options=convert)
 
 
 def read_contract_table(path: str | Path, contract: Contract) -> pa.Table:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -17,14 +18,23 @@ from .errors import UsageError
 
 NO_FINDING = "no_finding"
 SUPPORT_DEVICES = "support_devices"
+OTHER_ABNORMALITY = "other_abnormality"  # the catch-all: any abnormality outside the named findings
+
+
+OPTIONS_DIR = "vocabulary_options"  # shipped opt-in entries, named by file stem
 
 
 @dataclass(frozen=True)
 class Finding:
+    """One finding: its phrases, and its written inclusion and exclusion criteria (as data)."""
+
     name: str
     description: str = ""
     synonyms: tuple[str, ...] = ()
     derived: bool = False
+    suggestive: tuple[str, ...] = ()  # phrases that suggest the finding: at most uncertain (-1)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,18 +85,23 @@ def _parse(doc: Any, source: str) -> tuple[str, str, list[Finding]]:
         name = entry["name"].strip()
         if not name.replace("_", "").isalnum() or name != name.lower():
             raise UsageError(f"vocabulary {source}: finding name '{name}' must be snake_case")
-        synonyms = entry.get("synonyms") or []
-        if not isinstance(synonyms, list) or not all(isinstance(s, str) and s.strip() for s in synonyms):
-            raise UsageError(f"vocabulary {source}: 'synonyms' of '{name}' must be a list of non-empty strings")
+        lists = {key: _strings(entry, key, name, source) for key in ("synonyms", "suggestive", "include", "exclude")}
         findings.append(
             Finding(
                 name=name,
                 description=str(entry.get("description", "")),
-                synonyms=tuple(s.strip() for s in synonyms),
                 derived=bool(entry.get("derived", False)),
+                **lists,
             )
         )
     return str(doc.get("name", source)), str(doc.get("version", "0")), findings
+
+
+def _strings(entry: dict, key: str, name: str, source: str) -> tuple[str, ...]:
+    values = entry.get(key) or []
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+        raise UsageError(f"vocabulary {source}: '{key}' of '{name}' must be a list of non-empty strings")
+    return tuple(" ".join(v.split()) for v in values)
 
 
 def _read_yaml(path: Path) -> Any:
@@ -104,28 +119,86 @@ def default_vocabulary() -> Vocabulary:
     return Vocabulary(name, version, tuple(findings))
 
 
-def load_vocabulary(path: str | Path | None = None, *, replace: bool = False) -> Vocabulary:
-    """The default vocabulary, extended (or replaced, with `replace=True`) by a site's YAML file.
+def vocabulary_options() -> list[str]:
+    """Names of the shipped opt-in entries (`--vocabulary hyperinflation-as-emphysema`)."""
+    folder = resources.files(__package__).joinpath(OPTIONS_DIR)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
-    Extending: a new name appends a finding; an existing name gains the file's synonyms.
-    """
-    base = default_vocabulary()
+
+def _resolve(spec: str | Path) -> tuple[Any, str]:
+    """A site file's parsed YAML, or a shipped option's when `spec` names one and no such file exists."""
+    path = Path(spec)
+    if not path.exists() and str(spec) in vocabulary_options():
+        text = resources.files(__package__).joinpath(OPTIONS_DIR, f"{spec}.yaml").read_text(encoding="utf-8")
+        return yaml.safe_load(text), str(spec)
+    if not path.exists() and "/" not in str(spec) and not str(spec).endswith((".yaml", ".yml")):
+        raise UsageError(f"vocabulary '{spec}' is neither a file nor a shipped option "
+                         f"(options: {', '.join(vocabulary_options())})")
+    return _read_yaml(path), str(path)
+
+
+def _specs(path: str | Path | Sequence[str | Path] | None) -> list[str | Path]:
     if path is None:
-        return base
-    name, version, extra = _parse(_read_yaml(Path(path)), str(path))
-    if replace:
-        if NO_FINDING not in {f.name for f in extra}:
-            extra.insert(0, Finding(NO_FINDING, "No finding.", derived=True))
-        return Vocabulary(name, version, tuple(extra))
-    merged = {f.name: f for f in base.findings}
+        return []
+    if isinstance(path, Path):
+        return [path]
+    if isinstance(path, str):
+        return [p.strip() for p in path.split(",") if p.strip()]
+    return [q for p in path for q in _specs(p)]
+
+
+def _phrase_key(phrase: str) -> str:
+    return " ".join(phrase.lower().split())
+
+
+def _merge(base: dict[str, Finding], extra: list[Finding]) -> dict[str, Finding]:
+    """Add a site's findings and synonyms; a site's phrase moves to its finding from any default owner."""
+    moved = {_phrase_key(p) for f in extra for p in (*f.synonyms, *f.suggestive)}
+    merged = {
+        name: dataclasses.replace(f, synonyms=tuple(p for p in f.synonyms if _phrase_key(p) not in moved),
+                      suggestive=tuple(p for p in f.suggestive if _phrase_key(p) not in moved))
+        for name, f in base.items()
+    }
     for f in extra:
-        if f.name in merged:
-            old = merged[f.name]
-            syn = old.synonyms + tuple(s for s in f.synonyms if s not in old.synonyms)
-            merged[f.name] = Finding(old.name, old.description or f.description, syn, old.derived)
-        else:
+        old = merged.get(f.name)
+        if old is None:
             merged[f.name] = f
-    return Vocabulary(f"{base.name}+{name}", f"{base.version}+{version}", tuple(merged.values()))
+            continue
+        merged[f.name] = dataclasses.replace(
+            old,
+            description=old.description or f.description,
+            synonyms=tuple(dict.fromkeys(f.synonyms + old.synonyms)),  # the site's first: they own their phrases
+            suggestive=tuple(dict.fromkeys(f.suggestive + old.suggestive)),
+            include=old.include + f.include,
+            exclude=old.exclude + f.exclude,
+        )
+    return merged
+
+
+def load_vocabulary(path: str | Path | Sequence[str | Path] | None = None, *, replace: bool = False) -> Vocabulary:
+    """The default vocabulary, extended (or replaced, with `replace=True`) by site files or shipped options.
+
+    `path` is a file, a shipped option's name, or several of them (a list, or comma-separated).
+    Extending: a new name appends a finding; an existing name gains the file's synonyms, and a
+    phrase a site names moves to that finding from wherever the default had it.
+    """
+    specs = _specs(path)
+    base = default_vocabulary()
+    if not specs:
+        return base
+    parsed = [_parse(*_resolve(spec)) for spec in specs]
+    names = "+".join(n for n, _, _ in parsed)
+    versions = "+".join(v for _, v, _ in parsed)
+    if replace:
+        extra = [f for _, _, fs in parsed for f in fs]
+        merged = _merge({}, extra)
+        if NO_FINDING not in merged:
+            merged = {NO_FINDING: Finding(NO_FINDING, "No finding.", derived=True), **merged}
+        return Vocabulary(names, versions, tuple(merged.values()))
+    merged = {f.name: f for f in base.findings}
+    for _, _, extra in parsed:
+        merged = _merge(merged, extra)
+    return Vocabulary(f"{base.name}+{names}", f"{base.version}+{versions}", tuple(merged.values()))
 
 
 def vocabulary_from_metadata(metadata: dict[bytes, bytes] | None) -> list[str] | None:
@@ -133,3 +206,12 @@ def vocabulary_from_metadata(metadata: dict[bytes, bytes] | None) -> list[str] |
     if not metadata or b"radsim.vocabulary.findings" not in metadata:
         return None
     return json.loads(metadata[b"radsim.vocabulary.findings"])
+
+
+def criteria_table(vocabulary: Vocabulary | None = None) -> str:
+    """The per-finding inclusion and exclusion criteria as a markdown table (the README shows it)."""
+    vocabulary = vocabulary or default_vocabulary()
+    rows = ["| finding | counts as the finding | is not the finding |", "|---|---|---|"]
+    for f in vocabulary.findings:
+        rows.append(f"| `{f.name}` | {'; '.join(f.include)} | {'; '.join(f.exclude)} |")
+    return "\n".join(rows)

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
-from typing import Sequence
+from typing import Sequence, TextIO
 
 from radsim.data_contracts.errors import RadsimError
 
 # Imported lazily so `radsim label --help` does not pay for torch or prefect.
-COMMANDS = ("synth", "label", "demo", "shard", "publish", "evaluate", "similar", "train", "run")
+COMMANDS = ("synth", "label", "label-audit", "label-score", "demo", "shard", "publish", "evaluate", "similar", "train", "run")
 
 
 # Which optional extra brings a module that a plain `pip install radsim` leaves out (DESIGN §2).
@@ -43,11 +44,61 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(f"radsim.flows.commands.{name}").register(sub)
+        importlib.import_module(f"radsim.flows.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 
+class _ClosedPipeSafe:
+    """stdout that goes quiet when its reader has gone (`radsim label ... | head -1`).
+
+    The work and its files are what matter; a summary nobody reads is not a failure, and Python's
+    own flush at exit must not turn it into one either.
+    """
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self._closed = False
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._go_quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._go_quiet()
+
+    def _go_quiet(self) -> None:
+        self._closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())  # the interpreter's final flush then succeeds
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    original = sys.stdout
+    sys.stdout = _ClosedPipeSafe(original)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stdout = original
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -67,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = EXTRA_FOR_MODULE.get((exc.name or "").split(".")[0], "all")
         print(f"radsim {args.command}: error: this command needs the '{exc.name}' package, "
               f"which a plain install leaves out; install it with: pip install 'radsim[{extra}]'", file=sys.stderr)
-        return 1
+        return 2  # an installation error is a usage error (DESIGN §4)
     except KeyboardInterrupt:
         print(f"radsim {args.command}: interrupted", file=sys.stderr)
         return 130

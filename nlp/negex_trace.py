@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+import numpy as np
+
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
@@ -23,16 +25,29 @@ IGNORE_LABEL = "ignore"
 # Tokens that may join a list of mentions under one following trigger.
 LIST_GLUE = frozenset(
     {",", "and", "or", "nor", "/", "either", "neither", "the", "a", "an", "any", "left", "right", "bilateral",
-     "small", "large", "significant", "focal", "definite", "new", "residual", "further", "obvious", "other"}
+     "small", "large", "significant", "focal", "definite", "new", "residual", "further", "obvious", "other",
+     "moderate", "confluent", "acute", "sizable", "sizeable", "appreciable", "xxxx"}
 )
 LIST_CONJUNCTIONS = frozenset({"and", "or", "nor", "/"})
+# A comma termination (", large") starts a new clause ("no pneumothorax, small left effusion") unless
+# the list goes on to one of these before the sentence ends ("no opacity, large effusion or pneumothorax").
+LIST_CONTINUES = frozenset({"or", "nor"})
+# A hedging adverb right before one of these (or before a mention) hedges what comes next, not what
+# came before: "consolidation likely represents pneumonia" keeps the consolidation.
+HEDGE_ADVERBS = frozenset({"likely", "possibly", "probably"})  # the last word of the trigger ("is less likely")
+FORWARD_WORDS = frozenset({"represents", "represent", "representing", "reflects", "reflect", "reflecting", "due",
+                           "secondary", "related", "indicates", "indicating", "consistent", "compatible", "from",
+                           "to", "a", "an", "the", "reflective", "representative", "caused", "in"})
 
 
 class TracingNegex(Negex):
     def __init__(self, nlp: Language, name: str, neg_termset: dict[str, list[str]], extension_name: str,
-                 adjacent_following: list[str], max_following_gap: int, max_preceding_gap: int):
+                 adjacent_following: list[str], max_following_gap: int, max_preceding_gap: int,
+                 short_preceding: list[str], short_preceding_gap: int):
         super().__init__(nlp, name, neg_termset, ent_types=None, extension_name=extension_name)
         self.adjacent = {t.lower() for t in adjacent_following}
+        self.short = {t.lower() for t in short_preceding}
+        self.short_gap = short_preceding_gap
         self.max_following_gap = max_following_gap
         self.max_preceding_gap = max_preceding_gap
 
@@ -56,14 +71,54 @@ class TracingNegex(Negex):
             return len(gap) <= 1
         return len(gap) <= self.max_following_gap and not any(tok.text == "," for tok in gap)
 
+    def _in_short_reach(self, doc: Doc, t0: int, t1: int, start: int) -> bool:
+        """A short-reach trigger ("previous") governs only a mention a few tokens on, with no comma between."""
+        if doc[t0:t1].text.lower() not in self.short:
+            return True
+        return start - t1 <= self.short_gap and not any(tok.text == "," for tok in doc[t1:start])
+
+    @staticmethod
+    def _hedges_forward(doc: Doc, t0: int, t1: int) -> bool:
+        if t1 >= len(doc) or doc[t1 - 1].lower_ not in HEDGE_ADVERBS:
+            return False
+        nxt = doc[t1]
+        return nxt.lower_ in FORWARD_WORDS or nxt.ent_iob_ == "B"
+
+    @staticmethod
+    def _list_terminations(doc: Doc, terminating: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """Drop a comma termination whose clause goes on as a list ("..., large effusion or pneumothorax")."""
+        if not any(doc[t0].text == "," for _, t0, _ in terminating):
+            return terminating
+        other_starts = sorted(t0 for _, t0, _ in terminating if doc[t0].text != ",")
+        sents = sentence_starts(doc)
+        kept = []
+        for match in terminating:
+            _, t0, t1 = match
+            if doc[t0].text == ",":
+                k = bisect_right(sents, t0)
+                sent_end = sents[k] if k < len(sents) else len(doc)
+                stop = min([s for s in other_starts if s > t0] + [sent_end])
+                if any(tok.lower_ in LIST_CONTINUES for tok in doc[t1:stop]):
+                    continue
+            kept.append(match)
+        return kept
+
+    def termination_boundaries(self, doc: Doc, terminating: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+        """negspacy's boundaries, from sentence starts read once per doc (Doc.sents builds a Span per sentence)."""
+        starts = sorted({*sentence_starts(doc), *(t[1] for t in terminating)} | {len(doc)})
+        if starts[0] != 0:
+            starts.insert(0, 0)
+        return list(zip(starts, starts[1:]))
+
     def negex(self, doc: Doc) -> Doc:
-        ents = [e for e in doc.ents if e.label_ != IGNORE_LABEL]
+        ents = mentions(doc)
         if not ents:
             return doc
         preceding, following, terminating = self.process_negations(doc)
         if not preceding and not following:
             return doc
-        bounds = self.termination_boundaries(doc, terminating)
+        following = [m for m in following if not self._hedges_forward(doc, m[1], m[2])]
+        bounds = self.termination_boundaries(doc, self._list_terminations(doc, terminating))
         starts = [b[0] for b in bounds]
         trace: dict[tuple[int, int], tuple[str, int, str]] = doc.user_data.setdefault((TRACE_KEY, self.extension_name), {})
 
@@ -78,6 +133,8 @@ class TracingNegex(Negex):
             best: tuple[int, str, str] | None = None  # (distance, trigger, direction)
             for t0, t1 in by_bound_pre.get(k, ()):
                 if t0 < ent.start and ent.start - t1 <= self.max_preceding_gap:
+                    if self.short and not self._in_short_reach(doc, t0, t1, ent.start):
+                        continue
                     dist = max(0, ent.start - t1)
                     if best is None or dist < best[0]:
                         best = (dist, doc[t0:t1].text, "preceding")
@@ -106,11 +163,32 @@ class TracingNegex(Negex):
         "adjacent_following": [],
         "max_following_gap": 8,
         "max_preceding_gap": 40,
+        "short_preceding": [],
+        "short_preceding_gap": 3,
     },
 )
 def make_tracing_negex(nlp: Language, name: str, neg_termset: dict, extension_name: str, adjacent_following: list,
-                       max_following_gap: int, max_preceding_gap: int) -> TracingNegex:
-    return TracingNegex(nlp, name, neg_termset, extension_name, adjacent_following, max_following_gap, max_preceding_gap)
+                       max_following_gap: int, max_preceding_gap: int, short_preceding: list,
+                       short_preceding_gap: int) -> TracingNegex:
+    return TracingNegex(nlp, name, neg_termset, extension_name, adjacent_following, max_following_gap,
+                        max_preceding_gap, short_preceding, short_preceding_gap)
+
+
+def mentions(doc: Doc) -> list[Span]:
+    """The doc's entities other than ignore phrases, built once per doc (Doc.ents walks every token)."""
+    cached = doc.user_data.get((TRACE_KEY, "ents"))
+    if cached is None:
+        cached = doc.user_data[(TRACE_KEY, "ents")] = [e for e in doc.ents if e.label_ != IGNORE_LABEL]
+    return cached
+
+
+def sentence_starts(doc: Doc) -> list[int]:
+    """Token indices where sentences start, read from the array once per doc."""
+    cached = doc.user_data.get((TRACE_KEY, "sents"))
+    if cached is None:
+        flags = doc.to_array("SENT_START")
+        cached = doc.user_data[(TRACE_KEY, "sents")] = [0, *(i for i in np.flatnonzero(flags == 1).tolist() if i)]
+    return cached
 
 
 def trace(doc: Doc, extension_name: str) -> dict[tuple[int, int], tuple[str, int, str]]:

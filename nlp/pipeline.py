@@ -14,16 +14,20 @@ from spacy.language import Language
 
 from radsim.data_contracts.vocabulary import Vocabulary
 
-from . import negex_trace  # noqa: F401 - registers the "radsim_negex" factory
+from . import negex_trace, ruler  # noqa: F401 - register the "radsim_negex" and "radsim_entity_ruler" factories
 from .negex_trace import IGNORE_LABEL
-from .resources import KINDS, phrases, termsets
+from .resources import KINDS, expand_slots, historical, historical_following, phrases, termsets
 
 ATTR_PREFIX = "attr:"
+SUGGESTIVE_PREFIX = "sug:"  # a phrase that suggests a finding without asserting it: at most -1
 # Span extension per kind; "negex" is negspacy's own name for the negation flag.
 EXTENSIONS = {"negation": "negex", "uncertainty": "uncertain", "resolved": "resolved"}
-SENTENCE_PUNCT = [".", "!", "\n"]  # "?" is a hedge in reports ("? consolidation"), not a sentence end
-# Following triggers that reach only the mention right before them ("atelectasis versus consolidation").
-ADJACENT_FOLLOWING = {"uncertainty": ["versus", "vs", "vs.", "and/or", "?"]}
+SENTENCE_PUNCT = [".", "!", "\n"]
+# Slash abbreviations kept as one token, so "f/u." and "h/o" match their triggers.
+SLASH_ABBREVIATIONS = ("f/u", "h/o", "s/p", "r/o", "w/o", "c/w", "n/g", "hx/o")  # "?" is a hedge in reports ("? consolidation"), not a sentence end
+# Following triggers that reach only the mention right before them ("atelectasis versus consolidation",
+# "pneumonia follow-up").
+ADJACENT_FOLLOWING = {"uncertainty": ["versus", "vs", "vs.", "and/or", "?"], "resolved": historical_following()}
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,11 @@ def phrase_variants(phrase: str, spelling: list[tuple[str, str]]) -> list[str]:
     return sorted(out)
 
 
-def typo_variants(word: str, substitutions: bool) -> set[str]:
-    """One-edit misspellings of a single word: deletion, transposition, doubled letter, substitution."""
+def typo_variants(word: str) -> set[str]:
+    """One-edit misspellings of a single word: deletion, transposition, doubled letter.
+
+    Substitutions are looked up instead (radsim.nlp.typos), as 25 patterns per letter cost too much.
+    """
     out: set[str] = set()
     n = len(word)
     for i in range(n):
@@ -87,16 +94,29 @@ def typo_variants(word: str, substitutions: bool) -> set[str]:
         out.add(word[:i] + word[i] + word[i:])
         if i < n - 1 and word[i] != word[i + 1]:
             out.add(word[:i] + word[i + 1] + word[i] + word[i + 2:])
-        if substitutions and 0 < i < n - 1:
-            for c in "abcdefghijklmnopqrstuvwxyz":
-                if c != word[i]:
-                    out.add(word[:i] + c + word[i + 1:])
     out.discard(word)
     return out
 
 
-def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -> tuple[list[dict], list[Attribute]]:
-    """Entity-ruler phrase patterns: findings, attribute phrases (label attr:N) and ignore phrases."""
+def typo_targets(owner: dict[str, str], min_len: int) -> list[tuple[str, str]]:
+    """Single-word finding phrases long enough to carry one-letter typos: (word, label)."""
+    return [(p, label) for p, label in owner.items()
+            if _WORD.match(p) and len(p) >= min_len and label != IGNORE_LABEL and not label.startswith(ATTR_PREFIX)]
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """What the entity ruler matches, the attribute table its `attr:N` labels index, and typo data."""
+
+    ruler: list[dict]
+    attributes: list[Attribute]
+    substitution_targets: list[str]  # single finding words that also match one-letter substitutions
+    known_words: frozenset[str]  # words never "corrected": every phrase word, trigger word and `never`
+    substitution_min_length: int
+
+
+def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -> Patterns:
+    """Entity-ruler phrase patterns: findings, suggestive phrases (sug:NAME), attributes (attr:N), ignores."""
     data = data if data is not None else phrases()
     spelling = [tuple(p) for p in data.get("spelling", [])]
     owner: dict[str, str] = {}  # phrase -> label; the first owner of a phrase keeps it
@@ -111,10 +131,16 @@ def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -
         add(f.name, f.name.replace("_", " "))
         for syn in f.synonyms:
             add(f.name, syn)
+        for syn in f.suggestive:
+            add(f"{SUGGESTIVE_PREFIX}{f.name}", syn)
     for text in data.get("ignore", []):
         add(IGNORE_LABEL, text)
+    for template in data.get("templates", []):
+        if template["label"] in vocabulary.observed:
+            for text in expand_slots(template["slots"]):
+                add(template["label"], text)
     attributes: list[Attribute] = []
-    for i, attr in enumerate(data.get("attributes", [])):
+    for attr in data.get("attributes", []):
         if attr["finding"] not in vocabulary.observed:
             continue
         attributes.append(Attribute(attr["finding"], *(frozenset(str(w).lower() for w in attr.get(k, []))
@@ -123,28 +149,38 @@ def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -
             add(f"{ATTR_PREFIX}{len(attributes) - 1}", text)
     typos = data.get("typos") or {}
     min_len = int(typos.get("min_length", 0) or 0)
+    sub_len = int(typos.get("substitution_min_length") or 0)
+    never = {str(w).lower() for w in typos.get("never", [])}
+    phrase_words = {w for p in owner for w in re.findall(r"[a-z]+", p)}
+    targets = [w for w, _ in typo_targets(owner, sub_len)] if sub_len else []
     if min_len:
-        sub_len = int(typos.get("substitution_min_length") or 10**6)
-        never = {str(w).lower() for w in typos.get("never", [])}
         taken = set(owner) | never
-        singles = [(p, label) for p, label in list(owner.items())
-                   if _WORD.match(p) and len(p) >= min_len and label != IGNORE_LABEL and not label.startswith(ATTR_PREFIX)]
-        for word, label in singles:
-            for typo in typo_variants(word, substitutions=len(word) >= sub_len):
+        for word, label in typo_targets(owner, min_len):
+            for typo in typo_variants(word):
                 if typo not in taken:
                     owner.setdefault(typo, label)
-    patterns = [{"label": label, "pattern": phrase} for phrase, label in owner.items()]
-    return patterns, attributes
+    trigger_words = {w for ts in termsets().values() for terms in ts.values() for t in terms for w in re.findall(r"[a-z]+", t.lower())}
+    return Patterns(
+        ruler=[{"label": label, "pattern": phrase} for phrase, label in owner.items()],
+        attributes=attributes,
+        substitution_targets=targets,
+        known_words=frozenset(phrase_words | trigger_words | never),
+        substitution_min_length=sub_len,
+    )
 
 
-def build_nlp(vocabulary: Vocabulary) -> tuple[Language, list[Attribute]]:
-    """The pipeline for one vocabulary, and the attribute table its `attr:N` labels index."""
+def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
+    """The pipeline for one vocabulary, and the patterns it was built from."""
     nlp = spacy.blank("en")
+    for abbr in SLASH_ABBREVIATIONS:
+        for form in {abbr, abbr.upper(), abbr.capitalize()}:
+            nlp.tokenizer.add_special_case(form, [{"ORTH": form}])
     nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_PUNCT})
-    ruler = nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False})
-    patterns, attributes = build_patterns(vocabulary)
-    ruler.add_patterns(patterns)
+    ruler = nlp.add_pipe("radsim_entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False})
+    patterns = build_patterns(vocabulary)
+    ruler.add_patterns(patterns.ruler)
     sets = termsets()
+    hist = historical()
     for kind in KINDS:
         nlp.add_pipe(
             "radsim_negex",
@@ -153,7 +189,8 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, list[Attribute]]:
                 "neg_termset": sets[kind],
                 "extension_name": EXTENSIONS[kind],
                 "adjacent_following": ADJACENT_FOLLOWING.get(kind, []),
+                "short_preceding": sorted(hist.short_reach) if kind == "resolved" else [],
+                "short_preceding_gap": hist.short_reach_gap,
             },
         )
-    return nlp, attributes
-
+    return nlp, patterns

@@ -6,13 +6,15 @@ instead of failing the file.
 """
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from radsim.data_contracts.errors import UsageError
@@ -84,10 +86,8 @@ def open_reports(path: str | Path) -> ReportSource:
                     raise UsageError(f"{path}: column {name} has type {schema.field(name).type}, expected text")
             return ReportSource(path, kind, IMAGE_INDEX in schema.names, pf.metadata.num_rows)
         if kind == "csv":
-            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16),
-                                    parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                                    convert_options=pacsv.ConvertOptions(column_types={TEXT: pa.binary()}))
-            names = reader.schema.names
+            with _open_csv(path) as rows:
+                names = next(rows, [])
             _missing(path, names)
             return ReportSource(path, kind, IMAGE_INDEX in names, None)
         first = _first_json(path)
@@ -95,8 +95,18 @@ def open_reports(path: str | Path) -> ReportSource:
         return ReportSource(path, kind, IMAGE_INDEX in first, None)
     except UsageError:
         raise
-    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+    except (pa.ArrowInvalid, OSError, ValueError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+
+
+@contextlib.contextmanager
+def _open_csv(path: Path) -> Iterator[Iterator[list[str]]]:
+    """CSV rows as lists of str, streamed whatever a cell's size (pyarrow's block reader refuses a cell
+    larger than its block). Bytes that are not UTF-8 survive as surrogates, so each report is decoded
+    (UTF-8, then cp1252) on its own and one bad encoding quarantines one report, not the file."""
+    csv.field_size_limit(sys.maxsize)
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        yield csv.reader(fh)
 
 
 def _id_type_ok(t: pa.DataType) -> bool:
@@ -148,19 +158,31 @@ def _parquet(source: ReportSource, batch_size: int) -> Iterator[list[ReportRecor
 
 
 def _csv(source: ReportSource, batch_size: int) -> Iterator[list[ReportRecord]]:
-    cols = [ID, TEXT] + ([IMAGE_INDEX] if source.has_image_index else [])
-    types = {ID: pa.binary(), TEXT: pa.binary(), IMAGE_INDEX: pa.string()}
+    out: list[ReportRecord] = []
     try:
-        reader = pacsv.open_csv(
-            source.path,
-            read_options=pacsv.ReadOptions(block_size=1 << 22),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(include_columns=cols, column_types={c: types[c] for c in cols},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
-        )
-        yield from _table_batches(source, iter(reader), batch_size)
-    except (pa.ArrowInvalid, OSError) as exc:
+        with _open_csv(source.path) as rows:
+            header = next(rows, [])
+            at = {name: header.index(name) for name in (ID, TEXT, IMAGE_INDEX) if name in header}
+            for row, cells in enumerate(rows, start=1):
+                if not cells:
+                    continue  # a blank line is not a record
+
+                def cell(name: str) -> str | None:
+                    i = at.get(name)
+                    return cells[i] if i is not None and i < len(cells) else None
+
+                text = cell(TEXT)
+                raw = None if text is None else text.encode("utf-8", "surrogateescape")
+                ident = cell(ID)
+                ident = None if ident is None else ident.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                out.append(ReportRecord(_id(ident), raw, row, cell(IMAGE_INDEX) or None))
+                if len(out) >= batch_size:
+                    yield out
+                    out = []
+    except (OSError, csv.Error) as exc:
         raise UsageError(f"cannot read {source.path}: {str(exc).splitlines()[0]}") from None
+    if out:
+        yield out
 
 
 def _jsonl(source: ReportSource, batch_size: int) -> Iterator[list[ReportRecord]]:

@@ -6,6 +6,8 @@ the process (DESIGN §6); we never touch them: each build gets its own lists fro
 from __future__ import annotations
 
 import copy
+import itertools
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -21,16 +23,62 @@ def _load(name: str) -> Any:
     return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
 
 
+def expand_slots(template: list[list[str]]) -> list[str]:
+    """Every phrase a slot template makes: one alternative per slot, "" for an empty slot."""
+    return [" ".join(w for w in combo if w) for combo in itertools.product(*[[str(a) for a in slot] for slot in template])]
+
+
 def termsets() -> dict[str, dict[str, list[str]]]:
-    """{kind: negspacy termset dict} for negation, uncertainty and resolved; a deep copy."""
+    """{kind: negspacy termset dict} for negation, uncertainty and resolved; a deep copy.
+
+    The historical triggers join the resolved instance (one negex pass fewer); the labeler tells
+    them apart by trigger (`historical_triggers`). Pseudo templates are expanded here.
+    """
     raw = copy.deepcopy(_load("termsets.yaml"))
     shared = [str(t) for t in raw.get("shared_termination", [])]
+    templates = raw.get("pseudo_templates") or {}
     out: dict[str, dict[str, list[str]]] = {}
     for kind in KINDS:
         ts = {key: [str(t) for t in raw[kind].get(key) or []] for key in NEGEX_KEYS}
+        if kind == "resolved":
+            hist = raw.get("historical", {})
+            for key in ("preceding_negations", "following_negations"):
+                ts[key] += [str(t) for t in hist.get(key) or []]
+            ts["preceding_negations"] += [str(t) for t in hist.get("short_reach") or []]
+        for template in templates.get(kind) or []:
+            ts["pseudo_negations"] += expand_slots(template)
         ts["termination"] = list(dict.fromkeys(shared + ts["termination"]))
-        out[kind] = ts
+        out[kind] = {key: list(dict.fromkeys(terms)) for key, terms in ts.items()}
     return out
+
+
+@dataclass(frozen=True)
+class Historical:
+    """How historical mentions are told apart ("History of pneumonia.", "Previous pneumonia.")."""
+
+    triggers: frozenset[str]  # lower-cased; every one of them marks a mention historical
+    short_reach: frozenset[str]  # "previous", "prior": reach only nearby mentions of transient findings
+    short_reach_gap: int
+    short_reach_findings: frozenset[str]
+    persistence: frozenset[str]  # a word in the mention's own clause that says it is still there
+
+
+def historical() -> Historical:
+    raw = _load("termsets.yaml").get("historical", {})
+    short = frozenset(str(t).lower() for t in raw.get("short_reach") or [])
+    lists = [raw.get(key) or [] for key in ("preceding_negations", "following_negations")]
+    return Historical(
+        triggers=frozenset(str(t).lower() for terms in lists for t in terms) | short,
+        short_reach=short,
+        short_reach_gap=int(raw.get("short_reach_gap", 3)),
+        short_reach_findings=frozenset(raw.get("short_reach_findings") or []),
+        persistence=frozenset(str(t).lower() for t in raw.get("persistence") or []),
+    )
+
+
+def historical_following() -> list[str]:
+    """Historical triggers that follow their mention; each reaches only the mention right before it."""
+    return [str(t) for t in _load("termsets.yaml").get("historical", {}).get("following_negations") or []]
 
 
 def phrases() -> dict[str, Any]:

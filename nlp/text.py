@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 EMPTY = "empty_report"
 UNDECODABLE = "undecodable_text"
+TOO_LONG = "report_too_long"
+# A chest radiograph report is a few thousand characters; 500,000 is two orders of magnitude more.
+# Longer "reports" are pasted documents or corrupt exports: quarantined whole (report_too_long),
+# never truncated, so a label never rests on part of a text (README "Label extraction").
+MAX_REPORT_CHARS = 500_000
 
 # C0 controls other than whitespace, DEL, and the replacement character left by lossy decoders.
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
@@ -25,7 +30,7 @@ class Decoded:
     message: str = ""
 
 
-def decode_report(raw: object) -> Decoded:
+def decode_report(raw: object, max_chars: int = MAX_REPORT_CHARS) -> Decoded:
     """Text (or bytes) as a clean str, or the reason it must be quarantined.
 
     Bytes are UTF-8, falling back to cp1252. NUL padding or a stray control character is dropped;
@@ -54,6 +59,8 @@ def decode_report(raw: object) -> Decoded:
         text = stripped
     if not text.strip():
         return Decoded(None, EMPTY, "report text is empty or whitespace")
+    if len(text) > max_chars:
+        return Decoded(None, TOO_LONG, f"report has {len(text):,} characters, more than the {max_chars:,} a report may have")
     return Decoded(text)
 
 
@@ -221,8 +228,28 @@ def normalise_lines(text: str) -> str:
     return text.strip()
 
 
+# --------------------------------------------------------------------------- de-identification placeholders
+
+# "XXXX" (Open-I style), "***", "___" (MIMIC style), "[REDACTED]", "[**Name**]": one neutral token each,
+# so a placeholder never splits a sentence or breaks a negation's list ("no XXXX, effusion or ...").
+PLACEHOLDER = "XXXX"
+_PLACEHOLDER = re.compile(
+    r"\[\*\*[^\]\n]{0,60}\*\*\]"
+    r"|\[\s*(?:redacted|removed|deleted|anonymi[sz]ed|de-identified|name|date|patient|doctor|dr|mrn|id|phone|"
+    r"address|location|hospital|age|number)[^\]\n]{0,30}\]"
+    r"|\b[Xx]{3,}\b|\*{3,}|_{2,}|#{3,}",
+    re.I,
+)
+
+
+def normalise_placeholders(text: str) -> str:
+    if not any(c in text for c in ("XXX", "xxx", "Xxx", "***", "__", "###", "[")):
+        return text
+    return _PLACEHOLDER.sub(PLACEHOLDER, text)
+
+
 def prepare(text: str) -> str:
     """Decoded report text → the text spaCy sees."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return normalise_lines(asserting_text(strip_markup(text)))
+    return normalise_lines(normalise_placeholders(asserting_text(strip_markup(text))))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from radsim.data_contracts import default_vocabulary
+from radsim.data_contracts.vocabulary import OTHER_ABNORMALITY
 
-FINDINGS: tuple[str, ...] = default_vocabulary().observed
+# The catch-all has no image pattern: the cohort neither draws it nor writes reports that name it.
+FINDINGS: tuple[str, ...] = tuple(f for f in default_vocabulary().observed if f != OTHER_ABNORMALITY)
 
 # scenario -> (weight, {finding: probability}); "normal" has no findings (devices aside).
 SCENARIOS: dict[str, tuple[float, dict[str, float]]] = {

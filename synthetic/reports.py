@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from radsim.data_contracts import NO_FINDING, SUPPORT_DEVICES
+from radsim.data_contracts import NO_FINDING, OTHER_ABNORMALITY, SUPPORT_DEVICES
 
 # Phrases that assert a value without a vocabulary synonym (the label stage must know them).
 IMPLICIT_PHRASES: dict[str, tuple[str, int]] = {
@@ -78,7 +78,7 @@ POSITIVE: dict[str, list[T]] = {
         lambda a, r: (f"There is a {int(r.integers(8, 25))} mm nodule in the {_side(a)} mid zone." if a.get("count", 1) == 1
                       else f"{('Two', 'Three')[min(a.get('count', 2), 3) - 2]} pulmonary nodules in the {_side(a)} lung."),
         lambda a, r: (f"A {int(r.integers(3, 6))} cm mass is seen in the {_side(a)} mid zone." if a.get("kind") == "mass"
-                      else f"Rounded lesion projected over the {_side(a)} mid zone."),
+                      else f"Rounded nodular opacity projected over the {_side(a)} mid zone."),
         lambda a, r: f"{'Multiple nodules' if a.get('count', 1) > 1 else 'A nodule'} in the {_side(a)} lung.",
     ],
     "edema": [
@@ -86,7 +86,7 @@ POSITIVE: dict[str, list[T]] = {
         lambda a, r: "Features of pulmonary edema.",
         lambda a, r: "Upper lobe diversion and interstitial oedema.",
         lambda a, r: "Bilateral perihilar airspace change in keeping with pulmonary edema.",
-        lambda a, r: "Pulmonary vascular congestion.",
+        lambda a, r: "Interstitial pulmonary oedema with Kerley B lines.",
         lambda a, r: "Appearances are in keeping with CHF.",
     ],
     "consolidation": [
@@ -97,15 +97,15 @@ POSITIVE: dict[str, list[T]] = {
     ],
     "pneumonia": [
         lambda a, r: f"Appearances are in keeping with {_side(a)} upper zone pneumonia.",
-        lambda a, r: f"Patchy {_side(a)} upper zone changes consistent with infection.",
+        lambda a, r: f"Patchy {_side(a)} upper zone changes consistent with pneumonia.",
         lambda a, r: f"{_side(a).capitalize()} upper lobe pneumonia.",
-        lambda a, r: f"Infective change in the {_side(a)} upper zone.",
+        lambda a, r: f"Pneumonic change in the {_side(a)} upper zone.",
     ],
     "atelectasis": [
         lambda a, r: f"Linear atelectasis at the {_side(a)} base.",
         lambda a, r: f"Plate atelectasis in the {_side(a)} mid zone.",
         lambda a, r: f"There is subsegmental atelectasis in the {_side(a)} lower zone.",
-        lambda a, r: f"{_side(a).capitalize()} basal volume loss.",
+        lambda a, r: f"{_side(a).capitalize()} lower lobe collapse.",
     ],
     "pneumothorax": [
         lambda a, r: f"There is a {a.get('size', 'small')} {_side(a)} pneumothorax.",
@@ -117,7 +117,7 @@ POSITIVE: dict[str, list[T]] = {
                       else f"There are {a.get('size', 'small')} bilateral pleural effusions."),
         lambda a, r: (f"{a.get('size', 'small').capitalize()} {_side(a)} effusion." if _side(a) != "bilateral"
                       else f"{a.get('size', 'small').capitalize()} bilateral effusions."),
-        lambda a, r: f"Blunting of the costophrenic angle on the {_zone_side(a)} side{'s' if _side(a) == 'bilateral' else ''} in keeping with pleural fluid.",
+        lambda a, r: f"Blunting of the costophrenic angle on the {_zone_side(a)} side{'s' if _side(a) == 'bilateral' else ''} with a layer of pleural fluid.",
     ],
     "pleural_other": [
         lambda a, r: f"{_side(a).capitalize()} pleural thickening.",
@@ -130,15 +130,15 @@ POSITIVE: dict[str, list[T]] = {
         lambda a, r: f"Healing fracture of the {_side(a)} lateral {_pick(r, _ORD)} rib.",
     ],
     "emphysema": [
-        lambda a, r: "Hyperinflated lungs in keeping with emphysema.",
+        lambda a, r: "Changes in keeping with emphysema.",
         lambda a, r: "Emphysematous lungs.",
         lambda a, r: "Changes of emphysema.",
-        lambda a, r: "Hyperinflation with flattened hemidiaphragms.",
+        lambda a, r: "Centrilobular emphysema in both upper zones.",
     ],
     "fibrosis": [
-        lambda a, r: "Bibasal reticulation in keeping with fibrosis.",
+        lambda a, r: "Bibasal changes in keeping with fibrosis.",
         lambda a, r: "Fibrotic changes at both bases.",
-        lambda a, r: "Established interstitial lung disease with basal reticulation.",
+        lambda a, r: "Established pulmonary fibrosis at both bases.",
         lambda a, r: "Bibasal honeycombing.",
     ],
     "hiatus_hernia": [
@@ -198,11 +198,11 @@ HEDGE: dict[str, list[T]] = {
     "lung_opacity": [lambda a, r: f"Possible subtle opacity in the {_side(a)} lung.", lambda a, r: f"Questionable haziness over the {_side(a)} lung."],
     "lung_lesion": [lambda a, r: f"Possible small nodule projected over the {_side(a)} mid zone.",
                     lambda a, r: f"A nodule in the {_side(a)} mid zone cannot be excluded."],
-    "edema": [lambda a, r: "Possible mild interstitial oedema.", lambda a, r: "Mild vascular congestion cannot be excluded."],
+    "edema": [lambda a, r: "Possible mild interstitial oedema.", lambda a, r: "Mild interstitial oedema cannot be excluded."],
     "consolidation": [lambda a, r: f"Possible early consolidation at the {_side(a)} base.",
                       lambda a, r: f"Cannot exclude consolidation at the {_side(a)} base."],
-    "pneumonia": [lambda a, r: f"Possible {_side(a)} upper zone pneumonia.", lambda a, r: "Appearances may represent infection.",
-                  lambda a, r: "Infection cannot be excluded."],
+    "pneumonia": [lambda a, r: f"Possible {_side(a)} upper zone pneumonia.", lambda a, r: "Appearances may represent pneumonia.",
+                  lambda a, r: "Pneumonia cannot be excluded."],
     "atelectasis": [lambda a, r: f"Possible subsegmental atelectasis at the {_side(a)} base."],
     "pneumothorax": [lambda a, r: f"Cannot exclude a small {_side(a)} apical pneumothorax.",
                      lambda a, r: f"Possible small {_side(a)} pneumothorax."],
@@ -210,14 +210,14 @@ HEDGE: dict[str, list[T]] = {
                          lambda a, r: "A small effusion cannot be excluded."],
     "pleural_other": [lambda a, r: f"Possible {_side(a)} pleural thickening."],
     "fracture": [lambda a, r: f"Possible {_side(a)} rib fracture.", lambda a, r: f"Questionable fracture of the {_side(a)} {_pick(r, _ORD)} rib."],
-    "emphysema": [lambda a, r: "Possible hyperinflation."],
+    "emphysema": [lambda a, r: "Possible emphysema."],
     "fibrosis": [lambda a, r: "Possible early fibrotic change at the bases."],
     "hiatus_hernia": [lambda a, r: "Possible small hiatus hernia."],
 }
 
 RESOLVED: dict[str, list[T]] = {
     "lung_opacity": [lambda a, r: f"The previously seen {_side(a)} lung opacity has resolved."],
-    "lung_lesion": [lambda a, r: "The previously seen nodule is no longer visible.", lambda a, r: "The previously noted lesion is no longer seen."],
+    "lung_lesion": [lambda a, r: "The previously seen nodule is no longer visible.", lambda a, r: "The previously noted mass is no longer seen."],
     "edema": [lambda a, r: "Interval resolution of pulmonary oedema.", lambda a, r: "The pulmonary oedema has resolved."],
     "consolidation": [lambda a, r: f"The {_side(a)} lower zone consolidation has resolved.",
                       lambda a, r: "Interval resolution of the previously seen consolidation."],
@@ -236,11 +236,11 @@ NEG_NOUNS: dict[str, list[str]] = {
     "cardiomegaly": ["cardiomegaly"],
     "edema": ["pulmonary oedema", "pulmonary edema", "oedema"],
     "enlarged_cardiomediastinum": ["mediastinal widening"],
-    "lung_lesion": ["pulmonary nodule", "focal lesion", "suspicious nodule or mass"],
+    "lung_lesion": ["pulmonary nodule", "focal nodule", "suspicious nodule or mass"],
     "fracture": ["rib fracture", "displaced rib fracture"],
     "pneumonia": ["pneumonia"],
     "atelectasis": ["collapse", "atelectasis"],
-    "emphysema": ["hyperinflation"],
+    "emphysema": ["emphysema"],
     "fibrosis": ["fibrosis"],
     "hiatus_hernia": ["hiatus hernia"],
     "pleural_other": ["pleural thickening"],
@@ -380,6 +380,8 @@ def compose_report(rng: Rng, present: Mapping[str, Attrs], all_findings: tuple[s
     text = _layout(rng, body, impression, present, view)
     if rng.random() < P_TYPO:
         text = _typo(rng, text)
+    if "abnormality" in text:  # only NORMAL_IMPRESSIONS say it, always in an asserting section
+        values[OTHER_ABNORMALITY] = 0  # "no acute abnormality" negates the catch-all (vocabulary criteria)
     values[NO_FINDING] = no_finding_value(values)
     return Report(text=text, values=values, omitted=omitted, overcalled=overcalled)
 

@@ -109,6 +109,6 @@ def test_missing_optional_package_names_the_extra(monkeypatch, capsys):
         return parser
 
     monkeypatch.setattr(cli, "build_parser", parser_with_missing_module)
-    assert cli.main(["boom"]) == 1
+    assert cli.main(["boom"]) == 2  # an installation error is a usage error (DESIGN §4)
     err = capsys.readouterr().err
     assert "pip install 'radsim[imaging]'" in err and len(err.strip().splitlines()) == 1

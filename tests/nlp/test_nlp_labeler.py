@@ -32,7 +32,9 @@ def test_aggregation_positive_beats_uncertain_beats_negative(labeler):
 def test_no_finding_ignores_support_devices_and_is_never_null(labeler):
     assert labeler.label("Lines and tubes in satisfactory position.").values["no_finding"] == 1
     assert labeler.label("Heart size is normal.").values["no_finding"] == 1
-    assert labeler.label("Degenerative changes in the spine.").values["no_finding"] == 1
+    degenerative = labeler.label("Degenerative changes in the spine.")  # abnormal, outside the named findings
+    assert degenerative.values["no_finding"] == 0 and degenerative.values["other_abnormality"] == 1
+    assert degenerative.evidence_for("no_finding").rule == "no_finding: other_abnormality is 1"
     assert labeler.label("Possible pneumonia.").values["no_finding"] == 0
     got = labeler.label("Small pneumothorax.")
     assert got.positive_findings == ["pneumothorax"]
@@ -55,10 +57,33 @@ def test_bad_reports_raise_with_reason(labeler):
     assert info.value.reason == "undecodable_text"
 
 
-def test_one_megabyte_report_is_labelled(labeler):
-    text = ("FINDINGS: Small left pleural effusion. No pneumothorax. " * 20000)[:1_000_000]
+def test_long_report_is_labelled_and_an_overlong_one_refused(labeler):
+    text = ("FINDINGS: Small left pleural effusion. No pneumothorax. " * 9000)[:450_000]
     got = labeler.label(text)
     assert got.values["pleural_effusion"] == 1 and got.values["pneumothorax"] == 0
+    with pytest.raises(BadReport) as info:  # beyond spaCy's own limit too: refused with a reason, not a crash
+        labeler.label("No pneumothorax. " * 80_000)
+    assert info.value.reason == "report_too_long" and "1,360,000 characters" in str(info.value)
+
+
+def test_shipped_vocabulary_option_moves_phrases_to_its_finding():
+    default = build_labeler().label("Hyperinflated lungs.").values
+    assert default["emphysema"] is None and default["other_abnormality"] == 1
+    opted = build_labeler(load_vocabulary("hyperinflation-as-emphysema")).label("Hyperinflated lungs.").values
+    assert opted["emphysema"] == 1 and opted["other_abnormality"] is None
+
+
+def test_substitution_typos_are_matched_but_real_words_are_not(labeler):
+    got = labeler.label("Small right pneumothorex. No pleural efusion.")
+    assert got.values["pneumothorax"] == 1 and got.values["pleural_effusion"] == 0
+    assert got.evidence_for("pneumothorax").sentence == "Small right pneumothorex."  # quoted as written
+    assert labeler.label("Injection site in the left arm.").values["pneumonia"] is None
+
+
+def test_historical_mentions_are_zero_with_their_own_status(labeler):
+    got = labeler.label("History of pneumonia. The lungs are clear.")
+    assert got.values["pneumonia"] == 0 and got.values["no_finding"] == 1
+    assert got.evidence_for("pneumonia").status == "historical"
 
 
 def test_html_laden_report_is_labelled(labeler):

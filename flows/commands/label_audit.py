@@ -1,0 +1,40 @@
+"""`radsim label-audit`: a stratified sample of a labels table for a person to judge (site audit)."""
+from __future__ import annotations
+
+import argparse
+
+NAME = "label-audit"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        NAME,
+        help="export a stratified sample of labels, with evidence, for a person to judge (site audit)",
+        description="Sample up to N exams per finding and predicted status (present, uncertain, negated; with "
+        "--reports also not mentioned, and no_finding) from a labels table, and write them as CSV with the evidence "
+        "sentence, trigger and rule, and blank 'verdict' and 'true_value' columns. A reviewer writes 'correct', "
+        "'wrong' or 'unsure' in 'verdict' and, for a wrong row, the right value in 'true_value' (1 present, 0 negated, "
+        "-1 uncertain, empty for not mentioned); 'radsim label-score LABELS --gold AUDIT.csv' then estimates "
+        "precision, recall and F1 for the whole table. The CSV quotes reports and raw exam ids: keep it with the "
+        "restricted tables.",
+    )
+    p.add_argument("labels", metavar="LABELS", help="labels table written by radsim label (Parquet)")
+    p.add_argument("--out", required=True, metavar="AUDIT.csv", help="CSV to write")
+    p.add_argument("--per-stratum", type=int, default=10, metavar="N",
+                   help="exams sampled per finding and predicted status (default: %(default)s)")
+    p.add_argument("--reports", metavar="INPUT",
+                   help="the labelled reports (any radsim label INPUT): adds the whole report text to each row and "
+                   "samples the not-mentioned strata and no_finding too, so missed findings are measured")
+    p.add_argument("--findings", metavar="A,B", help="comma-separated findings to audit (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from radsim.nlp.audit import export_audit
+
+    findings = [f.strip() for f in args.findings.split(",") if f.strip()] if args.findings else None
+    summary = export_audit(args.labels, args.out, per_stratum=args.per_stratum, seed=args.seed,
+                           reports_input=args.reports, findings=findings)
+    print("\n".join(summary.lines()))
+    return 0

@@ -1,0 +1,42 @@
+"""`radsim label-score`: labels against a gold table or a filled-in audit, with bootstrap intervals."""
+from __future__ import annotations
+
+import argparse
+
+NAME = "label-score"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        NAME,
+        help="score labels against a gold table or a filled-in label-audit CSV (P, R, F1 with 95%% intervals)",
+        description="Per-finding precision, recall and F1 with 95%% bootstrap intervals (resampling exams), macro "
+        "and micro averages, and a present/negated/uncertain/not-mentioned confusion table. A finding counts as "
+        "predicted present when its value is 1; findings the gold marks uncertain are left out of that exam's score "
+        "(--uncertain). GOLD is a labels-contract table keyed by exam_id (CSV or Parquet, values 1/0/-1/empty), or "
+        "the CSV from 'radsim label-audit' with its verdicts filled in, whose rows are weighted by their stratum so "
+        "the estimate describes the whole LABELS table. Writes agreement.json and agreement.md in --out.",
+    )
+    p.add_argument("labels", metavar="LABELS", help="labels table written by radsim label (Parquet)")
+    p.add_argument("--gold", required=True, metavar="GOLD", help="gold labels table, or a filled-in audit CSV")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for agreement.json and agreement.md")
+    p.add_argument("--findings", metavar="A,B", help="comma-separated findings to score (default: all in both)")
+    p.add_argument("--uncertain", choices=("exclude", "negative", "positive"), default="exclude",
+                   help="how a gold-uncertain finding counts (default: %(default)s, left out of that exam's score)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap replicates (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from radsim.data_contracts import UsageError
+    from radsim.nlp.scoring import score_label_files
+
+    if args.bootstrap < 1:
+        raise UsageError(f"--bootstrap must be at least 1 (got {args.bootstrap})")
+    findings = [f.strip() for f in args.findings.split(",") if f.strip()] if args.findings else None
+    report, paths = score_label_files(args.labels, args.gold, args.out, findings=findings, uncertain=args.uncertain,
+                                      bootstrap=args.bootstrap, seed=args.seed)
+    print("\n".join(report.lines()))
+    print("wrote " + " and ".join(str(p) for p in paths))
+    return 0
