@@ -3,7 +3,7 @@ from .contract import TABLES, Column, Contract, check_vocabulary, load_contract,
 from .errors import ContractViolation, MissingKeyError, RadsimError, ReconciliationError, UsageError
 from .ids import IdKeyer, demo_keyer, keyer_from_env
 from .quarantine import QuarantineRecord, merge_quarantine, quarantine_table, reason_codes
-from .reconcile import StageCounts
+from .reconcile import QuarantineCeiling, StageCounts
 from .tableio import read_contract_table, read_input_table, write_parquet_atomic
 from .vocabulary import NO_FINDING, OTHER_ABNORMALITY, SUPPORT_DEVICES, Finding, Vocabulary, default_vocabulary, load_vocabulary
 
@@ -12,6 +12,6 @@ __all__ = [
     "ContractViolation", "MissingKeyError", "RadsimError", "ReconciliationError", "UsageError",
     "IdKeyer", "demo_keyer", "keyer_from_env",
     "QuarantineRecord", "merge_quarantine", "quarantine_table", "reason_codes",
-    "StageCounts", "read_contract_table", "read_input_table", "write_parquet_atomic",
+    "QuarantineCeiling", "StageCounts", "read_contract_table", "read_input_table", "write_parquet_atomic",
     "NO_FINDING", "OTHER_ABNORMALITY", "SUPPORT_DEVICES", "Finding", "Vocabulary", "default_vocabulary", "load_vocabulary",
 ]

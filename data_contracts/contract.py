@@ -20,7 +20,7 @@ from .errors import ContractViolation
 from .types import parse_type
 from .vocabulary import Vocabulary, default_vocabulary
 
-TABLES = ("exams", "labels", "quarantine", "shard_manifest", "embeddings", "evaluation", "ledger")
+TABLES = ("exams", "labels", "quarantine", "shard_manifest", "embeddings", "evaluation", "ledger", "inbox_index")
 
 
 @dataclass(frozen=True)

@@ -36,3 +36,11 @@ class MissingKeyError(UsageError):
 
 class ReconciliationError(RadsimError):
     """A stage's counts do not add up: a record vanished or was counted twice."""
+
+
+class QuarantineCeilingExceeded(RadsimError):
+    """A stage refused more of its input than the ceiling allows: a broken install or feed, not bad records."""
+
+
+class UnexpectedStageError(RadsimError):
+    """An error that is not bad input (a bug, a broken codec install): the batch fails, nothing is quarantined."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any, Sequence
 import yaml
 
 from .errors import UsageError
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
 
 NO_FINDING = "no_finding"
 SUPPORT_DEVICES = "support_devices"
@@ -113,9 +116,11 @@ def _read_yaml(path: Path) -> Any:
         raise UsageError(f"vocabulary file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
+@functools.lru_cache(maxsize=1)
 def default_vocabulary() -> Vocabulary:
+    """The shipped vocabulary, parsed once per process (a frozen value: sharing it is safe)."""
     text = resources.files(__package__).joinpath("vocabulary.yaml").read_text(encoding="utf-8")
-    name, version, findings = _parse(yaml.safe_load(text), "vocabulary.yaml")
+    name, version, findings = _parse(yaml.load(text, Loader=_YAML_LOADER), "vocabulary.yaml")
     return Vocabulary(name, version, tuple(findings))
 
 

@@ -77,18 +77,25 @@ def build_shards(
     maxcount: int = DEFAULT_MAXCOUNT,
     maxsize: int = DEFAULT_MAXSIZE,
     batch_size: int = DEFAULT_BATCH,
+    quarantine: str | None = None,
+    split_fractions: list[float] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Shard an exams table (+ labels) into `out`; returns the reconciled counts and new shards."""
+    """Shard an exams table (+ labels) into `out`; returns the reconciled counts and new shards.
+
+    Refused images go to the restricted table `quarantine` (default: beside `out`, in ../restricted).
+    """
     keyer = keyer_from_env(demo=demo_key)
     vocab = load_vocabulary(vocabulary)
     with shard_dir_lock(out):
         plan = plan_shard_run(exams, labels, out, keyer=keyer, vocabulary=vocab, image_size=image_size,
-                              maxcount=maxcount, maxsize=maxsize, batch_size=batch_size)
+                              maxcount=maxcount, maxsize=maxsize, batch_size=batch_size, quarantine_path=quarantine,
+                              split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)))
         summary = commit_shard_run(plan, _mapped(plan, window=2 * max(1, workers)), progress=progress)
     _artifact(summary)
     return {**summary.counts.as_dict(), "shards_written": summary.shards_written,
-            "samples_total": summary.samples_total, "summary": summary.summary(), "out": str(Path(out))}
+            "samples_total": summary.samples_total, "summary": summary.summary(), "out": str(Path(out)),
+            "quarantine": str(summary.quarantine_path), "quarantine_reasons": summary.quarantine_reasons}
 
 
 def run_build_shards(exams: str, labels: str | None, out: str, *, runner: str = "threads", workers: int = 2,

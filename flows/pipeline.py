@@ -26,6 +26,7 @@ configure_prefect()  # before prefect is imported
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote  # big arguments: Prefect must not walk every row
 from radsim.data_contracts import (
     StageCounts,
     UsageError,
@@ -84,6 +85,7 @@ class PipelineResult:
     published_rows: int = 0
     model_version: str | None = None
     promotion: dict[str, Any] | None = None
+    deferred: str | None = None  # why training was deferred (too little data), when it was
     nothing_new: bool = False
     seconds: float = 0.0
 
@@ -130,38 +132,47 @@ def _table_artifact(key: str, table: list[dict[str, Any]], description: str) -> 
 
 
 @task(name="ingest-inbox", cache_policy=NO_CACHE)
-def ingest_task(inbox: str) -> Any:
-    from radsim.warehouse.inbox import ingest_inbox
+def ingest_task(inbox: str, index_path: str | None) -> Any:
+    """The inbox's exams; with an index, folders whose stats are unchanged are not opened."""
+    from radsim.warehouse.inbox import ingest_inbox_indexed
+    from radsim.warehouse.inbox_index import InboxIndex
 
-    return ingest_inbox(inbox)
+    return ingest_inbox_indexed(inbox, InboxIndex.read(index_path) if index_path else None)
 
 
 @task(name="merge-exams", cache_policy=NO_CACHE)
 def merge_exams_task(exams: Any, path: str) -> Any:
-    """restricted/exams.parquet keeps exams seen before (their inbox folder may be gone) plus today's."""
+    """restricted/exams.parquet keeps exams seen before (their inbox folder may be gone) plus today's.
+
+    Rewritten only when something changed: an unchanged inbox writes nothing.
+    """
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     contract = load_contract("exams")
     p = Path(path)
+    order = [("exam_id", "ascending"), ("image_index", "ascending")]
     if p.exists():
         old = contract.validate(pq.read_table(p))
-        keep = pc.invert(pc.is_in(old.column("exam_id"), value_set=exams.column("exam_id").unique()))
-        import pyarrow as pa
-
-        exams_all = pa.concat_tables([old.filter(keep), exams.cast(old.schema)])
+        today = exams.cast(old.schema).sort_by(order)
+        mine = pc.is_in(old.column("exam_id"), value_set=exams.column("exam_id").unique())
+        if old.filter(mine).sort_by(order).equals(today):
+            return old
+        exams_all = pa.concat_tables([old.filter(pc.invert(mine)), today])
     else:
         exams_all = exams
-    write_parquet_atomic(exams_all.sort_by([("exam_id", "ascending"), ("image_index", "ascending")]), p, contract)
+    write_parquet_atomic(exams_all.sort_by(order), p, contract)
     return exams_all
 
 
 @task(name="ledger-diff", cache_policy=NO_CACHE)
-def diff_task(exams: Any, warehouse: str) -> tuple[Any, Any, Any]:
+def diff_task(exams: Any, warehouse: str, files_stat: dict[str, str | None], verify: bool,
+              stat_covers_reports: bool = False) -> tuple[Any, Any, Any]:
     from radsim.warehouse.ledger import diff, fingerprints, read_ledger
 
     ledger = read_ledger(warehouse)
-    prints = fingerprints(exams)
+    prints = fingerprints(exams, files_stat, ledger, verify=verify, stat_covers_reports=stat_covers_reports)
     return ledger, prints, diff(ledger, prints)
 
 
@@ -195,10 +206,14 @@ def quarantine_task(path: str, records: list, *others: str) -> dict[str, int]:
 
     p = Path(path)
     table = quarantine_table(records)
-    for other in [path, *others]:
+    before = pq.read_table(p) if p.exists() else None
+    if before is not None:
+        table = merge_quarantine(table, before)
+    for other in others:
         if other and Path(other).exists():
             table = merge_quarantine(table, pq.read_table(other))
-    write_parquet_atomic(table, p, load_contract("quarantine"))
+    if before is None or table.num_rows != before.num_rows:  # an unchanged table is not rewritten
+        write_parquet_atomic(table, p, load_contract("quarantine"))
     reasons: dict[str, int] = {}
     for code in table.column("reason_code").to_pylist():
         reasons[code] = reasons.get(code, 0) + 1
@@ -250,13 +265,14 @@ def _label(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str], vo
 @flow(name="pipeline")
 def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bool = False,
              config: dict[str, Any] | None = None, config_path: str | None = None, demo_key: bool = False,
-             progress: bool = False, quiet: bool = False) -> PipelineResult:
+             progress: bool = False, quiet: bool = False, verify: bool = False) -> PipelineResult:
     """One scheduled run over INBOX into WAREHOUSE; the ledger makes a rerun do only what is new.
 
     `config` is an already resolved configuration (radsim run); deployments pass `config_path`
     (a radsim.toml) instead, and INBOX/WAREHOUSE default to its paths.inbox/paths.warehouse.
     Either may be an fsspec URI (s3://, gs://, memory://): the run then works on a local
     mirror that is pushed back only when the run succeeds (radsim.warehouse.storage).
+    `verify` re-hashes every inbox file instead of trusting unchanged file stats.
     """
     from radsim.warehouse.config import resolve_config
 
@@ -267,7 +283,7 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
         raise UsageError("the pipeline needs an inbox and a warehouse (arguments or paths.* in radsim.toml)")
     keyer_from_env(demo=demo_key)  # no key, no run (DESIGN §3): before anything is pulled
     with _storage(str(inbox), str(warehouse), cfg, quiet) as (inbox_dir, warehouse_dir):
-        result = _run_pipeline(str(inbox_dir), str(warehouse_dir), retrain, cfg, demo_key, progress, quiet)
+        result = _run_pipeline(str(inbox_dir), str(warehouse_dir), retrain, cfg, demo_key, progress, quiet, verify)
     _show_remote(result, warehouse_dir, str(warehouse))
     return result
 
@@ -297,33 +313,48 @@ def _show_remote(result: PipelineResult, local_root: Path, uri: str) -> None:
 
 
 def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any], demo_key: bool, progress: bool,
-                  quiet: bool) -> PipelineResult:
+                  quiet: bool, verify: bool = False) -> PipelineResult:
     """The pipeline on local folders (the flow has resolved the configuration and the storage)."""
     from radsim.flows.build_shards import run_build_shards
+    from radsim.imaging.shards import QUARANTINE_FILE
     from radsim.model.registry import current_model
-    from radsim.warehouse.config import save_config
-    from radsim.warehouse.ledger import update_ledger, write_ledger
+    from radsim.warehouse.config import quarantine_ceiling, save_config
+    from radsim.warehouse.inbox_index import INDEX_FILE
+    from radsim.warehouse.keycheck import check_warehouse_key
+    from radsim.warehouse.ledger import ledger_path, refresh_stats, update_ledger, write_ledger
 
     started = time.perf_counter()
     keyer = keyer_from_env(demo=demo_key)
     layout = WarehouseLayout(Path(warehouse))
+    check_warehouse_key(layout.root, keyer)  # before any stage writes anything
+    ceiling = quarantine_ceiling(cfg)
     layout.restricted.mkdir(parents=True, exist_ok=True)
     result = PipelineResult(layout)
     result.outputs["configuration"] = save_config(cfg, layout.root)
+    quarantine_path = str(layout.restricted / "quarantine.parquet")
 
-    _say(f"[1/6] ingesting {inbox}", quiet)
-    ingested = ingest_task(str(inbox))
+    _say(f"[1/6] ingesting {inbox}" + (" (--verify: every file re-read and re-hashed)" if verify else ""), quiet)
+    index_path = layout.restricted / INDEX_FILE
+    indexed = ingest_task(str(inbox), None if verify else str(index_path))
+    ingested = indexed.result
     result.counts.append(ingested.counts)
+    if indexed.folders:
+        result.notes.append(f"inbox: {indexed.folders} exam folders, {indexed.folders_reused} unchanged by file stat "
+                            f"(not opened)")
+    quarantine_task(quarantine_path, quote(ingested.quarantine))
+    ceiling.check(ingested.counts, _reasons_of(ingested.quarantine))
     exams_path = layout.restricted / "exams.parquet"
-    merge_exams_task(ingested.exams, str(exams_path))
+    merge_exams_task(quote(ingested.exams), str(exams_path))
+    if indexed.index is not None and (indexed.index_changed or verify or not index_path.exists()):
+        indexed.index.write(index_path)  # after exams.parquet: an index never names rows it lacks
     result.outputs["exams (restricted)"] = exams_path
-    ledger, prints, todo = diff_task(ingested.exams, str(layout.root))
+    ledger, prints, todo = diff_task(quote(ingested.exams), str(layout.root), quote(indexed.files_stat), verify,
+                                     indexed.stat_covers_reports)
     result.notes.append(todo.summary())
     _say(f"      {todo.summary()}", quiet)
 
     current = current_model(layout.models)
-    stale = current is None or not layout.published.exists() or any(
-        r["shard_status"] == "done" and r["published_version"] != current["model_version"] for r in ledger.to_pylist())
+    stale = current is None or not layout.published.exists() or _unpublished(ledger, current["model_version"])
     if todo.nothing_new and not retrain and not stale:
         for stage in ("label", "shard"):
             result.counts.append(StageCounts(stage, rows_in=len(prints), skipped=len(prints)))
@@ -332,7 +363,9 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
         result.notes.append(f"nothing new: {len(prints)} exams unchanged since the last run; nothing relabelled, "
                             f"sharded or published")
         _say(f"      {result.notes[-1]}", quiet)
-        quarantine_task(str(layout.restricted / "quarantine.parquet"), ingested.quarantine)
+        refreshed = refresh_stats(ledger, prints)  # touched but unchanged files: only their stats move
+        if refreshed is not ledger:
+            write_ledger(refreshed, layout.root)
         _reconcile(result)
         result.seconds = time.perf_counter() - started
         return result
@@ -343,6 +376,8 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
     result.counts.append(label_counts)
     result.labelled = sorted(e for e, s in label_status.items() if s == "done")
     result.outputs["labels (restricted)"] = layout.restricted / "labels.parquet"
+    quarantine_task(quarantine_path, [], label_q or "")
+    ceiling.check(label_counts, _reasons_in(label_q))
 
     _say(f"[3/6] sharding the images of {len(todo.to_shard)} new exams (build_shards flow)", quiet)
     shard_status: dict[str, str] = {}
@@ -350,6 +385,8 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
 
     n_images = ingested.exams.num_rows
     run_started = datetime.now(timezone.utc)
+    shard_quarantine = layout.restricted / QUARANTINE_FILE
+    shard_reasons: dict[str, int] = {}
     if todo.to_shard:
         layout.work.mkdir(parents=True, exist_ok=True)
         batch = write_parquet_atomic(exams_table_for(ingested.exams, set(todo.to_shard)),
@@ -358,17 +395,18 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
                                    runner=cfg["runner.task_runner"], workers=cfg["runner.workers"],
                                    dask_address=cfg.get("runner.dask_address"),
                                    image_size=cfg["imaging.image_size"], demo_key=demo_key,
-                                   vocabulary=cfg.get("paths.vocabulary"),
+                                   vocabulary=cfg.get("paths.vocabulary"), quarantine=str(shard_quarantine),
                                    batch_size=cfg.get("runner.decode_batch_size") or 32, progress=progress)
         counts = StageCounts("shard", n_images, sharded["rows_out"], sharded["quarantined"],
                              n_images - sharded["rows_out"] - sharded["quarantined"])
+        shard_reasons = sharded.get("quarantine_reasons") or {}
         import pyarrow.parquet as pq
 
         in_manifest = set(pq.read_table(layout.shards / "manifest.parquet", columns=["exam_key"])
                           .column("exam_key").to_pylist()) if (layout.shards / "manifest.parquet").exists() else set()
         from radsim.imaging.shards import shard_refusals
 
-        refused = shard_refusals(layout.shards, run_started)
+        refused = shard_refusals(shard_quarantine, run_started)
         shard_status = {e: ("done" if keyer.exam_key(e) in in_manifest and e not in refused else "quarantined")
                         for e in todo.to_shard}
     else:
@@ -377,8 +415,8 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
     result.sharded = list(todo.to_shard)
     result.outputs["shards"] = layout.shards
 
-    reasons = quarantine_task(str(layout.restricted / "quarantine.parquet"), ingested.quarantine,
-                              label_q or "", str(layout.shards / "quarantine.parquet"))
+    reasons = quarantine_task(quarantine_path, [], str(shard_quarantine))
+    ceiling.check(counts, shard_reasons)
     result.outputs["quarantine (restricted)"] = layout.restricted / "quarantine.parquet"
     result.notes.append("quarantined by reason: " + (", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
                                                      or "none"))
@@ -389,9 +427,10 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
                                              quiet, result)
     key_of = dict(zip(keyed.column("exam_id").to_pylist(), keyed.column("exam_key").to_pylist()))
     now_published = [e for e in prints if key_of[e] in published_keys]
-    write_ledger(update_ledger(ledger, prints, keyer, label_status=label_status, shard_status=shard_status,
-                               published_version=result.model_version, published=now_published), layout.root)
-    result.outputs["ledger (restricted)"] = layout.root / "ledger.parquet"
+    write_ledger(refresh_stats(update_ledger(ledger, prints, keyer, label_status=label_status,
+                                             shard_status=shard_status, published_version=result.model_version,
+                                             published=now_published), prints), layout.root)
+    result.outputs["ledger (restricted)"] = ledger_path(layout.root)
     shutil.rmtree(layout.work, ignore_errors=True)
     _reconcile(result)
     result.seconds = time.perf_counter() - started
@@ -419,9 +458,24 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
     from radsim.warehouse.config import launch_options, training_options
 
     current = current_model(layout.models)
+    readiness = _readiness(layout, cfg) if train or current is None else None
+    if readiness is not None and not readiness.ready:
+        result.deferred = readiness.message
+        result.notes.append(readiness.message)
+        _say(f"[4/6] {readiness.message}", quiet)
+        if current is None:
+            _say("[5/6] nothing to embed or publish until a first model is trained", quiet)
+            _say("[6/6] evaluation skipped (no model yet)", quiet)
+            return set()
+        train = False  # a retrain asked for on too little data: the current model stays
     if train or current is None:
+        assert readiness is not None
         _say("[4/6] training the embedding network (train_embedding flow)", quiet)
         options = {**training_options(cfg), "progress": progress}
+        if readiness.batch_size != readiness.requested:
+            options["batch_size"] = readiness.batch_size
+            result.notes.append(readiness.message)
+            _say(f"      {readiness.message}", quiet)
         trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}", options,
                                   launch=launch_options(cfg))
         result.promotion = promote_task(str(layout.models), trained["model_dir"])
@@ -437,8 +491,6 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
     model_dir = layout.models / version
     result.model_version = version
     result.outputs["model"] = model_dir
-
-    from prefect.utilities.annotations import quote  # plan and rows hold every image: Prefect must not walk them
 
     # Shards are append-only and a version's weights never change: rows this version already
     # published are reused and only new shards embedded. A retrain embeds everything.
@@ -487,6 +539,14 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
     return set(embedded.exam_keys)
 
 
+def _readiness(layout: WarehouseLayout, cfg: dict[str, Any]) -> Any:
+    """Enough labelled data for a first model (or a retrain)? radsim.model.readiness decides."""
+    from radsim.model.readiness import training_readiness
+    from radsim.model.train import DEFAULTS
+
+    return training_readiness(layout.shards, int(cfg.get("model.batch_size") or DEFAULTS["batch_size"]))
+
+
 @flow(name="train")
 def train(warehouse: str | None = None, config: dict[str, Any] | None = None, config_path: str | None = None,
           demo_key: bool = False, progress: bool = False, quiet: bool = False) -> PipelineResult:
@@ -530,6 +590,34 @@ def _run_train(warehouse: Path, cfg: dict[str, Any], demo_key: bool, progress: b
     _reconcile(result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _unpublished(ledger: Any, version: str) -> bool:
+    """Does an exam that is sharded lack rows under the current version?"""
+    import pyarrow.compute as pc
+
+    done = pc.equal(ledger.column("shard_status"), "done")
+    other = pc.fill_null(pc.not_equal(ledger.column("published_version"), version), True)
+    return bool(pc.any(pc.and_(done, other)).as_py())
+
+
+def _reasons_in(path: str | None) -> dict[str, int]:
+    """Reason counts of one stage's quarantine file (this run's refusals)."""
+    if not path or not Path(path).exists():
+        return {}
+    import pyarrow.parquet as pq
+
+    out: dict[str, int] = {}
+    for code in pq.read_table(path, columns=["reason_code"]).column("reason_code").to_pylist():
+        out[code] = out.get(code, 0) + 1
+    return out
+
+
+def _reasons_of(records: list) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for rec in records:
+        out[rec.reason_code] = out.get(rec.reason_code, 0) + 1
+    return out
 
 
 def _reconcile(result: PipelineResult) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,13 @@ CODEC_PACKAGES: dict[str, str] = {
     "1.2.840.10008.1.2.4.203": _J2K_PKGS,  # HTJ2K
     "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom also has a numpy decoder)
 }
+
+
+# What decoders raise on corrupt or truncated data: such an image is quarantined (`unreadable_image`).
+# Anything else (ImportError from a broken codec install, AttributeError or NameError from a bug)
+# is not bad input and propagates, so it fails the run instead of quarantining every image.
+CORRUPT_DATA = (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, RuntimeError, OverflowError,
+                struct.error, zlib.error, NotImplementedError)
 
 
 class ImageRejected(Exception):
@@ -161,7 +170,7 @@ def _looks_like_raw_dicom(data: bytes) -> bool:
             warnings.simplefilter("ignore")
             ds = dcmread(io.BytesIO(data[:4096]), stop_before_pixels=True, force=True)
             return "SOPClassUID" in ds or "Modality" in ds
-    except (InvalidDicomError, Exception):  # noqa: BLE001 - anything unparsable is "not DICOM"
+    except (InvalidDicomError, *CORRUPT_DATA):  # anything unparsable is "not DICOM"
         return False
 
 
@@ -188,7 +197,7 @@ def _decode_pil(data: bytes, fmt: str, max_pixels: int) -> DecodedImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected("implausible_size", f"{fmt}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt data
+    except CORRUPT_DATA as exc:  # PIL raises many types for corrupt data
         raise ImageRejected("unreadable_image", f"corrupt or truncated {fmt}: {type(exc).__name__}: {exc}") from None
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -217,14 +226,14 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # value-length warnings from real-world headers
             header = dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-    except Exception as exc:  # noqa: BLE001
+    except CORRUPT_DATA as exc:
         raise ImageRejected("unreadable_image", f"corrupt DICOM header: {type(exc).__name__}: {exc}") from None
     _check_header(header, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = dcmread(io.BytesIO(data), force=True)
-    except Exception as exc:  # noqa: BLE001
+    except CORRUPT_DATA as exc:
         raise ImageRejected("unreadable_image", f"corrupt or truncated DICOM: {type(exc).__name__}: {exc}") from None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ImageRejected("no_pixel_data", "DICOM object has no pixel data")
@@ -311,7 +320,7 @@ def _pixel_array(ds: Any) -> np.ndarray:
             arr = ds.pixel_array
     except ImageRejected:
         raise
-    except Exception as exc:  # noqa: BLE001 - codecs raise anything on corrupt streams
+    except CORRUPT_DATA as exc:  # codecs raise many types on corrupt streams
         raise ImageRejected("unreadable_image", f"pixel data cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}") from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4) and int(ds.get("SamplesPerPixel") or 1) > 1:
         arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -376,7 +385,7 @@ def _to_display(arr: np.ndarray, ds: Any) -> np.ndarray:
         return np.clip(arr.astype(np.float32) / float(2**bits - 1), 0.0, 1.0)
     try:
         x = apply_modality_lut(arr, ds)
-    except Exception:  # noqa: BLE001 - a broken modality LUT: fall back to stored values
+    except CORRUPT_DATA:  # a broken modality LUT: fall back to stored values
         x = arr
     out: np.ndarray | None = None
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
@@ -386,7 +395,7 @@ def _to_display(arr: np.ndarray, ds: Any) -> np.ndarray:
             lo, hi = float(lut.min()), float(lut.max())
             if hi > lo:
                 out = np.clip((lut_out - lo) / (hi - lo), 0.0, 1.0)
-        except Exception:  # noqa: BLE001 - fall through to the window or percentiles
+        except CORRUPT_DATA:  # fall through to the window or percentiles
             out = None
     if out is None and "WindowCenter" in ds and "WindowWidth" in ds:
         out = _window(x, ds)

@@ -50,6 +50,7 @@ from radsim.data_contracts import (
     rows_to_table,
     write_parquet_atomic,
 )
+from radsim.data_contracts.errors import UnexpectedStageError
 
 from .decode import DEFAULT_MAX_PIXELS, normalise_view
 from .normalise import DEFAULT_IMAGE_SIZE
@@ -59,7 +60,8 @@ from .worker import DecodeOptions, DecodeResult, WorkItem, decode_batch
 
 STAGE = "shard"
 MANIFEST_FILE = "manifest.parquet"
-QUARANTINE_FILE = "quarantine.parquet"
+QUARANTINE_FILE = "shard-quarantine.parquet"  # restricted: it names raw exam ids and source files
+LEGACY_QUARANTINE_FILE = "quarantine.parquet"  # where releases before 2026-12 wrote it, inside SHARDS_DIR
 SOURCES_FILE = "sources.parquet"  # sample_key → keyed digest of the source file (fast skip)
 LOCK_FILE = ".radsim-shard.lock"
 SHARD_NAME = "shard-{:06d}.tar"
@@ -87,6 +89,25 @@ class PlannedRow:
     view_hint: str | None
 
 
+def default_quarantine_path(out_dir: str | Path) -> Path:
+    """`<SHARDS_DIR>/../restricted/shard-quarantine.parquet`: the warehouse's restricted folder.
+
+    The shard folder is pseudonymised and may be copied to a GPU cluster or a bucket as it is; its
+    quarantine quotes raw exam ids and source paths, so it never lives there (DESIGN §3).
+    """
+    return Path(out_dir).parent / "restricted" / QUARANTINE_FILE
+
+
+def _move_legacy_quarantine(out: Path, target: Path) -> None:
+    """A quarantine left inside SHARDS_DIR by an earlier release moves to the restricted path."""
+    legacy = out / LEGACY_QUARANTINE_FILE
+    if not legacy.exists():
+        return
+    old = pq.read_table(target) if target.exists() else None
+    write_parquet_atomic(merge_quarantine(old, pq.read_table(legacy)), target, load_contract("quarantine"))
+    legacy.unlink()
+
+
 @dataclass
 class ShardPlan:
     out_dir: Path
@@ -103,6 +124,7 @@ class ShardPlan:
     batch_size: int = DEFAULT_BATCH
     next_shard: int = 0
     removed_orphans: list[str] = field(default_factory=list)
+    quarantine_path: Path | None = None
 
     def work_items(self) -> list[WorkItem]:
         # A recorded source digest only counts for samples the manifest still lists.
@@ -123,6 +145,7 @@ class ShardRunSummary:
     quarantine_reasons: dict[str, int]
     samples_total: int
     removed_orphans: list[str] = field(default_factory=list)
+    quarantine_path: Path | None = None
 
     @property
     def wrote_nothing(self) -> bool:
@@ -137,7 +160,7 @@ class ShardRunSummary:
             lines.append("nothing new to write: every exam is already sharded or quarantined")
         if self.quarantine_reasons:
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantine_reasons.items()))
-            lines.append(f"quarantined by reason: {reasons} (see {self.out_dir / QUARANTINE_FILE})")
+            lines.append(f"quarantined by reason: {reasons} (see {self.quarantine_path}, restricted)")
         if self.removed_orphans:
             lines.append(f"removed {len(self.removed_orphans)} shard(s) left by an interrupted run: {', '.join(self.removed_orphans)}")
         lines.append(f"{self.samples_total} sample(s) in {self.out_dir / MANIFEST_FILE}")
@@ -281,8 +304,12 @@ def plan_shard_run(
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = DEFAULT_BATCH,
+    quarantine_path: str | Path | None = None,
 ) -> ShardPlan:
-    """Validate, key, split and list the decode work; cleans up after a crashed run."""
+    """Validate, key, split and list the decode work; cleans up after a crashed run.
+
+    Refused records go to `quarantine_path` (default: `default_quarantine_path(out_dir)`).
+    """
     if maxcount < 1 or maxsize < 1 or batch_size < 1:
         raise UsageError("maxcount, maxsize and batch_size must be positive")
     if image_size < 8:
@@ -291,6 +318,8 @@ def plan_shard_run(
     vocabulary = vocabulary or default_vocabulary()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    qpath = Path(quarantine_path) if quarantine_path is not None else default_quarantine_path(out)
+    _move_legacy_quarantine(out, qpath)
 
     exams_table, exams_dir = _as_table(exams)
     base = Path(base_dir) if base_dir is not None else exams_dir
@@ -328,7 +357,7 @@ def plan_shard_run(
         counts=StageCounts(STAGE, rows_in=rows_in, quarantined=len(quarantine)),
         quarantine=quarantine, manifest=manifest, sources=_read_sources(out, keyer.key_id),
         metadata=metadata, vocabulary=vocabulary, maxcount=maxcount, maxsize=maxsize,
-        batch_size=batch_size, next_shard=max(numbers, default=-1) + 1, removed_orphans=removed,
+        batch_size=batch_size, next_shard=max(numbers, default=-1) + 1, removed_orphans=removed, quarantine_path=qpath,
     )
 
 
@@ -421,6 +450,11 @@ def commit_shard_run(plan: ShardPlan, results: Iterable[DecodeResult], *, progre
             if res.status == "unchanged":
                 counts.skipped += 1
                 continue
+            if res.status == "failed":
+                raise UnexpectedStageError(
+                    f"decoding sample {row.sample_key} failed unexpectedly ({res.message}); this is not bad input "
+                    "but a bug or a broken install (codecs, pydicom), so nothing was quarantined. Shards committed "
+                    "before it are kept; fix the cause and rerun")
             if res.status == "rejected":
                 plan.quarantine.append(QuarantineRecord(STAGE, f"{row.exam_id}/{row.image_index}", res.reason_code or "unreadable_image",
                                                         res.message or "", row.uri))
@@ -464,18 +498,18 @@ def commit_shard_run(plan: ShardPlan, results: Iterable[DecodeResult], *, progre
     if source_updates:  # digests learnt for samples that were skipped by pixel hash
         plan.sources.update(source_updates)
         _write_sources(out, plan.sources, plan.metadata[META_KEY_ID])
-    reasons = _write_quarantine(out, plan.quarantine)
+    qpath = plan.quarantine_path or default_quarantine_path(out)
+    reasons = _write_quarantine(qpath, plan.quarantine)
     counts.check()
-    return ShardRunSummary(counts, out, written, reasons, plan.manifest.num_rows, list(plan.removed_orphans))
+    return ShardRunSummary(counts, out, written, reasons, plan.manifest.num_rows, list(plan.removed_orphans), qpath)
 
 
-def _write_quarantine(out: Path, records: list[QuarantineRecord]) -> dict[str, int]:
+def _write_quarantine(path: Path, records: list[QuarantineRecord]) -> dict[str, int]:
     reasons: dict[str, int] = {}
     for rec in records:
         reasons[rec.reason_code] = reasons.get(rec.reason_code, 0) + 1
     if not records:
         return reasons
-    path = out / QUARANTINE_FILE
     new = quarantine_table(records)
     old = pq.read_table(path) if path.exists() else None
     merged = merge_quarantine(old, new)
@@ -484,13 +518,13 @@ def _write_quarantine(out: Path, records: list[QuarantineRecord]) -> dict[str, i
     return reasons
 
 
-def shard_refusals(out_dir: str | Path, since: datetime) -> set[str]:
+def shard_refusals(quarantine_path: str | Path, since: datetime) -> set[str]:
     """Exam ids the shard stage quarantined at or after `since` (record ids are `<exam_id>/<index>...`).
 
     The warehouse ledger uses this so that an exam whose new image was refused (a re-send with
     other pixels: shards are never rewritten) is not marked as sharded.
     """
-    path = Path(out_dir) / QUARANTINE_FILE
+    path = Path(quarantine_path)
     if not path.exists():
         return set()
     rows = pq.read_table(path, columns=["stage", "record_id", "seen_at"]).to_pylist()
@@ -516,10 +550,11 @@ def write_shards(
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = DEFAULT_BATCH,
+    quarantine_path: str | Path | None = None,
 ) -> ShardRunSummary:
     """Shard exams (an exams-contract table or its path) with their labels into `out_dir`."""
     with shard_dir_lock(out_dir):
         plan = plan_shard_run(exams, labels, out_dir, keyer=keyer, vocabulary=vocabulary, image_size=image_size,
                               base_dir=base_dir, maxcount=maxcount, maxsize=maxsize, split_fractions=split_fractions,
-                              max_pixels=max_pixels, batch_size=batch_size)
+                              max_pixels=max_pixels, batch_size=batch_size, quarantine_path=quarantine_path)
         return commit_shard_run(plan, decode_plan(plan, workers), progress=progress)

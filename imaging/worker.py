@@ -1,8 +1,10 @@
 """The unit of parallel work: decode + normalise + encode a batch of images.
 
 Kept in its own small module with picklable inputs and outputs so a process pool (or a
-Prefect task runner) can run it anywhere. It never raises for a bad image: each item comes
-back as written-ready bytes, a rejection with its reason code, or "unchanged".
+Prefect task runner) can run it anywhere. Each item comes back as written-ready bytes, a
+rejection with its reason code (an `ImageRejected`: bad input, quarantined), "unchanged", or
+"failed": an error that is not bad input (a bug, a broken codec install). A failed item is
+never quarantined: the shard stage stops the run and names the exception (DESIGN §12).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class WorkItem:
 @dataclass(frozen=True)
 class DecodeResult:
     position: int
-    status: str  # "ok", "rejected" or "unchanged"
+    status: str  # "ok", "rejected", "unchanged" or "failed"
     png: bytes | None = None
     image_sha256: str | None = None
     view_position: str | None = None
@@ -58,9 +60,9 @@ def decode_item(item: WorkItem, opts: DecodeOptions) -> DecodeResult:
         return DecodeResult(item.position, "rejected", reason_code=exc.reason_code, message=exc.message)
     except MemoryError:
         return DecodeResult(item.position, "rejected", reason_code="implausible_size", message="out of memory while decoding")
-    except Exception as exc:  # noqa: BLE001 - a bad image must never stop the run
-        return DecodeResult(item.position, "rejected", reason_code="unreadable_image",
-                            message=f"unexpected decoder error: {type(exc).__name__}: {str(exc)[:200]}")
+    except Exception as exc:  # noqa: BLE001 - not bad input: reported as "failed", never quarantined
+        text = str(exc).replace(item.uri, "<image>")[:300]  # the path names raw ids: it stays out of the message
+        return DecodeResult(item.position, "failed", message=f"{type(exc).__name__}: {text}")
 
 
 def decode_batch(items: list[WorkItem], opts: DecodeOptions) -> list[DecodeResult]:

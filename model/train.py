@@ -71,6 +71,7 @@ from .train_core import DeviceSetup, NonFiniteLossError, cosine_with_warmup, res
 
 DEFAULTS = {
     "epochs": 40,
+    "batch_size": 64,
     "lr": 2e-3,
     "weight_decay": 1e-4,
     "warmup": 1.0,  # epochs (fractions allowed)
@@ -232,7 +233,7 @@ def train_embedding_model(
     epochs: int = DEFAULTS["epochs"],
     image_size: int | None = None,
     embedding_dim: int = 128,
-    batch_size: int = 64,
+    batch_size: int = DEFAULTS["batch_size"],
     lr: float = DEFAULTS["lr"],
     weight_decay: float = DEFAULTS["weight_decay"],
     warmup: float = DEFAULTS["warmup"],

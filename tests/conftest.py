@@ -74,3 +74,14 @@ def memory_root(tmp_path, monkeypatch):
     yield root, fs
     if fs.exists(root):
         fs.rm(root, recursive=True)
+
+
+@pytest.fixture(scope="session")
+def privacy_scan():
+    """The shared privacy scan (tests/privacy_scan.py): `find_identifiers(root, needles)` → hits."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("radsim_privacy_scan", Path(__file__).with_name("privacy_scan.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -13,6 +13,8 @@ type is a one-line usage error naming the key (exit 2).
                  label_batch_size (reports per labelling task), decode_batch_size (images per decode
                  task), shards_per_task (shards embedded by one task when the runner is not "threads")
     [schedule]   cron
+    [quarantine] max_fraction (a stage that refuses more of a run's input fails the run), min_count
+                 (fewer refusals than this never fail it)
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "runner.decode_batch_size": (int, 32),
     "runner.shards_per_task": (int, 1),
     "schedule.cron": (str, "0 2 * * *"),
+    "quarantine.max_fraction": (float, 0.2),
+    "quarantine.min_count": (int, 10),
 }
 ENV_ALIASES = {"paths.inbox": "RADSIM_INBOX", "paths.warehouse": "RADSIM_WAREHOUSE", "paths.truth": "RADSIM_TRUTH",
                "paths.vocabulary": "RADSIM_VOCABULARY", "imaging.image_size": "RADSIM_IMAGE_SIZE",
@@ -140,9 +144,19 @@ def resolve_config(cli: Mapping[str, Any] | None = None, toml_path: str | Path |
                 "runner.label_batch_size", "runner.decode_batch_size", "runner.shards_per_task"):
         if resolved[key] < 1:
             raise UsageError(f"{key} must be positive, got {resolved[key]}")
+    if not 0 < resolved["quarantine.max_fraction"] <= 1:
+        raise UsageError(f"quarantine.max_fraction must be in (0, 1], got {resolved['quarantine.max_fraction']}")
+    if resolved["quarantine.min_count"] < 0:
+        raise UsageError(f"quarantine.min_count must be at least 0, got {resolved['quarantine.min_count']}")
     check_cron(resolved["schedule.cron"])
     resolved["_sources"] = sources
     return resolved
+
+
+def quarantine_ceiling(config: Mapping[str, Any]) -> Any:
+    from radsim.data_contracts import QuarantineCeiling
+
+    return QuarantineCeiling(float(config.get("quarantine.max_fraction", 0.2)), int(config.get("quarantine.min_count", 10)))
 
 
 def training_options(config: Mapping[str, Any]) -> dict[str, Any]:

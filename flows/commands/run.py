@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, metavar="PX", help="shard image size (imaging.image_size)")
     p.add_argument("--demo-key", action="store_true",
                    help="use the public demo pseudonymisation key: synthetic data only, never patient data")
+    p.add_argument("--verify", action="store_true",
+                   help="re-read and re-hash every inbox file instead of trusting unchanged file stats (size, mtime, "
+                   "inode, ctime): after restoring an inbox from a backup that does not keep mtimes, or to audit a file "
+                   "system that rewrites files in place with the same timestamps")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -77,13 +81,17 @@ def run(args: argparse.Namespace) -> int:
             filesystem(str(location))  # a missing fsspec backend is one line now, before Prefect starts
     if not is_remote(inbox) and not local_path(inbox).exists():
         raise UsageError(f"inbox {inbox} does not exist")
-    keyer_from_env(demo=args.demo_key)  # fail before Prefect starts when there is no key
+    keyer = keyer_from_env(demo=args.demo_key)  # fail before Prefect starts when there is no key
+    if not is_remote(warehouse):
+        from radsim.warehouse.keycheck import check_warehouse_key
+
+        check_warehouse_key(local_path(warehouse), keyer)  # another key: one line, nothing written
     check_prefect_server()
     from radsim.flows.pipeline import ephemeral_run, pipeline
 
     with ephemeral_run():
         result = pipeline(str(inbox), str(warehouse), retrain=args.retrain, config=cfg, demo_key=args.demo_key,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, verify=args.verify)
     shown = warehouse if is_remote(warehouse) else Path(warehouse).resolve()
     print(f"\nradsim run finished in {result.seconds:.0f} s; warehouse {shown}")
     print("Counts (rows in = out + quarantined + skipped as already processed):")
@@ -95,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
         print("Test split, against the validated subset:")
         for line in result.headline:
             print(f"  {line}")
-    if not result.nothing_new:
+    if result.deferred and result.model_version is None:
+        print("  nothing published yet: training is deferred until enough labelled exams have arrived")
+    elif not result.nothing_new:
         print(f"  published {result.published_rows} rows under model version {result.model_version}")
     sys.stdout.flush()
     return 0

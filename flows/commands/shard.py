@@ -15,8 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decode radiographs and write WebDataset shards with their labels",
         description="Decode each exam image (DICOM, PNG or JPEG), normalise it to a square 8-bit PNG and write "
         "pseudonymised WebDataset shards (shard-NNNNNN.tar), manifest.parquet, splits.parquet (sticky, by "
-        "patient) and quarantine.parquet in SHARDS_DIR. Runs are incremental: exams already sharded with the "
-        "same image are skipped and new exams go to new shards. Needs RADSIM_ID_KEY unless --demo-key.",
+        "patient) in SHARDS_DIR, which holds only pseudonymised data. Refused images go to a restricted quarantine "
+        "table (--quarantine; default SHARDS_DIR/../restricted/shard-quarantine.parquet), never into SHARDS_DIR. "
+        "Runs are incremental: exams already sharded with the same image are skipped and new exams go to new shards. "
+        "Needs RADSIM_ID_KEY unless --demo-key.",
     )
     p.add_argument("--exams", required=True, metavar="EXAMS",
                    help="exams table (CSV, Parquet or JSONL: exam_id, patient_id, image_uri[, image_index, view_position]); "
@@ -27,9 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="SHARDS_DIR",
                    help="output folder for shards and manifests: a path or an fsspec URI (s3://…, gs://…; written "
                    "through a local mirror that is pushed back when the run succeeds)")
+    p.add_argument("--quarantine", metavar="PATH",
+                   help="restricted quarantine table for refused images: it names raw exam ids and files, so it stays "
+                   "out of SHARDS_DIR (default: SHARDS_DIR/../restricted/shard-quarantine.parquet, or "
+                   "./restricted/shard-quarantine.parquet when SHARDS_DIR is a URI)")
     p.add_argument("--image-size", type=int, default=256, metavar="PX", help="side of the square stored image (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="decoding processes (default: %(default)s)")
     p.add_argument("--vocabulary", metavar="YAML", help="site vocabulary file extending the default findings")
+    p.add_argument("--split-fractions", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
+                   help="patient-level split fractions for patients seen for the first time, e.g. 0,0,1 to shard a "
+                   "validated set entirely into test (external validation). Splits are sticky: a patient keeps the "
+                   "split splits.parquet recorded, whatever later runs ask (default: %(default)s)")
     p.add_argument("--maxcount", type=int, default=1000, help="samples per shard at most (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="images per decode task, the unit of work sent to a worker (default: %(default)s)")
@@ -38,6 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--demo-key", action="store_true", help="use the public demo pseudonymisation key (synthetic data only)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    from radsim.data_contracts import UsageError
+    from radsim.imaging.splits import check_fractions
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--split-fractions {text!r}: three numbers TRAIN,VAL,TEST, e.g. 0.8,0.1,0.1") from None
+    return check_fractions(values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,9 +70,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-size must be at least 1 (got {args.batch_size})")
     if args.image_size < 8:
         raise UsageError(f"--image-size must be at least 8 (got {args.image_size})")
+    fractions = parse_fractions(args.split_fractions)
     keyer = keyer_from_env(demo=args.demo_key)  # exits 2 without RADSIM_ID_KEY
     runner = runner_from_args(args)
-    from radsim.warehouse.storage import open_folder
+    from pathlib import Path
+
+    from radsim.imaging.shards import QUARANTINE_FILE, default_quarantine_path
+    from radsim.warehouse.storage import is_remote, open_folder
+
+    quarantine = Path(args.quarantine) if args.quarantine else (
+        Path("restricted") / QUARANTINE_FILE if is_remote(args.out) else default_quarantine_path(args.out))
+    if is_remote(str(quarantine)):
+        raise UsageError("--quarantine must be a local path: it is a restricted table")
 
     with open_folder(args.out) as out:  # a remote SHARDS_DIR is pushed back only after a successful run
         if args.flow or runner:
@@ -62,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
                                       dask_address=args.dask_address, workers=args.workers,
                                       image_size=args.image_size, demo_key=args.demo_key, vocabulary=args.vocabulary,
                                       maxcount=args.maxcount, batch_size=args.batch_size,
+                                      quarantine=str(quarantine), split_fractions=list(fractions),
                                       progress=not args.no_progress)
             print(result["summary"])
         else:
@@ -70,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             summary = write_shards(args.exams, args.labels, out, keyer=keyer,
                                    vocabulary=load_vocabulary(args.vocabulary), image_size=args.image_size,
                                    workers=args.workers, maxcount=args.maxcount, batch_size=args.batch_size,
-                                   progress=not args.no_progress)
+                                   quarantine_path=quarantine, split_fractions=fractions, progress=not args.no_progress)
             print(summary.summary())
     sys.stdout.flush()
     return 0

@@ -48,7 +48,7 @@ def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
     assert first.promotion and first.promotion["promoted"]
     n_a = _published(wh).num_rows
     assert n_a == first.published_rows > 0
-    assert (wh / "config.json").exists() and (wh / "ledger.parquet").exists()
+    assert (wh / "config.json").exists() and (wh / "restricted" / "ledger.parquet").exists()
 
     ids_b = _copy(b.inbox, inbox, prefix="B")
     early = sorted(ids_b)[0]  # its images arrive before its report
@@ -62,7 +62,7 @@ def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
     published = _published(wh)
     assert published.num_rows == second.published_rows > n_a
     assert "exam_id" not in published.column_names
-    ledger = pq.read_table(wh / "ledger.parquet")
+    ledger = pq.read_table(wh / "restricted" / "ledger.parquet")
     assert set(ledger.column("exam_id").to_pylist()) == ids_a | ids_b
     early_row = next(r for r in ledger.to_pylist() if r["exam_id"] == early)
     assert early_row["label_status"] == "awaiting_report" and early_row["shard_status"] == "done"
@@ -75,7 +75,7 @@ def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
     assert third.nothing_new and third.labelled == [] and third.sharded == []
     assert any("nothing new" in n for n in third.notes)
     assert sorted(p.name for p in (wh / "shards").glob("*.tar")) == shards_before
-    assert pq.read_table(wh / "ledger.parquet").equals(ledger)
+    assert pq.read_table(wh / "restricted" / "ledger.parquet").equals(ledger)
 
     # an amended report: that exam alone is re-labelled and re-published with its new labels
     amended = sorted(ids_a)[0]
@@ -88,7 +88,7 @@ def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
     row = next(r for r in labels if r["exam_id"] == amended)
     assert row["pneumothorax"] == 1
     assert len(labels) == len({r["exam_id"] for r in labels})
-    key = next(r["exam_key"] for r in pq.read_table(wh / "ledger.parquet").to_pylist() if r["exam_id"] == amended)
+    key = next(r["exam_key"] for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist() if r["exam_id"] == amended)
     pub = [r for r in _published(wh).select(["exam_key", "positive_findings"]).to_pylist() if r["exam_key"] == key]
     assert pub and all("pneumothorax" in r["positive_findings"] for r in pub)
     early_key = early_row["exam_key"]
@@ -101,9 +101,10 @@ def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
     shutil.copy(inbox / donor / "0.dcm", inbox / resent / "0.dcm")
     fifth = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
     assert fifth.sharded == [resent]
-    resent_row = next(r for r in pq.read_table(wh / "ledger.parquet").to_pylist() if r["exam_id"] == resent)
+    resent_row = next(r for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist() if r["exam_id"] == resent)
     assert resent_row["shard_status"] == "quarantined"
-    shard_q = pq.read_table(wh / "shards" / "quarantine.parquet").to_pylist()
+    assert not (wh / "shards" / "quarantine.parquet").exists()  # refusals name raw ids: restricted only
+    shard_q = pq.read_table(wh / "restricted" / "shard-quarantine.parquet").to_pylist()
     assert any(r["record_id"].startswith(f"{resent}/") for r in shard_q)
 
 
@@ -122,7 +123,7 @@ def test_train_flow_promotes_only_a_model_that_is_not_worse(prefect_harness, coh
     decision = retrained.promotion
     assert decision["current"] == first.model_version and decision["reason"]
     versions = set(_published(wh).column("model_version").to_pylist())
-    ledger_versions = set(pq.read_table(wh / "ledger.parquet").column("published_version").to_pylist())
+    ledger_versions = set(pq.read_table(wh / "restricted" / "ledger.parquet").column("published_version").to_pylist())
     if decision["promoted"]:
         assert current["model_version"] == decision["candidate"] and current["previous"]["comparison"]
         assert decision["candidate"] in versions and ledger_versions == {decision["candidate"]}

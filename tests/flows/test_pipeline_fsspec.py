@@ -38,7 +38,7 @@ def test_pipeline_on_memory_urls_matches_the_local_run_and_survives_a_crash(pref
     remote = pipeline_module.pipeline(inbox, wh, config=cfg, demo_key=True, quiet=True)
     assert remote.published_rows > 0 and remote.promotion and remote.promotion["promoted"]
     assert str(remote.outputs["published embeddings"]).startswith(wh + "/")
-    for rel in ("ledger.parquet", "config.json", "shards/manifest.parquet", "models/current.json",
+    for rel in ("restricted/ledger.parquet", "config.json", "shards/manifest.parquet", "models/current.json",
                 "restricted/quarantine.parquet"):
         assert fs.exists(f"{wh}/{rel}"), rel
     published_remote = pq.read_table(fs._strip_protocol(f"{wh}/published/embeddings"), filesystem=fs,

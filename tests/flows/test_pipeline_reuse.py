@@ -47,7 +47,7 @@ def _full_reembed(wh: Path, version: str, out: Path):
 
     loaded = load_model(wh / "models" / version)
     embedded = embed_shards(loaded, wh / "shards", batch_size=256, device="auto")
-    embedded = relabel_task.fn(embedded, str(wh / "restricted" / "labels.parquet"), pq.read_table(wh / "ledger.parquet"))
+    embedded = relabel_task.fn(embedded, str(wh / "restricted" / "labels.parquet"), pq.read_table(wh / "restricted" / "ledger.parquet"))
     publish_embedded(embedded, loaded, out)
     return _published_at(out, version)
 
@@ -96,7 +96,7 @@ def test_pipeline_embeds_only_new_shards(prefect_harness, one_torch_thread, coho
                                           "rows_embedded": 0, "rows_reused": second.published_rows}
     table = _published(wh, v)
     assert table.equals(_full_reembed(wh, v, tmp_path / "full3"))
-    key = next(r["exam_key"] for r in pq.read_table(wh / "ledger.parquet").to_pylist() if r["exam_id"] == amended)
+    key = next(r["exam_key"] for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist() if r["exam_id"] == amended)
     assert all("pneumothorax" in r["positive_findings"] for r in table.to_pylist() if r["exam_key"] == key)
 
     # the publish record is lost: nothing can be verified, so everything is embedded again

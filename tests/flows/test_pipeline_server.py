@@ -36,20 +36,33 @@ def _get(url: str) -> object:
         return json.loads(r.read())
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group, then SIGKILL what is left (the worker drains slowly)."""
+def _stop(proc: subprocess.Popen) -> int | None:
+    """Stop a Prefect process the way deploy/README says: SIGINT, a second SIGINT if the first only
+    starts a graceful drain, SIGKILL as the last resort (SIGTERM does not stop `prefect worker start`).
+
+    Returns the signal that stopped it (None if it had already exited).
+    """
     if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        return None
+    for sig, wait in ((signal.SIGINT, 15), (signal.SIGINT, 15), (signal.SIGKILL, 5)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            return sig
         try:
             proc.wait(wait)
-            return
+            return sig
         except subprocess.TimeoutExpired:
             continue
+    return signal.SIGKILL
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 @pytest.mark.slow
@@ -111,11 +124,12 @@ def test_pipeline_deployment_runs_on_a_real_server(tmp_path):
             time.sleep(2)
         assert state == "COMPLETED", f"flow run {state}; worker log:\n" + (logs / "worker.log").read_text()[-3000:]
     finally:
-        for proc in reversed(procs):
-            _stop(proc)
+        stopped = {proc.args[3]: _stop(proc) for proc in reversed(procs)}
+    assert stopped.get("worker") == signal.SIGINT, stopped  # SIGINT stops the worker: no SIGKILL needed
+    assert all(_group_gone(proc.pid) for proc in procs)  # nothing left of the server or the worker
 
     published = pq.read_table(warehouse / "published" / "embeddings", partitioning=None)
     manifest = pq.read_table(warehouse / "shards" / "manifest.parquet")
     assert published.num_rows == manifest.num_rows > 0
     assert "exam_id" not in published.column_names
-    assert (warehouse / "ledger.parquet").exists() and (warehouse / "config.json").exists()
+    assert (warehouse / "restricted" / "ledger.parquet").exists() and (warehouse / "config.json").exists()

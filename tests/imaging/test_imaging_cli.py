@@ -42,6 +42,18 @@ def test_cli_with_site_key_then_rerun(exams_csv, tmp_path, site_key, capsys):
     assert not meta[b"radsim.key_id"].startswith(b"demo-")
 
 
+def test_split_fractions_put_a_validated_set_in_test_and_stay_sticky(exams_csv, tmp_path, site_key, capsys):
+    out = tmp_path / "s"
+    base = ["shard", "--exams", str(exams_csv), "--out", str(out), "--image-size", "32", "--no-progress"]
+    assert main([*base, "--split-fractions", "0,0,1"]) == 0
+    assert set(pq.read_table(out / "manifest.parquet").column("split").to_pylist()) == {"test"}
+    assert main([*base, "--split-fractions", "1,0,0"]) == 0  # sticky: recorded patients keep their split
+    splits = pq.read_table(out / "splits.parquet")
+    assert set(splits.column("split").to_pylist()) == {"test"} and splits.num_rows == 4
+    assert main([*base, "--split-fractions", "0.5,0.5"]) == 2
+    assert "three non-negative numbers summing to 1" in capsys.readouterr().err
+
+
 def test_cli_usage_errors_exit_2(exams_csv, tmp_path, capsys):
     base = ["shard", "--out", str(tmp_path / "s"), "--demo-key", "--no-progress"]
     assert main(base + ["--exams", str(tmp_path / "missing.csv")]) == 2

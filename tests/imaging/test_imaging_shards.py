@@ -155,7 +155,8 @@ def test_bad_inputs_quarantined_and_counts_reconcile(cohort, tmp_path, make_dico
     assert c.rows_in == len(rows) and c.rows_out == 6 and c.skipped == 0
     assert c.quarantined == len(bad) + 3
     assert c.rows_in == c.rows_out + c.quarantined + c.skipped
-    q = pq.read_table(tmp_path / "shards" / sh.QUARANTINE_FILE).to_pylist()
+    assert not (tmp_path / "shards" / sh.LEGACY_QUARANTINE_FILE).exists()  # the quarantine is restricted
+    q = pq.read_table(sh.default_quarantine_path(tmp_path / "shards")).to_pylist()
     assert len(q) == c.quarantined
     got = {r["record_id"].split("/")[0]: r["reason_code"] for r in q}
     for n, code in bad.items():
@@ -251,7 +252,7 @@ def test_interrupted_run_resumes_without_duplicates_or_loss(cohort, tmp_path, mo
     assert sorted(manifest.column("image_sha256").to_pylist()) == sorted(pq.read_table(clean / sh.MANIFEST_FILE).column("image_sha256").to_pylist())
 
 
-def test_no_identifier_reaches_shards_or_manifest(cohort, tmp_path, fake_phi, shared_dicom_dir):
+def test_no_identifier_reaches_shards_or_manifest(cohort, tmp_path, fake_phi, shared_dicom_dir, privacy_scan):
     rows = cohort["rows"] + [{"exam_id": "RG1-REAL", "patient_id": "9RG1", "image_uri": str(shared_dicom_dir / "RG1_J2KI.dcm")}]
     out = tmp_path / "shards"
     summary = run(cohort, out, exams=write_exams_csv(cohort["dir"] / "exams_real.csv", rows))
@@ -259,13 +260,11 @@ def test_no_identifier_reaches_shards_or_manifest(cohort, tmp_path, fake_phi, sh
     needles = [v for v in fake_phi.values()] + ["Doe", "Quintessa", "CompressedSamples", "19400305"]
     needles += [f"ACC{555000 + i}" for i in range(5)]
     needles += [r["exam_id"] for r in rows] + [r["patient_id"] for r in rows] + ["inbox", str(cohort["dir"]), ".dcm"]
-    pseudonymised = [p for p in out.iterdir() if p.is_file() and p.name != sh.QUARANTINE_FILE]
-    assert any(p.suffix == ".tar" for p in pseudonymised)
-    for p in pseudonymised:
-        blob = p.read_bytes()
-        for needle in needles:
-            for form in {needle, needle.upper(), needle.replace("^", " ")}:
-                assert form.encode() not in blob, f"{form!r} found in {p.name}"
+    scanned = privacy_scan.scanned_files(out)
+    assert any(p.endswith(".tar") for p in scanned) and "manifest.parquet" in scanned
+    assert privacy_scan.find_identifiers(out, needles) == []
+    key = pq.read_table(out / sh.MANIFEST_FILE).column("exam_key")[0].as_py()  # the scan does see decoded values
+    assert {hit for _, hit in privacy_scan.find_identifiers(out, [key])} == {key}
 
 
 def test_splits_are_sticky_and_patient_level(cohort, tmp_path):
