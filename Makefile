@@ -14,7 +14,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 unexport PREFECT_API_URL
 
-.PHONY: demo test venv install clean bench
+.PHONY: demo test lint venv install clean bench
 
 $(VENV)/bin/activate:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; radsim needs Python 3.11 (set PYTHON=...)"; exit 2; }
@@ -31,8 +31,11 @@ venv install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/radsim demo --out $(DEMO_DIR) --exams $(DEMO_EXAMS)
 
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+
 # pytest exits 5 when it collects no tests: that is a failure, never a silent pass.
-test: $(VENV)/.installed
+test: lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 

@@ -34,7 +34,7 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
     from radsim.data_contracts.vocabulary import default_vocabulary
     from radsim.imaging.shards import write_shards
     from radsim.model.publish import publish
-    from radsim.model.registry import register_model
+    from radsim.warehouse.registry import register_model
     from radsim.model.train import train_embedding_model
     from radsim.nlp.runner import label_file
     from radsim.warehouse.inbox import ingest_inbox

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 
 def _table(n: int, dim: int, seed: int = 0):
-    from radsim.evaluation import published as P
+    from radsim.warehouse import published as P
 
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((n, dim), dtype=np.float32)
@@ -49,7 +49,7 @@ def _table(n: int, dim: int, seed: int = 0):
 
 
 def bench_publish(n: int, dim: int, work: Path, repeats: int = 2) -> dict[str, float]:
-    from radsim.evaluation import published as P
+    from radsim.warehouse import published as P
 
     emb, table, meta = _table(n, dim)
     bare_path = work / "bare.parquet"

@@ -20,7 +20,8 @@ from .errors import ContractViolation
 from .types import parse_type
 from .vocabulary import Vocabulary, default_vocabulary
 
-TABLES = ("exams", "labels", "quarantine", "shard_manifest", "embeddings", "evaluation", "ledger", "inbox_index")
+TABLES = ("exams", "labels", "quarantine", "shard_manifest", "embeddings", "evaluation", "ledger", "inbox_index",
+          "published_versions")
 
 
 @dataclass(frozen=True)

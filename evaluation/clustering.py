@@ -24,6 +24,9 @@ class ClusterScores:
     purity: float
     nmi_chance: float
     purity_chance: float
+    items: np.ndarray | None = None  # indices of the clustered items (for intervals)
+    pred: np.ndarray | None = None  # their k-means clusters
+    classes: np.ndarray | None = None  # their powerset classes
 
 
 def powerset_classes(labels: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
@@ -92,4 +95,5 @@ def cluster_scores(
         purity=purity(pred, classes),
         nmi_chance=float(np.mean([nmi(d, classes) for d in draws])),
         purity_chance=float(np.mean([purity(d, classes) for d in draws])),
+        items=np.flatnonzero(mask), pred=pred, classes=classes,
     )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -136,6 +137,17 @@ class RetrievalScores:
     finding_queries: dict[str, int] = field(default_factory=dict)
     normal_k: int = 10
     normal_auc: float | None = None
+    # per-query values, for intervals (radsim.evaluation.intervals); filled with `per_query=True`
+    query_items: np.ndarray | None = None  # item index of each valid query
+    query_precision: dict[int, np.ndarray] = field(default_factory=dict)
+    query_precision_chance: np.ndarray | None = None
+    query_ap: np.ndarray | None = None
+    query_ap_chance: np.ndarray | None = None
+    query_ndcg: dict[int, np.ndarray] = field(default_factory=dict)  # NDCG@k per query (its own valid set)
+    ndcg_items: dict[int, np.ndarray] = field(default_factory=dict)
+    vote_items: np.ndarray | None = None  # item index of each labelled query in the normal AUC
+    votes: np.ndarray | None = None
+    vote_truth: np.ndarray | None = None
 
 
 def _mean(total: float, count: int) -> float:
@@ -156,12 +168,14 @@ def retrieval_scores(
     metric: Metric = "cosine",
     queries: np.ndarray | None = None,
     chunk_size: int | None = None,
+    per_query: bool = False,
 ) -> RetrievalScores:
     """All retrieval metrics in one chunked pass over the query x gallery scores.
 
     `with_map=False` skips mAP@R, which needs a full sort per query (the costly part at
     100k items); `queries` restricts the queries (the gallery stays all items), e.g. to a
     seeded sample. `normal_index` is the `no_finding` column (None to skip the AUC).
+    `per_query` keeps each query's values, from which intervals are resampled.
     """
     emb = as_matrix(embeddings)
     n = emb.shape[0]
@@ -188,6 +202,9 @@ def retrieval_scores(
     n_valid = n_total = 0
     votes: list[np.ndarray] = []
     truths: list[np.ndarray] = []
+    keep: dict[str, list[np.ndarray]] = {"items": [], "chance": [], "ap": [], "ap_chance": [], "vote_items": [],
+                                         **{f"p{k}": [] for k in ks}, **{f"nd{k}": [] for k in ndcg_ks},
+                                         **{f"ndi{k}": [] for k in ndcg_ks}}
 
     for qi, scores in score_chunks(emb, metric, queries, chunk_size):
         rows = np.arange(len(qi))
@@ -208,8 +225,14 @@ def retrieval_scores(
 
         for k in ks:
             kk = min(k, others)
-            p_sum[k] += float((top_rel[:, :kk].sum(1) / kk)[valid].sum())
+            pk = (top_rel[:, :kk].sum(1) / kk)[valid]
+            p_sum[k] += float(pk.sum())
+            if per_query:
+                keep[f"p{k}"].append(pk)
         p_chance_sum += float((r[valid] / others).sum())
+        if per_query:
+            keep["items"].append(qi[valid])
+            keep["chance"].append(r[valid] / others)
 
         if with_map and valid.any():
             r_max = int(r[valid].max())
@@ -218,7 +241,11 @@ def retrieval_scores(
             within = np.arange(r_max)[None, :] < r[:, None]
             ap = (rs * prec * within).sum(1) / np.maximum(r, 1)
             map_sum += float(ap[valid].sum())
-            map_chance_sum += float(map_at_r_expected(r[valid], others).sum())
+            expected = map_at_r_expected(r[valid], others)
+            map_chance_sum += float(expected.sum())
+            if per_query:
+                keep["ap"].append(ap[valid])
+                keep["ap_chance"].append(expected)
 
         if ndcg_ks:
             union = set_size[qi][:, None] + set_size[None, :] - inter
@@ -233,6 +260,9 @@ def retrieval_scores(
                 idcg = (-np.sort(-best, axis=1) * disc).sum(1)
                 ok = valid & (idcg > 0)
                 nd_sum[k] += float((dcg[ok] / idcg[ok]).sum())
+                if per_query:
+                    keep[f"nd{k}"].append(dcg[ok] / idcg[ok])
+                    keep[f"ndi{k}"].append(qi[ok])
                 nd_chance_sum[k] += float((mean_gain[ok] * disc.sum() / idcg[ok]).sum())
 
         if finding_k:
@@ -246,6 +276,8 @@ def retrieval_scores(
             nk = min(normal_k, others)
             votes.append(lab_f[top[:, :nk], normal_index].mean(1)[labelled])
             truths.append(lab[qi, normal_index][labelled])
+            if per_query:
+                keep["vote_items"].append(qi[labelled])
 
     out = RetrievalScores(n_items=n, n_queries=n_valid, n_excluded=n_total - n_valid)
     for k in ks:
@@ -269,7 +301,21 @@ def retrieval_scores(
         v = np.concatenate(votes) if votes else np.empty(0)
         t = np.concatenate(truths) if truths else np.empty(0, bool)
         out.normal_auc = roc_auc(v, t)
+        if per_query:
+            out.vote_items, out.votes, out.vote_truth = _cat(keep["vote_items"], np.int64), v, t
+    if per_query:
+        out.query_items = _cat(keep["items"], np.int64)
+        out.query_precision = {k: _cat(keep[f"p{k}"]) for k in ks}
+        out.query_precision_chance = _cat(keep["chance"])
+        if with_map:
+            out.query_ap, out.query_ap_chance = _cat(keep["ap"]), _cat(keep["ap_chance"])
+        out.query_ndcg = {k: _cat(keep[f"nd{k}"]) for k in ndcg_ks}
+        out.ndcg_items = {k: _cat(keep[f"ndi{k}"], np.int64) for k in ndcg_ks}
     return out
+
+
+def _cat(parts: list[np.ndarray], dtype: Any = np.float64) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
 
 
 # ----------------------------------------------------------- one-metric conveniences

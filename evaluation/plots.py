@@ -16,7 +16,7 @@ from .neighbours import l2_normalise, nearest_neighbours
 
 if TYPE_CHECKING:  # pragma: no cover
     from .records import MetricRecord
-    from .report import EvalSet
+    from .evalset import EvalSet
 
 MAP_POINTS = 2000
 MDS_POINTS = 600

@@ -28,119 +28,17 @@ from radsim.data_contracts import IdKeyer, UsageError
 from .evaluate import evaluate_embeddings
 from .metrics import retrieval_scores
 from .neighbours import random_embeddings
-from .published import PublishedVersion, embedding_matrix, label_matrix, open_version
+from radsim.warehouse.published import PublishedVersion, open_version
+
+from .evalset import FRONTAL, VIEWS, EvalSet, load_eval_set, patient_keys, truth_labels
 from .records import MetricRecord, records_to_table
 
-VIEWS = ("PA", "AP", "LATERAL")
-FRONTAL = ("PA", "AP")
+__all__ = ["FRONTAL", "VIEWS", "EvalSet", "load_eval_set", "patient_keys", "truth_labels"]  # moved; still importable here
+
 CURVE_KS = (1, 2, 3, 5, 10, 15, 20, 30, 50, 100)
 DEFAULT_MAX_QUERIES = 5000
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.md"
-
-
-@dataclass
-class EvalSet:
-    """The labelled rows of one split of a published version, with their vectors and label sets."""
-
-    model_version: str
-    split: str
-    findings: list[str]
-    exam_keys: list[str]
-    image_index: np.ndarray
-    views: list[str | None]
-    embeddings: np.ndarray  # [N, D]
-    labels: np.ndarray  # [N, F] bool
-    label_source: str
-    n_split_rows: int
-    n_unlabelled: int
-
-    def __len__(self) -> int:
-        return len(self.exam_keys)
-
-    def subset(self, rows: np.ndarray) -> EvalSet:
-        rows = np.asarray(rows, dtype=np.int64)
-        return EvalSet(self.model_version, self.split, self.findings, [self.exam_keys[i] for i in rows],
-                       self.image_index[rows], [self.views[i] for i in rows], self.embeddings[rows], self.labels[rows],
-                       self.label_source, self.n_split_rows, self.n_unlabelled)
-
-    def one_per_exam(self, views: Sequence[str] | None = None) -> np.ndarray:
-        """Row per exam: the first frontal image, else the first image (restricted to `views` if given)."""
-        best: dict[str, tuple[int, int, int]] = {}
-        for i, (key, idx, view) in enumerate(zip(self.exam_keys, self.image_index, self.views)):
-            if views is not None and view not in views:
-                continue
-            rank = (0 if view in FRONTAL else 1, int(idx), i)
-            if key not in best or rank < best[key]:
-                best[key] = rank
-        return np.array(sorted(r[2] for r in best.values()), dtype=np.int64)
-
-
-def _vocabulary(findings: Sequence[str]):
-    from radsim.data_contracts import Finding, Vocabulary
-
-    return Vocabulary("published", "0", tuple(Finding(f, derived=f == "no_finding") for f in findings))
-
-
-def truth_labels(truth: str | Path | pa.Table, keyer: IdKeyer, findings: Sequence[str]) -> dict[str, np.ndarray]:
-    """exam_key → bool label vector (value 1 = present) from a labels-contract table keyed by exam_id."""
-    from radsim.data_contracts import check_vocabulary, load_contract, read_input_table
-
-    table = truth if isinstance(truth, pa.Table) else read_input_table(truth)
-    vocab = _vocabulary(findings)
-    check_vocabulary(table, vocab, "truth")
-    contract = load_contract("labels", vocab)
-    table = table.drop_columns([c for c in table.column_names if c not in contract.column_names])
-    if "positive_findings" not in table.column_names and all(f in table.column_names for f in findings):
-        # a validated subset may carry only the per-finding values: derive the list the contract requires
-        cols = [table.column(f).to_pylist() for f in findings]
-        pos = [[f for f, v in zip(findings, vals) if v == 1] for vals in zip(*cols)] if cols else []
-        table = table.append_column("positive_findings", pa.array(pos, pa.list_(pa.string())))
-    table = contract.validate(table)
-    ids = table.column("exam_id").to_pylist()
-    values = np.stack([np.asarray(table.column(f).to_pylist(), dtype=object) for f in findings], axis=1) if ids else \
-        np.zeros((0, len(findings)), dtype=object)
-    out: dict[str, np.ndarray] = {}
-    for exam_id, row in zip(ids, values):
-        out[keyer.exam_key(exam_id)] = np.array([v == 1 for v in row], dtype=bool)
-    return out
-
-
-def load_eval_set(version: PublishedVersion, *, split: str = "test", truth: str | Path | pa.Table | None = None,
-                  keyer: IdKeyer | None = None) -> EvalSet:
-    """The rows to evaluate: one split (or 'all'), labelled by the table or by `truth`."""
-    if split not in ("train", "val", "test", "all"):
-        raise UsageError(f"--split must be train, val, test or all, got {split!r}")
-    table = version.read(["exam_key", "image_index", "split", "view_position", "embedding", "positive_findings",
-                          "no_finding"])
-    if split != "all":
-        import pyarrow.compute as pc
-
-        table = table.filter(pc.equal(table.column("split"), split))
-    keys = table.column("exam_key").to_pylist()
-    findings = list(version.findings)
-    if truth is not None:
-        if keyer is None:
-            raise UsageError("--truth needs the pseudonymisation key (RADSIM_ID_KEY, or --demo-key for the demo)")
-        if keyer.key_id != version.key_id:
-            raise UsageError(f"the table was keyed with key_id {version.key_id!r} but this run's key is {keyer.key_id!r}: "
-                             "--truth ids would not match (use the same RADSIM_ID_KEY, or --demo-key for the demo)")
-        by_key = truth_labels(truth, keyer, findings)
-        keep = np.array([k in by_key for k in keys], dtype=bool)
-        labels = np.stack([by_key[k] for k, ok in zip(keys, keep) if ok]) if keep.any() else \
-            np.zeros((0, len(findings)), bool)
-        source = f"truth table {truth if not isinstance(truth, pa.Table) else '(in memory)'}"
-    else:
-        keep = np.array([v is not None for v in table.column("no_finding").to_pylist()], dtype=bool)
-        labels = label_matrix([p for p, ok in zip(table.column("positive_findings").to_pylist(), keep) if ok], findings)
-        source = "published report-derived labels (noisy)"
-    idx = np.flatnonzero(keep)
-    sub = table.take(pa.array(idx, pa.int64())) if len(idx) != table.num_rows else table
-    emb = embedding_matrix(sub) if sub.num_rows else np.zeros((0, version.embedding_dim), np.float32)
-    return EvalSet(version.model_version, split, findings, sub.column("exam_key").to_pylist(),
-                   np.asarray(sub.column("image_index").to_pylist(), dtype=np.int64),
-                   sub.column("view_position").to_pylist(), emb, labels, source, table.num_rows,
-                   int(table.num_rows - len(idx)))
 
 
 def _queries(n: int, max_queries: int | None, seed: int) -> np.ndarray | None:
@@ -157,7 +55,8 @@ def evaluate_set(data: EvalSet, split_name: str, *, seed: int = 0, max_queries: 
     normal = data.findings.index("no_finding") if "no_finding" in data.findings else None
     return evaluate_embeddings(data.embeddings, data.labels, model_version=data.model_version, split=split_name,
                                finding_names=data.findings, normal_index=normal, seed=seed,
-                               queries=_queries(len(data), max_queries, seed), with_clustering=with_clustering)
+                               queries=_queries(len(data), max_queries, seed), with_clustering=with_clustering,
+                               groups=data.interval_groups)
 
 
 def precision_curve(data: EvalSet, *, seed: int = 0, max_queries: int | None = DEFAULT_MAX_QUERIES) -> dict[str, Any]:
@@ -191,12 +90,13 @@ class EvaluationResult:
         return None
 
     def headline(self) -> list[str]:
-        """One line per headline metric with chance and random beside it (for the terminal and the demo)."""
+        """One line per headline metric: value [95% interval], chance and random, and a flag when it is noise."""
         lines = []
         for metric, k, label in HEADLINE:
             r = self.record(metric, k)
             if r is not None:
-                lines.append(f"{label:<22} {_fmt(r.value)}   chance {_fmt(r.chance_value)}   random {_fmt(r.random_value)}")
+                lines.append(f"{label:<22} {_with_ci(r):<22} chance {_fmt(r.chance_value)}   random "
+                             f"{_fmt(r.random_value)}{'   ' + NOT_DISTINGUISHABLE if r.distinguishable is False else ''}")
         return lines
 
     def summary(self) -> str:
@@ -211,8 +111,21 @@ HEADLINE = (
 )
 
 
+NOT_DISTINGUISHABLE = "not distinguishable from chance"
+
+
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _with_ci(r: MetricRecord) -> str:
+    if r.ci_low is None or r.ci_high is None:
+        return _fmt(r.value)
+    return f"{_fmt(r.value)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+
+
+def _flag(r: MetricRecord) -> str:
+    return {True: "above chance and random", False: f"**{NOT_DISTINGUISHABLE}**", None: ""}[r.distinguishable]
 
 
 def _find(records: Sequence[MetricRecord], metric: str, k: int | None, split: str) -> MetricRecord | None:
@@ -236,17 +149,19 @@ def render_markdown(result: EvaluationResult, data: EvalSet, version: PublishedV
         f"{result.n_items} exams evaluated (one image per exam, frontal first)",
         "- A neighbour is relevant when it shares at least one label (no_finding counts as a label). "
         "`chance` is the value expected under a random ranking; `random` is the metric on random unit vectors.",
+        f"- Intervals: 95% bootstrap, resampling {'patients' if data.groups is not None else 'exams (no shard manifest was given: --shards SHARDS_DIR resamples patients)'}. "
+        f"A metric whose interval reaches its chance or random value is flagged *{NOT_DISTINGUISHABLE}*.",
         "",
         "## Headline",
         "",
-        "| metric | k | value | chance | random |",
-        "|---|---|---|---|---|",
+        "| metric | neighbours k | clusters | value [95% CI] | chance | random | |",
+        "|---|---|---|---|---|---|---|",
     ]
     for metric, k, label in HEADLINE:
         r = _find(recs, metric, k, split)
         if r is not None:
-            lines.append(f"| {label} | {'' if r.k is None else r.k} | **{_fmt(r.value)}** | {_fmt(r.chance_value)} | "
-                         f"{_fmt(r.random_value)} |")
+            lines.append(f"| {label} | {'' if r.k is None else r.k} | {'' if r.clusters is None else r.clusters} | "
+                         f"{_with_ci(r)} | {_fmt(r.chance_value)} | {_fmt(r.random_value)} | {_flag(r)} |")
     per = [r for r in recs if r.split == split and r.metric.startswith("precision_at_k/")]
     if per:
         lines += ["", f"## Per-finding P@{per[0].k}", "",
@@ -292,7 +207,7 @@ def run_evaluation(published_dir: str | Path, out_dir: str | Path, *, model_vers
     """Evaluate a published version and write evaluation.json, report.md and the PNG plots in `out_dir`."""
     t0 = time.perf_counter()
     version = open_version(published_dir, model_version, verify="full")
-    data = load_eval_set(version, split=split, truth=truth, keyer=keyer)
+    data = load_eval_set(version, split=split, truth=truth, keyer=keyer, shards=shards)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from radsim.data_contracts import UsageError
 
-from .published import PublishedVersion, default_index_dir, embedding_matrix, open_version
+from radsim.warehouse.published import INDEX_KINDS, PublishedVersion, default_index_dir, embedding_matrix, open_version
 
-INDEX_KINDS = ("flat", "ivf", "hnsw")
 FRONTAL = ("PA", "AP")
 META_COLUMNS = ["exam_key", "image_index", "split", "view_position", "positive_findings", "no_finding"]
 

@@ -5,7 +5,6 @@ the shard manifest, not Prefect's cache (DESIGN §11), so tasks run with NO_CACH
 """
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +21,7 @@ from radsim.flows.task_runners import RUNNERS, make_task_runner  # noqa: E402,F4
 from radsim.imaging.normalise import DEFAULT_IMAGE_SIZE  # noqa: E402
 from radsim.imaging.shards import (  # noqa: E402
     DEFAULT_BATCH,
+    DEFAULT_COMPACT_AFTER,
     DEFAULT_MAXCOUNT,
     DEFAULT_MAXSIZE,
     ShardPlan,
@@ -29,6 +29,7 @@ from radsim.imaging.shards import (  # noqa: E402
     plan_shard_run,
     shard_dir_lock,
 )
+from radsim.data_contracts.inflight import in_order
 from radsim.imaging.worker import DecodeOptions, DecodeResult, WorkItem, decode_batch  # noqa: E402
 
 @task(name="decode-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -38,17 +39,7 @@ def decode_batch_task(batch: list[WorkItem], opts: DecodeOptions) -> list[Decode
 
 def _mapped(plan: ShardPlan, window: int) -> Iterator[DecodeResult]:
     """Submit batches to the flow's task runner, at most `window` in flight, results in order."""
-    batches = iter(plan.batches())
-    pending: deque = deque()
-    for batch in batches:
-        pending.append(decode_batch_task.submit(batch, plan.options))
-        if len(pending) >= window:
-            break
-    while pending:
-        results = pending.popleft().result()
-        nxt = next(batches, None)
-        if nxt is not None:
-            pending.append(decode_batch_task.submit(nxt, plan.options))
+    for _, results in in_order(plan.batches(), lambda batch: decode_batch_task.submit(batch, plan.options), window):
         yield from results
 
 
@@ -80,6 +71,7 @@ def build_shards(
     quarantine: str | None = None,
     split_fractions: list[float] | None = None,
     progress: bool = False,
+    compact_after: int = DEFAULT_COMPACT_AFTER,
 ) -> dict[str, Any]:
     """Shard an exams table (+ labels) into `out`; returns the reconciled counts and new shards.
 
@@ -90,7 +82,7 @@ def build_shards(
     with shard_dir_lock(out):
         plan = plan_shard_run(exams, labels, out, keyer=keyer, vocabulary=vocab, image_size=image_size,
                               maxcount=maxcount, maxsize=maxsize, batch_size=batch_size, quarantine_path=quarantine,
-                              split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)))
+                              split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)), compact_after=compact_after)
         summary = commit_shard_run(plan, _mapped(plan, window=2 * max(1, workers)), progress=progress)
     _artifact(summary)
     return {**summary.counts.as_dict(), "shards_written": summary.shards_written,

@@ -15,7 +15,8 @@ from typing import Sequence, TextIO
 from radsim.data_contracts.errors import RadsimError
 
 # Imported lazily so `radsim label --help` does not pay for torch or prefect.
-COMMANDS = ("synth", "label", "label-audit", "label-score", "demo", "shard", "publish", "evaluate", "similar", "train", "run")
+COMMANDS = ("synth", "label", "label-audit", "label-score", "demo", "shard", "publish", "evaluate", "similar", "train",
+            "run", "prune", "key")
 
 
 # Which optional extra brings a module that a plain `pip install radsim` leaves out (DESIGN §2).
@@ -25,6 +26,18 @@ EXTRA_FOR_MODULE = {
     "sklearn": "evaluation", "matplotlib": "evaluation", "faiss": "evaluation",
     "dask": "scale", "distributed": "scale", "prefect_dask": "scale",
 }
+
+
+def require_extras(*extras: str) -> None:
+    """Import the packages of these extras now, so a missing one is the CLI's one-line exit 2.
+
+    A command that starts a Prefect flow calls this first: a package missing inside the flow
+    would otherwise be logged by Prefect with its traceback before the CLI could say which extra
+    to install.
+    """
+    for module, extra in EXTRA_FOR_MODULE.items():
+        if extra in extras and module not in ("dask", "distributed", "prefect_dask"):
+            importlib.import_module(module)
 
 
 class _Parser(argparse.ArgumentParser):

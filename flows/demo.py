@@ -20,43 +20,9 @@ configure_prefect()
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from radsim.data_contracts import StageCounts, UsageError
+from radsim.warehouse.layout import DemoLayout
 
 DEMO_MARKER = ".radsim-demo"
-
-
-@dataclass(frozen=True)
-class DemoLayout:
-    """Where a demo run puts things (DESIGN §4 warehouse layout)."""
-
-    root: Path
-
-    @property
-    def cohort(self) -> Path:
-        return self.root / "cohort"
-
-    @property
-    def warehouse(self) -> Path:
-        return self.root / "warehouse"
-
-    @property
-    def restricted(self) -> Path:
-        return self.warehouse / "restricted"
-
-    @property
-    def shards(self) -> Path:
-        return self.warehouse / "shards"
-
-    @property
-    def models(self) -> Path:
-        return self.warehouse / "models"
-
-    @property
-    def published(self) -> Path:
-        return self.warehouse / "published"
-
-    @property
-    def reports(self) -> Path:
-        return self.warehouse / "reports"
 
 
 @dataclass

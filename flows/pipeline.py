@@ -37,40 +37,7 @@ from radsim.data_contracts import (
     quarantine_table,
     write_parquet_atomic,
 )
-
-WORK_DIR = ".work"  # restricted scratch inside the warehouse, removed at the end of a run
-
-
-@dataclass(frozen=True)
-class WarehouseLayout:
-    """DESIGN §4's warehouse folder."""
-
-    root: Path
-
-    @property
-    def restricted(self) -> Path:
-        return self.root / "restricted"
-
-    @property
-    def shards(self) -> Path:
-        return self.root / "shards"
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def published(self) -> Path:
-        return self.root / "published"
-
-    @property
-    def reports(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def work(self) -> Path:
-        return self.restricted / WORK_DIR
-
+from radsim.warehouse.layout import WarehouseLayout
 
 @dataclass
 class PipelineResult:
@@ -177,12 +144,14 @@ def diff_task(exams: Any, warehouse: str, files_stat: dict[str, str | None], ver
 
 
 @task(name="register-and-promote", cache_policy=NO_CACHE)
-def promote_task(models: str, trained_dir: str) -> dict[str, Any]:
-    from radsim.model.registry import register_model
-    from radsim.warehouse.promotion import promote_if_not_worse
+def promote_task(models: str, trained_dir: str, min_val_patients: int = 30, force: bool = False) -> dict[str, Any]:
+    from radsim.warehouse.registry import register_model
+    from radsim.warehouse.gates import GatePolicy
+    from radsim.warehouse.promotion import promote_through_gates
 
     model_dir = register_model(trained_dir, models)
-    return promote_if_not_worse(models, model_dir.name).as_dict()
+    return promote_through_gates(models, model_dir.name, policy=GatePolicy(min_val_patients=min_val_patients),
+                                 force=force).as_dict()
 
 
 @task(name="relabel-embedded", cache_policy=NO_CACHE)
@@ -317,7 +286,7 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
     """The pipeline on local folders (the flow has resolved the configuration and the storage)."""
     from radsim.flows.build_shards import run_build_shards
     from radsim.imaging.shards import QUARANTINE_FILE
-    from radsim.model.registry import current_model
+    from radsim.warehouse.registry import current_model
     from radsim.warehouse.config import quarantine_ceiling, save_config
     from radsim.warehouse.inbox_index import INDEX_FILE
     from radsim.warehouse.keycheck import check_warehouse_key
@@ -396,7 +365,8 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
                                    dask_address=cfg.get("runner.dask_address"),
                                    image_size=cfg["imaging.image_size"], demo_key=demo_key,
                                    vocabulary=cfg.get("paths.vocabulary"), quarantine=str(shard_quarantine),
-                                   batch_size=cfg.get("runner.decode_batch_size") or 32, progress=progress)
+                                   batch_size=cfg.get("runner.decode_batch_size") or 32, progress=progress,
+                                   compact_after=cfg["imaging.compact_after"])
         counts = StageCounts("shard", n_images, sharded["rows_out"], sharded["quarantined"],
                              n_images - sharded["rows_out"] - sharded["quarantined"])
         shard_reasons = sharded.get("quarantine_reasons") or {}
@@ -450,11 +420,12 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
         _artifacts,
         embed_task,
         evaluate_task,
+        prune_task,
         publish_task,
         reuse_plan_task,
     )
     from radsim.flows.train_embedding import train_embedding
-    from radsim.model.registry import current_model
+    from radsim.warehouse.registry import current_model
     from radsim.warehouse.config import launch_options, training_options
 
     current = current_model(layout.models)
@@ -478,12 +449,18 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
             _say(f"      {readiness.message}", quiet)
         trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}", options,
                                   launch=launch_options(cfg))
-        result.promotion = promote_task(str(layout.models), trained["model_dir"])
+        result.promotion = promote_task(str(layout.models), trained["model_dir"],
+                                        int(cfg.get("model.min_val_patients", 30)), bool(cfg.get("model.force_promote")))
         result.notes += [line.strip() for line in trained["summary"].splitlines() if "model folder" not in line]
-        result.notes.append(result.promotion["reason"])
+        result.notes.append(f"model {result.promotion['candidate']}: {result.promotion['reason']}")
         result.metrics["validation"] = trained.get("metrics") or {}
         result.metrics["untrained_encoder"] = (trained.get("baseline_metrics") or {}).get("untrained_encoder") or {}
         current = current_model(layout.models)
+        if current is None:
+            _say(f"      {result.promotion['reason']}", quiet)
+            _say("[5/6] nothing published: no model has passed the gates yet (--force-promote to publish anyway)",
+                 quiet)
+            return set()
     else:
         _say(f"[4/6] keeping the current model {current['model_version']} (no retrain asked)", quiet)
     assert current is not None
@@ -521,9 +498,14 @@ def _train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger
                         + ("" if embedded.reused_shards else
                            f"; {plan.note if plan is not None else 'a training run: nothing reused'}"))
     embedded = relabel_task(quote(embedded), str(layout.restricted / "labels.parquet"), ledger)
-    published = publish_task(quote(embedded), loaded, str(layout.published))
+    published = publish_task(quote(embedded), loaded, str(layout.published), True,
+                             f"the current model ({current.get('reason') or 'promoted'})")
     result.published_rows = published.rows
     result.outputs["published embeddings"] = layout.published / "embeddings"
+    keep = int(cfg.get("publish.keep_versions") or 0)
+    if keep:
+        pruned = prune_task(str(layout.published), keep, str(layout.index))
+        result.notes.append(pruned.summary())
 
     truth = cfg.get("paths.truth")
     if truth:
@@ -571,7 +553,7 @@ def train(warehouse: str | None = None, config: dict[str, Any] | None = None, co
 
 
 def _run_train(warehouse: Path, cfg: dict[str, Any], demo_key: bool, progress: bool, quiet: bool) -> PipelineResult:
-    from radsim.model.registry import current_model
+    from radsim.warehouse.registry import current_model
     from radsim.warehouse.config import save_config
     from radsim.warehouse.ledger import mark_published, read_ledger, write_ledger
 

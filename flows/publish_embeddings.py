@@ -127,10 +127,18 @@ def run_embed_shards(model_dir: str, shards: str, *, runner: str = "threads", wo
 
 
 @task(name="publish-table", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
-def publish_task(embedded: Any, loaded: Any, published_dir: str) -> Any:
+def publish_task(embedded: Any, loaded: Any, published_dir: str, make_current: bool = False,
+                 reason: str | None = None) -> Any:
     from radsim.model.publish import publish_embedded
 
-    return publish_embedded(embedded, loaded, published_dir)
+    return publish_embedded(embedded, loaded, published_dir, make_current=make_current, current_reason=reason)
+
+
+@task(name="prune-published", cache_policy=NO_CACHE)
+def prune_task(published_dir: str, keep: int, index_dir: str | None = None) -> Any:
+    from radsim.warehouse.published import prune_versions
+
+    return prune_versions(published_dir, keep, index_dir=index_dir)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -164,8 +172,10 @@ def _artifacts(evaluation: Any) -> None:
 def publish_embeddings(model_dir: str, shards: str, published_dir: str, report_dir: str | None = None,
                        truth: str | None = None, demo_key: bool = False, batch_size: int = 256,
                        device: str = "auto", split: str = "test", mapped: bool = False, shards_per_task: int = 1,
-                       workers: int = 2, progress: bool = False) -> dict[str, Any]:
-    """Embed, publish and (with `report_dir`) evaluate; returns the publish summary and headline lines.
+                       workers: int = 2, progress: bool = False, make_current: bool = True) -> dict[str, Any]:
+    """Embed, publish (as the current version unless `make_current` is False) and, with `report_dir`, evaluate.
+
+    Returns the publish summary and headline lines.
 
     `mapped=True` embeds groups of `shards_per_task` shards as tasks on the flow's task runner.
     """
@@ -174,7 +184,8 @@ def publish_embeddings(model_dir: str, shards: str, published_dir: str, report_d
                                         shards_per_task=shards_per_task, workers=workers, progress=progress)
     else:
         loaded, embedded = embed_task(str(model_dir), str(shards), batch_size, device)
-    published = publish_task(quote(embedded), loaded, str(published_dir))  # quote: Prefect must not walk every row
+    published = publish_task(quote(embedded), loaded, str(published_dir), make_current,  # quote: Prefect must
+                             "published with radsim publish" if make_current else None)  # not walk every row
     out: dict[str, Any] = {"model_version": published.model_version, "rows": published.rows,
                            "path": str(published.path), "summary": published.summary(),
                            "record_path": str(published.record_path),

@@ -31,7 +31,7 @@ def train_task(shards: str, out: str, options: dict[str, Any]) -> dict[str, Any]
 @task(name="torchrun-train", cache_policy=NO_CACHE)
 def torchrun_task(shards: str, out: str, options: dict[str, Any], launch: dict[str, Any]) -> dict[str, Any]:
     """Own torchrun's process group for the whole job: stream its lines, stop it all if this run stops."""
-    from radsim.flows.commands.train import options_to_argv
+    from radsim.model.config import rank_argv
     from radsim.model.data import read_shard_info
     from radsim.model.launch import LaunchSpec, for_console, launch_training
     from radsim.model.train import result_from_folder
@@ -46,7 +46,7 @@ def torchrun_task(shards: str, out: str, options: dict[str, Any], launch: dict[s
         if for_console(line):
             print(line, flush=True)
 
-    launch_training(spec, options_to_argv(shards, out, options), out, on_line=on_line)
+    launch_training(spec, rank_argv(shards, out, options), out, on_line=on_line)
     return _result_dict(result_from_folder(out))
 
 

@@ -24,16 +24,15 @@ import hmac
 import json
 import re
 import sys
-from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from radsim.data_contracts.inflight import in_order
 from radsim.data_contracts.ingest import split_duplicates as _split_duplicates
 from radsim.data_contracts import (
     IdKeyer,
@@ -52,6 +51,7 @@ from radsim.data_contracts import (
 )
 from radsim.data_contracts.errors import UnexpectedStageError
 
+from .compaction import DEFAULT_COMPACT_AFTER, CompactionResult, compact_tail
 from .decode import DEFAULT_MAX_PIXELS, normalise_view
 from .normalise import DEFAULT_IMAGE_SIZE
 from .splits import SPLITS_FILE, assign_splits, check_fractions, read_splits, write_splits
@@ -125,6 +125,7 @@ class ShardPlan:
     next_shard: int = 0
     removed_orphans: list[str] = field(default_factory=list)
     quarantine_path: Path | None = None
+    compact_after: int = DEFAULT_COMPACT_AFTER
 
     def work_items(self) -> list[WorkItem]:
         # A recorded source digest only counts for samples the manifest still lists.
@@ -146,6 +147,7 @@ class ShardRunSummary:
     samples_total: int
     removed_orphans: list[str] = field(default_factory=list)
     quarantine_path: Path | None = None
+    compaction: CompactionResult | None = None
 
     @property
     def wrote_nothing(self) -> bool:
@@ -163,6 +165,8 @@ class ShardRunSummary:
             lines.append(f"quarantined by reason: {reasons} (see {self.quarantine_path}, restricted)")
         if self.removed_orphans:
             lines.append(f"removed {len(self.removed_orphans)} shard(s) left by an interrupted run: {', '.join(self.removed_orphans)}")
+        if self.compaction is not None and self.compaction.merged:
+            lines.append(self.compaction.summary())
         lines.append(f"{self.samples_total} sample(s) in {self.out_dir / MANIFEST_FILE}")
         return "\n".join(lines)
 
@@ -305,6 +309,7 @@ def plan_shard_run(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = DEFAULT_BATCH,
     quarantine_path: str | Path | None = None,
+    compact_after: int = DEFAULT_COMPACT_AFTER,
 ) -> ShardPlan:
     """Validate, key, split and list the decode work; cleans up after a crashed run.
 
@@ -312,6 +317,8 @@ def plan_shard_run(
     """
     if maxcount < 1 or maxsize < 1 or batch_size < 1:
         raise UsageError("maxcount, maxsize and batch_size must be positive")
+    if compact_after < 0 or compact_after == 1:
+        raise UsageError(f"compact_after must be 0 (never) or at least 2, got {compact_after}")
     if image_size < 8:
         raise UsageError(f"--image-size must be at least 8, got {image_size}")
     fractions = check_fractions(split_fractions)
@@ -358,6 +365,7 @@ def plan_shard_run(
         quarantine=quarantine, manifest=manifest, sources=_read_sources(out, keyer.key_id),
         metadata=metadata, vocabulary=vocabulary, maxcount=maxcount, maxsize=maxsize,
         batch_size=batch_size, next_shard=max(numbers, default=-1) + 1, removed_orphans=removed, quarantine_path=qpath,
+        compact_after=compact_after,
     )
 
 
@@ -365,14 +373,9 @@ def plan_shard_run(
 
 
 def _pool_context() -> Any:
-    import multiprocessing as mp
+    from radsim.data_contracts.processes import worker_context
 
-    # forkserver: safe when the caller has threads (Prefect, tqdm's monitor); fork is not.
-    if "forkserver" not in mp.get_all_start_methods():
-        return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["radsim.imaging.worker"])  # workers start with the decoders imported
-    return ctx
+    return worker_context(["radsim.imaging.worker"])  # workers start with the decoders imported
 
 
 def ordered_map(fn: Callable[..., list[DecodeResult]], batches: Iterable[list[WorkItem]], opts: DecodeOptions,
@@ -382,20 +385,10 @@ def ordered_map(fn: Callable[..., list[DecodeResult]], batches: Iterable[list[Wo
         for batch in batches:
             yield from fn(batch, opts)
         return
-    window = window or 2 * workers
-    it = iter(batches)
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        pending = deque(pool.submit(fn, b, opts) for b in islice(it, window))
-        try:
-            while pending:
-                results = pending.popleft().result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append(pool.submit(fn, nxt, opts))
-                yield from results
-        finally:
-            for f in pending:
-                f.cancel()
+        for _, results in in_order(batches, lambda batch: pool.submit(fn, batch, opts), window or 2 * workers,
+                                   cancel_pending=True):
+            yield from results
 
 
 def decode_plan(plan: ShardPlan, workers: int = 1) -> Iterator[DecodeResult]:
@@ -498,10 +491,15 @@ def commit_shard_run(plan: ShardPlan, results: Iterable[DecodeResult], *, progre
     if source_updates:  # digests learnt for samples that were skipped by pixel hash
         plan.sources.update(source_updates)
         _write_sources(out, plan.sources, plan.metadata[META_KEY_ID])
+    compaction, plan.manifest = compact_tail(out, plan.manifest, vocabulary=plan.vocabulary, metadata=plan.metadata,
+                                             compact_after=plan.compact_after, maxcount=plan.maxcount,
+                                             maxsize=plan.maxsize, next_shard=plan.next_shard, shard_name=SHARD_NAME)
+    plan.next_shard += len(compaction.written)
     qpath = plan.quarantine_path or default_quarantine_path(out)
     reasons = _write_quarantine(qpath, plan.quarantine)
     counts.check()
-    return ShardRunSummary(counts, out, written, reasons, plan.manifest.num_rows, list(plan.removed_orphans), qpath)
+    return ShardRunSummary(counts, out, written, reasons, plan.manifest.num_rows, list(plan.removed_orphans), qpath,
+                           compaction)
 
 
 def _write_quarantine(path: Path, records: list[QuarantineRecord]) -> dict[str, int]:
@@ -551,10 +549,12 @@ def write_shards(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int = DEFAULT_BATCH,
     quarantine_path: str | Path | None = None,
+    compact_after: int = DEFAULT_COMPACT_AFTER,
 ) -> ShardRunSummary:
     """Shard exams (an exams-contract table or its path) with their labels into `out_dir`."""
     with shard_dir_lock(out_dir):
         plan = plan_shard_run(exams, labels, out_dir, keyer=keyer, vocabulary=vocabulary, image_size=image_size,
                               base_dir=base_dir, maxcount=maxcount, maxsize=maxsize, split_fractions=split_fractions,
-                              max_pixels=max_pixels, batch_size=batch_size, quarantine_path=quarantine_path)
+                              max_pixels=max_pixels, batch_size=batch_size, quarantine_path=quarantine_path,
+                              compact_after=compact_after)
         return commit_shard_run(plan, decode_plan(plan, workers), progress=progress)

@@ -11,7 +11,7 @@ Both .pt files are plain dicts of tensors and JSON-able values, so they load wit
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,44 +19,11 @@ import torch
 
 from radsim.data_contracts.atomic import atomic_output
 from radsim.data_contracts.errors import UsageError
+from radsim.warehouse.card import ModelCard
 
 FORMAT = "radsim-model/1"
 BEST_FILE = "model.pt"
 LAST_FILE = "last.pt"
-CARD_FILE = "model_card.json"
-
-
-@dataclass
-class ModelCard:
-    """DESIGN §8's model card. `intended_use` and the disclaimer are part of the contract with users."""
-
-    model_version: str
-    backbone: str
-    embedding_dim: int
-    image_size: int
-    loss: str
-    vocabulary_name: str
-    vocabulary_version: str
-    findings: list[str]
-    key_id: str
-    data_manifest_sha256: str
-    created_at: str
-    metrics: dict[str, Any] = field(default_factory=dict)  # best validation metrics
-    baseline_metrics: dict[str, Any] = field(default_factory=dict)  # untrained encoder, same validation split
-    training: dict[str, Any] = field(default_factory=dict)  # epochs, batch size, lr, seed, device, images/s
-    intended_use: str = (
-        "Research on radiological similarity: retrieval of chest radiographs that share report-derived "
-        "findings, and analysis of the embedding space. Labels are extracted automatically from reports and are noisy."
-    )
-    disclaimer: str = "Not a medical device. Not for diagnosis, triage or any clinical decision."
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard, **extra: Any) -> Path:
@@ -66,13 +33,6 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard, *
     payload = {"format": FORMAT, "state_dict": state, "card": json.loads(card.to_json()), **extra}
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
-    return path
-
-
-def write_card(model_dir: str | Path, card: ModelCard) -> Path:
-    path = Path(model_dir) / CARD_FILE
-    with atomic_output(path) as tmp:
-        tmp.write_text(card.to_json() + "\n", encoding="utf-8")
     return path
 
 

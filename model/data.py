@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ class ShardInfo:
     def split_rows(self, split: str, views: Sequence[str] | None = FRONTAL, labelled_only: bool = True) -> list[dict]:
         """Manifest rows of one split (frontal, labelled by default), in manifest order."""
         rows = pq.read_table(self.shards_dir / MANIFEST_FILE,
-                             columns=["sample_key", "shard", "split", "view_position", "labelled"]).to_pylist()
+                             columns=["sample_key", "patient_key", "shard", "split", "view_position", "labelled"]).to_pylist()
         return [r for r in rows if r["split"] == split and (not labelled_only or r["labelled"])
                 and (views is None or r["view_position"] in views)]
 
@@ -125,6 +126,11 @@ class SplitData:
     keys: list[str]
     images: torch.Tensor
     labels: np.ndarray
+    groups: list[str] | None = None  # each sample's patient key: intervals resample patients
+
+    @property
+    def n_patients(self) -> int:
+        return len(set(self.groups)) if self.groups is not None else len(self.keys)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -167,7 +173,7 @@ def load_split(info: ShardInfo, split: str, *, views: Sequence[str] | None = FRO
         raise UsageError(f"{info.shards_dir}: {MANIFEST_FILE} lists {n} {split} samples but the shards hold {seen}")
     if image_size and image_size != s:
         images = resize_images(images, image_size)
-    return SplitData([r["sample_key"] for r in rows], images, labels)
+    return SplitData([r["sample_key"] for r in rows], images, labels, [r["patient_key"] for r in rows])
 
 
 def split_labels(info: ShardInfo, split: str, **kw) -> np.ndarray:
@@ -267,21 +273,68 @@ class MemoryFeeder:
                 yield self.data.batch(index)
 
 
-class StreamFeeder:
-    """Batches from the webdataset reader: a buffer of decoded samples, batched by the multi-label sampler.
+class _SampleChunks(torch.utils.data.IterableDataset):
+    """One worker's share of an epoch's stream: decoded (images [c,1,S,S] uint8, labels [c,F]) chunks.
 
-    Each rank reads `len(self) * batch_size` samples per epoch (`with_epoch`), so all ranks
-    run the same number of steps.
+    Each DataLoader worker draws shards with replacement (webdataset `resampled`) under its own
+    seed, so a worker never starves when there are fewer shards than workers; chunks amortise
+    the cost of handing tensors between processes.
+    """
+
+    def __init__(self, info: "ShardInfo", samples: int, seed: int, chunk: int = 32):
+        super().__init__()
+        self.info, self.samples, self.seed, self.chunk = info, samples, seed, chunk
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from radsim.imaging.reader import make_dataset
+
+        worker = torch.utils.data.get_worker_info()
+        workers, wid = (worker.num_workers, worker.id) if worker is not None else (1, 0)
+        share = math.ceil(self.samples / workers)
+        ds = make_dataset(self.info.shards_dir, split="train", labelled_only=True, views=FRONTAL,
+                          shuffle=min(1000, share), resampled=True, epoch_size=share, seed=self.seed * 131 + wid,
+                          uint8=True)
+        n_f = len(self.info.findings)
+        xs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        for s in ds:
+            if s["labels"].numel() != n_f:
+                raise UsageError(f"{s['__key__']}: label vector has {s['labels'].numel()} values but the "
+                                 f"shards' vocabulary has {n_f} findings")
+            xs.append(s["image"])
+            ys.append(s["labels"])
+            if len(xs) == self.chunk:
+                yield torch.stack(xs), torch.stack(ys)
+                xs, ys = [], []
+        if xs:
+            yield torch.stack(xs), torch.stack(ys)
+
+
+def loader_workers(requested: int | None) -> int:
+    """DataLoader workers of the streaming feeder: as asked, else one per core left, at most 4."""
+    if requested is not None:
+        return int(requested)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cores - 1))
+
+
+class StreamFeeder:
+    """Batches from the webdataset reader, decoded by DataLoader workers, batched by the multi-label sampler.
+
+    PNG decoding runs in `workers` processes (torch DataLoader; pinned memory on CUDA), so the
+    input rate scales with cores instead of one thread's. Each rank takes exactly
+    `len(self)` batches per epoch, so all DDP ranks run the same number of steps.
     """
 
     mode = "stream"
 
     def __init__(self, info: ShardInfo, labels: np.ndarray, batch_size: int, *, seed: int, rank: int = 0,
                  world_size: int = 1, accumulate: int = 1, image_size: int | None = None, buffer: int = 2048,
-                 prefetch: int = 4):
+                 prefetch: int = 4, workers: int | None = None, pin_memory: bool = False):
         self.prefetch = prefetch
         self.info, self.batch_size, self.seed = info, batch_size, seed
         self.rank, self.world_size = rank, world_size
+        self.workers, self.pin_memory = loader_workers(workers), pin_memory
         self.image_size = image_size if image_size and image_size != info.image_size else None
         self.n_batches = len(make_sampler(labels, batch_size, seed=seed, rank=rank, world_size=world_size,
                                           accumulate=accumulate))
@@ -290,49 +343,38 @@ class StreamFeeder:
     def __len__(self) -> int:
         return self.n_batches
 
-    def _samples(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from radsim.imaging.reader import make_dataset
-
+    def chunks(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Decoded sample chunks, at least len(self) * batch_size samples in all."""
         n = self.n_batches * self.batch_size
-        ds = make_dataset(self.info.shards_dir, split="train", labelled_only=True, views=FRONTAL,
-                          shuffle=min(1000, n), resampled=self.world_size > 1, epoch_size=n,
-                          seed=self.seed * 100_003 + epoch * 1009 + self.rank)
-        count, n_f = 0, len(self.info.findings)
-        while count < n:  # a single pass (no resampling) may hold fewer samples than n
-            before = count
-            for s in ds:
-                if s["labels"].numel() != n_f:
-                    raise UsageError(f"{s['__key__']}: label vector has {s['labels'].numel()} values but the "
-                                     f"shards' vocabulary has {n_f} findings")
-                yield s["image"], s["labels"]
-                count += 1
-                if count >= n:
-                    return
-            if count == before:
-                raise UsageError(f"{self.info.shards_dir} holds no labelled frontal training samples")
+        data = _SampleChunks(self.info, n, seed=self.seed * 100_003 + epoch * 1009 + self.rank * 31)
+        if self.workers == 0:
+            yield from prefetch(iter(data), depth=self.prefetch)  # one background thread (PNG decode drops the GIL)
+            return
+        from radsim.data_contracts.processes import TORCH_WORKERS, worker_context
+
+        context = worker_context(TORCH_WORKERS)  # workers fork with torch imported: no import per epoch
+        loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory,
+                                             prefetch_factor=self.prefetch, multiprocessing_context=context)
+        yield from loader
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The epoch's batches, decoded by a background thread (PNG decoding releases the GIL)."""
-        return prefetch(self._batches(epoch, skip), depth=self.prefetch)
-
-    def _batches(self, epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         made = 0
         buf_x: list[torch.Tensor] = []
         buf_y: list[torch.Tensor] = []
 
-        def flush(chunk: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        def flush(chunk: int, want: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             nonlocal made
-            x, y = torch.stack(buf_x), torch.stack(buf_y)
+            x, y = torch.cat(buf_x).float().div_(255.0), torch.cat(buf_y)  # as the memory path's batches
             if self.image_size:
                 x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", antialias=True)
-            want = min(self.n_batches - made, max(1, len(buf_x) // self.batch_size))
             try:
                 sampler = MultiLabelBatchSampler(y.numpy(), self.batch_size, max(2, min(8, self.batch_size // 4)),
                                                  batches_per_epoch=want, seed=self.seed)
                 sampler.set_epoch(epoch * 10_007 + chunk)
                 batches = list(sampler)
             except ValueError:  # a buffer without positive pairs: plain consecutive batches
-                batches = [list(range(i * self.batch_size, (i + 1) * self.batch_size)) for i in range(want)]
+                batches = [[j % len(x) for j in range(i * self.batch_size, (i + 1) * self.batch_size)]
+                           for i in range(want)]
             for index in batches:
                 if made >= skip:
                     yield x[index], y[index]
@@ -340,12 +382,17 @@ class StreamFeeder:
             buf_x.clear()
             buf_y.clear()
 
-        chunk = 0
-        for x, y in self._samples(epoch):
+        chunk, held = 0, 0
+        for x, y in self.chunks(epoch):
+            if made >= self.n_batches:
+                break
             buf_x.append(x)
             buf_y.append(y)
-            if len(buf_x) >= self.buffer:
-                yield from flush(chunk)
-                chunk += 1
-        if len(buf_x) >= self.batch_size and made < self.n_batches:
-            yield from flush(chunk)
+            held += len(x)
+            if held >= self.buffer:
+                yield from flush(chunk, min(self.n_batches - made, held // self.batch_size))
+                chunk, held = chunk + 1, 0
+        if made < self.n_batches:
+            if not buf_x:
+                raise UsageError(f"{self.info.shards_dir} holds no labelled frontal training samples")
+            yield from flush(chunk, self.n_batches - made)  # the last buffer makes up every missing batch

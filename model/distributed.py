@@ -1,4 +1,4 @@
-"""DDP set-up for `torchrun --nproc-per-node N -m radsim.model.train ...` (DESIGN §8, §11).
+"""DDP set-up for `torchrun --nproc-per-node N -m radsim.flows.torchrun ...` (DESIGN §8, §11).
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; without them (or
 with WORLD_SIZE=1) training runs as one plain process. Backends: nccl on CUDA, gloo on CPU.
@@ -82,17 +82,15 @@ def shutdown(ctx: DistContext) -> None:
 
 
 def default_num_threads(local_world_size: int = 1, requested: int | None = None) -> int:
-    """Torch CPU threads per process: the machine's cores shared by the local ranks, 1 when loaded.
+    """Torch CPU threads per process: the cores this process may use, shared by the local ranks.
 
-    Measured here: with 2 OpenMP threads on a 2-core machine that other processes also
-    use, spin-waiting threads make a small CNN step up to ~70x slower; 1 thread does not.
+    Chosen from the CPU affinity mask only, never from the machine's load: the thread count
+    changes the order of floating-point reductions, so a choice that follows the load would give
+    the same command and seed different weights on a busy and a quiet machine. `requested`
+    (`--threads`) pins it. Spin-waiting OpenMP threads on a shared machine are tamed by
+    OMP_WAIT_POLICY=PASSIVE, which `radsim train` sets before torch is imported.
     """
     if requested:
         return max(1, int(requested))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_rank = max(1, cores // max(1, local_world_size))
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return 1 if load > 0.5 * cores else per_rank
+    return max(1, cores // max(1, local_world_size))

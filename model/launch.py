@@ -29,7 +29,7 @@ from pathlib import Path
 
 from radsim.data_contracts import RadsimError, UsageError
 
-TRAIN_MODULE = "radsim.model.train"
+TRAIN_MODULE = "radsim.flows.torchrun"
 LOG_SUBDIR = Path("logs") / "torchrun"
 _RANK_LINE = re.compile(r"^\[default(\d+)\]:(.*)$")
 _ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
@@ -65,7 +65,7 @@ class LaunchSpec:
 
 
 def torchrun_command(spec: LaunchSpec, train_argv: Sequence[str], log_dir: str | Path) -> list[str]:
-    """The torchrun command line that runs `python -m radsim.model.train TRAIN_ARGV` on every rank."""
+    """The torchrun command line that runs `python -m radsim.flows.torchrun TRAIN_ARGV` on every rank."""
     spec.check()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(spec.nproc_per_node),
            "--max-restarts", "0", "--tee", "3", "--log-dir", str(log_dir)]

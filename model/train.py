@@ -24,8 +24,8 @@ run's weights (same seed, CPU). `accumulate=k` sums the gradients of k consecuti
 of the same sequence per step: one process with accumulate=2 and batch b takes the same
 steps as 2 DDP ranks with batch b each.
 
-DDP: `torchrun --nproc-per-node N -m radsim.model.train --shards ... --out ...` (this
-module's entry point is `radsim train`'s parser). nccl on GPU, gloo on CPU; only rank 0
+DDP: `torchrun --nproc-per-node N -m radsim.flows.torchrun --shards ... --out ...` (the
+entry point parses `radsim train`'s arguments). nccl on GPU, gloo on CPU; only rank 0
 validates and writes.
 """
 from __future__ import annotations
@@ -49,9 +49,12 @@ import numpy as np
 import torch
 
 from radsim.data_contracts import UsageError
-from radsim.imaging.reader import FRONTAL
 
-from .checkpoint import BEST_FILE, LAST_FILE, ModelCard, read_checkpoint, save_checkpoint, write_card
+from .augment import Augmentation, augmentation, step_generator
+from radsim.warehouse.card import ModelCard, read_card, write_card
+
+from .checkpoint import BEST_FILE, LAST_FILE, read_checkpoint, save_checkpoint
+from .config import TrainConfig, train_config
 from .data import (
     MemoryFeeder,
     ShardInfo,
@@ -65,19 +68,12 @@ from .data import (
 )
 from .distributed import DistContext, default_num_threads, init_distributed, shutdown
 from .embed import embed_images
-from .encoders import BACKBONES, build_encoder, load_init_weights
-from .losses import LOSSES, build_loss
+from .encoders import build_encoder, load_init_weights
+from .losses import build_loss
 from .train_core import DeviceSetup, NonFiniteLossError, cosine_with_warmup, resolve_device
 
-DEFAULTS = {
-    "epochs": 40,
-    "batch_size": 64,
-    "lr": 2e-3,
-    "weight_decay": 1e-4,
-    "warmup": 1.0,  # epochs (fractions allowed)
-    "patience": 10,
-    "clip_norm": 1.0,
-}
+# every setting's default, declared once in TrainConfig
+DEFAULTS = {name: field.get_default(call_default_factory=True) for name, field in TrainConfig.model_fields.items()}
 
 
 @dataclass
@@ -110,16 +106,22 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------- validation
-def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, normal_index: int | None) -> dict[str, Any]:
-    """P@10 and normal-vs-abnormal kNN AUC, each with its chance level (radsim.evaluation)."""
+def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, normal_index: int | None,
+                       groups: Sequence[str] | None = None) -> dict[str, Any]:
+    """P@10 and normal-vs-abnormal kNN AUC with their chance levels (radsim.evaluation).
+
+    With `groups` (each item's patient), also 95% intervals resampling patients, the number of
+    patients, and the mean pairwise cosine of the embeddings (near 1: the embedding collapsed).
+    These are what the promotion gates read (radsim.warehouse.promotion).
+    """
     from radsim.evaluation import retrieval_scores
 
     if embeddings.shape[0] < 2:
         return {}
     s = retrieval_scores(embeddings, labels, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
-                         with_map=False)
+                         with_map=False, per_query=groups is not None)
     auc = s.normal_auc if normal_index is not None else None
-    return {
+    out = {
         "precision_at_10": _num(s.precision_at_k[10]),
         "precision_at_10_chance": _num(s.precision_at_k_chance[10]),
         "normal_auc": _num(auc),
@@ -127,17 +129,39 @@ def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, normal_index:
         "n_items": int(s.n_items),
         "n_queries": int(s.n_queries),
     }
+    if groups is not None:
+        from radsim.evaluation.intervals import retrieval_intervals
+
+        ci = retrieval_intervals(s, groups, replicates=500, seed=0)
+        for name in ("precision_at_10", "normal_auc"):
+            if name in ci and ci[name].defined:
+                out[f"{name}_ci"] = [round(ci[name].low, 4), round(ci[name].high, 4)]
+        out["n_patients"] = len(set(groups))
+        out["mean_pairwise_cosine"] = round(mean_pairwise_cosine(embeddings), 4)
+    return out
+
+
+def mean_pairwise_cosine(embeddings: np.ndarray) -> float:
+    """Mean cosine similarity over distinct pairs: about 0 for a spread embedding, 1 for a collapsed one."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    n = x.shape[0]
+    if n < 2:
+        return float("nan")
+    total = x.sum(0)
+    return float((total @ total - n) / (n * (n - 1)))
 
 
 def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def _evaluate(model: torch.nn.Module, val: SplitData | None, setup: DeviceSetup, normal_index: int | None) -> dict:
+def _evaluate(model: torch.nn.Module, val: SplitData | None, setup: DeviceSetup, normal_index: int | None,
+              intervals: bool = False) -> dict:
     if val is None or len(val) < 2:
         return {}
     emb = embed_images(model, val.float_images(), batch_size=256, device=setup)
-    return validation_metrics(emb, val.labels, normal_index)
+    return validation_metrics(emb, val.labels, normal_index, val.groups if intervals else None)
 
 
 # ------------------------------------------------------------------------- compatibility
@@ -180,11 +204,14 @@ def make_model_version(backbone: str, loss: str, manifest_sha256: str, when: dat
 # ---------------------------------------------------------------------------- the step
 def optimizer_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
                    scheduler: Any, micro: Sequence[tuple[torch.Tensor, torch.Tensor]], setup: DeviceSetup, *,
-                   step: int, clip_norm: float | None, ctx: DistContext) -> float:
+                   step: int, clip_norm: float | None, ctx: DistContext, augment: Augmentation | None = None,
+                   seed: int = 0) -> float:
     """One optimiser step over `micro` batches (mean of their losses); checks every loss is finite first.
 
     Under DDP the gradients of the last micro-batch are all-reduced (no_sync before), and
-    a non-finite loss on any rank stops every rank before its backward pass.
+    a non-finite loss on any rank stops every rank before its backward pass. Micro-batch j of
+    rank r is augmented with the generator of (seed, step, r * len(micro) + j): 2 ranks with one
+    batch each draw what 1 process accumulating 2 batches draws.
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -192,8 +219,11 @@ def optimizer_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.o
     for j, (x, y) in enumerate(micro):
         sync = model.no_sync() if ctx.enabled and j < n - 1 else contextlib.nullcontext()
         with sync:
+            x = setup.images(x)
+            if augment is not None and augment.active:
+                x = augment(x, step_generator(seed, step * 65_536 + ctx.rank * n + j, x.device))
             with setup.autocast():
-                emb = model(setup.images(x))
+                emb = model(x)
             loss = loss_fn(emb.float(), y.to(setup.device, dtype=torch.float32, non_blocking=True))
             value = float(loss.detach())
             if ctx.any(not math.isfinite(value)):
@@ -224,298 +254,365 @@ def _progress_bar(total: int, enabled: bool, desc: str):
 
 
 # ------------------------------------------------------------------------------ the loop
-def train_embedding_model(
-    shards_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    loss: str = "ml2",
-    backbone: str = "small",
-    epochs: int = DEFAULTS["epochs"],
-    image_size: int | None = None,
-    embedding_dim: int = 128,
-    batch_size: int = DEFAULTS["batch_size"],
-    lr: float = DEFAULTS["lr"],
-    weight_decay: float = DEFAULTS["weight_decay"],
-    warmup: float = DEFAULTS["warmup"],
-    seed: int = 0,
-    device: str = "auto",
-    init_weights: str | Path | None = None,
-    resume: bool = False,
-    max_minutes: float | None = None,
-    patience: int | None = DEFAULTS["patience"],
-    progress: bool = True,
-    num_threads: int | None = None,
-    max_steps: int | None = None,
-    accumulate: int = 1,
-    data: str = "auto",
-    views: Sequence[str] | None = FRONTAL,
-    loss_options: dict[str, Any] | None = None,
-    clip_norm: float | None = DEFAULTS["clip_norm"],
-    log: Callable[[str], None] | None = None,
-) -> TrainResult:
+def train_embedding_model(shards_dir: str | Path, out_dir: str | Path, config: TrainConfig | None = None, *,
+                          resume: bool = False, progress: bool = True, log: Callable[[str], None] | None = None,
+                          **values: Any) -> TrainResult:
     """Train an encoder on SHARDS_DIR's train split into OUT_DIR (see the module docstring).
 
-    `image_size` None trains at the shards' size (another value resizes on the fly);
-    `max_minutes` bounds the training steps (a cut epoch is validated and saved, and
-    `resume` continues inside it); `patience` epochs without a better validation P@10 stop
-    early (None: never); `num_threads` None picks 1 per process on a loaded machine.
-    `data`: auto | memory | stream (see model/data.py).
+    `config` (or keyword values, which override it) is a `TrainConfig`; `resume` continues
+    OUT_DIR's last.pt; `progress` shows bars and per-epoch lines; `log` receives those lines.
     """
     started = time.perf_counter()
-    backbone, loss = backbone.lower(), loss.lower()
-    if backbone not in BACKBONES:
-        raise UsageError(f"unknown backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
-    if loss not in LOSSES:
-        raise UsageError(f"unknown loss {loss!r}: choose one of {', '.join(LOSSES)}")
-    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 2), ("accumulate", accumulate, 1),
-                             ("embedding_dim", embedding_dim, 1)):
-        if int(value) < low:
-            raise UsageError(f"{name} must be at least {low} (got {value})")
-    if image_size is not None and image_size < 16:
-        raise UsageError(f"image_size must be at least 16 px (got {image_size})")
-    if lr <= 0 or not math.isfinite(lr):
-        raise UsageError(f"lr must be a positive number (got {lr})")
-    out_dir = Path(out_dir)
+    cfg = train_config(**{**(config.model_dump() if config is not None else {}), **values})
     info = read_shard_info(shards_dir)
-    setup = resolve_device(device)
+    setup = resolve_device(cfg.device)
     ctx = init_distributed(setup.device.type)
     if ctx.backend == "nccl":
         setup = DeviceSetup(torch.device("cuda", ctx.local_rank), setup.amp_dtype, setup.channels_last)
     threads_before = torch.get_num_threads()
     if setup.device.type == "cpu":
-        torch.set_num_threads(default_num_threads(ctx.local_world_size, num_threads))
+        torch.set_num_threads(default_num_threads(ctx.local_world_size, cfg.threads))
     say = (log or (lambda line: print(line, file=sys.stderr, flush=True))) if ctx.is_main and (progress or log) \
         else (lambda line: None)
+    out_dir = Path(out_dir)
+    run = Run(cfg, out_dir, info, setup, ctx, say, resume, progress, started)
     try:
-        return _train(
-            out_dir=out_dir, loss=loss, backbone=backbone, epochs=epochs, image_size=image_size,
-            embedding_dim=embedding_dim, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-            seed=seed, init_weights=init_weights, resume=resume, max_minutes=max_minutes, patience=patience,
-            progress=progress, max_steps=max_steps, accumulate=accumulate, data=data, views=views,
-            loss_options=loss_options, clip_norm=clip_norm, started=started, info=info, setup=setup, ctx=ctx, say=say)
+        return _train(run)
     finally:
         torch.set_num_threads(threads_before)
         shutdown(ctx)
 
 
-def _train(*, out_dir: Path, loss: str, backbone: str, epochs: int, image_size: int | None, embedding_dim: int,
-           batch_size: int, lr: float, weight_decay: float, warmup: float, seed: int, init_weights,
-           resume: bool, max_minutes: float | None, patience: int | None, progress: bool, max_steps: int | None,
-           accumulate: int, data: str, views, loss_options: dict | None, clip_norm: float | None, started: float,
-           info: ShardInfo, setup: DeviceSetup, ctx: DistContext, say: Callable[[str], None]) -> TrainResult:
-    last_path, best_path = out_dir / LAST_FILE, out_dir / BEST_FILE
-    state: dict[str, Any] | None = None
-    card_dict: dict[str, Any] | None = None
-    if resume:
-        if not last_path.is_file():
-            raise UsageError(f"--resume: no {LAST_FILE} in {out_dir} (train without --resume first)")
-        state = read_checkpoint(last_path)
-        card_dict = state["card"]
-        _check_against(card_dict, info, backbone, embedding_dim, image_size, "the model being resumed", last_path)
-        image_size = int(card_dict["image_size"])
-        if card_dict.get("data_manifest_sha256") != info.manifest_sha256:
-            say(f"note: the shards changed since {last_path} was written (manifest hash differs); "
-                "the data order will not match the interrupted run")
-    elif last_path.exists():
-        raise UsageError(f"{out_dir} already holds a model ({LAST_FILE}): pass --resume to continue it, "
+@dataclass
+class Run:
+    """One training run's fixed context, handed to each phase."""
+
+    cfg: TrainConfig
+    out_dir: Path
+    info: ShardInfo
+    setup: DeviceSetup
+    ctx: DistContext
+    say: Callable[[str], None]
+    resume: bool
+    progress: bool
+    started: float
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / LAST_FILE
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / BEST_FILE
+
+
+@dataclass
+class Start:
+    """Where the run starts: a resumed state, a radsim checkpoint to initialise from, the training size."""
+
+    state: dict[str, Any] | None
+    init_payload: dict[str, Any] | None
+    size: int
+
+
+@dataclass
+class Data:
+    feeder: MemoryFeeder | StreamFeeder
+    val: SplitData | None
+    train_images: int
+    steps_per_epoch: int
+    normal_index: int | None
+    select_on_val: bool  # early stopping and best-epoch choice (enough validation patients)
+
+
+@dataclass
+class Parts:
+    model: torch.nn.Module
+    loss_fn: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    augment: Augmentation
+    init_note: str | None
+
+
+def _train(run: Run) -> TrainResult:
+    start = _open(run)
+    data = _data(run, start.size)
+    parts = _parts(run, start, data)
+    card, prog = _card_and_progress(run, start, data, parts)
+    if prog.get("stopped") == "early_stopping" or prog["epoch"] >= run.cfg.epochs:
+        run.say(f"{run.out_dir}: training already finished ({prog.get('stopped') or 'completed'}); nothing to resume")
+        return _result(run.out_dir, card, prog, "already_done", run.started)
+    settings = _settings(run, start, data, parts)
+    _loop(run, data, parts, card, prog, settings)
+    return _finish(run, data, parts, card, prog, settings)
+
+
+def _open(run: Run) -> Start:
+    """Check the folder and any checkpoint against the shards and the config, before reading any data."""
+    cfg, info = run.cfg, run.info
+    image_size = cfg.image_size
+    state = None
+    if run.resume:
+        if not run.last_path.is_file():
+            raise UsageError(f"--resume: no {LAST_FILE} in {run.out_dir} (train without --resume first)")
+        state = read_checkpoint(run.last_path)
+        _check_against(state["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "the model being resumed",
+                       run.last_path)
+        image_size = int(state["card"]["image_size"])
+        if state["card"].get("data_manifest_sha256") != info.manifest_sha256:
+            run.say(f"note: the shards changed since {run.last_path} was written (manifest hash differs); "
+                    "the data order will not match the interrupted run")
+    elif run.last_path.exists():
+        raise UsageError(f"{run.out_dir} already holds a model ({LAST_FILE}): pass --resume to continue it, "
                          "or choose a new --out")
     init_payload = None  # a radsim checkpoint as --init-weights: checked before any data is read
-    if init_weights and state is None:
-        path = Path(init_weights)
+    if cfg.init_weights and state is None:
+        path = Path(cfg.init_weights)
         if not path.exists():
             raise UsageError(f"--init-weights {path}: no such file")
         if _is_radsim_checkpoint(path):
             init_payload = read_checkpoint(path / BEST_FILE if path.is_dir() else path)
-            _check_against(init_payload["card"], info, backbone, embedding_dim, image_size, "--init-weights", path)
+            _check_against(init_payload["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "--init-weights",
+                           path)
             image_size = int(init_payload["card"]["image_size"])
-    size = int(image_size or info.image_size)
+    return Start(state, init_payload, int(image_size or info.image_size))
 
-    # ---- data
-    train_labels = split_labels(info, "train", views=views)
-    if train_labels.shape[0] < batch_size:
+
+def _data(run: Run, size: int) -> Data:
+    """The training feeder (memory or stream) and, on rank 0, the validation split."""
+    cfg, info, ctx = run.cfg, run.info, run.ctx
+    train_labels = split_labels(info, "train", views=cfg.views)
+    if train_labels.shape[0] < cfg.batch_size:
         raise UsageError(f"{info.shards_dir} has {train_labels.shape[0]} labelled training images "
-                         f"({'/'.join(views) if views else 'all views'}), fewer than one batch of {batch_size}")
-    mode = choose_mode(data, train_labels.shape[0], size)
+                         f"({'/'.join(cfg.views) if cfg.views else 'all views'}), fewer than one batch of "
+                         f"{cfg.batch_size}")
+    mode = choose_mode(cfg.data, train_labels.shape[0], size)
     try:
         if mode == "memory":
-            train = load_split(info, "train", views=views, image_size=size)
-            sampler = make_sampler(train.labels, batch_size, seed=seed, rank=ctx.rank, world_size=ctx.world_size,
-                                   accumulate=accumulate)
+            train = load_split(info, "train", views=cfg.views, image_size=size)
+            sampler = make_sampler(train.labels, cfg.batch_size, seed=cfg.seed, rank=ctx.rank,
+                                   world_size=ctx.world_size, accumulate=cfg.accumulate)
             feeder: MemoryFeeder | StreamFeeder = MemoryFeeder(train, sampler)
         else:
-            feeder = StreamFeeder(info, train_labels, batch_size, seed=seed, rank=ctx.rank, world_size=ctx.world_size,
-                                  accumulate=accumulate, image_size=size)
+            feeder = StreamFeeder(info, train_labels, cfg.batch_size, seed=cfg.seed, rank=ctx.rank,
+                                  world_size=ctx.world_size, accumulate=cfg.accumulate, image_size=size,
+                                  workers=cfg.loader_workers, pin_memory=run.setup.device.type == "cuda")
     except ValueError as exc:  # the sampler: no finding shared by two images, batch larger than the data
         raise UsageError(f"cannot batch the training split of {info.shards_dir}: {exc}") from None
-    steps_per_epoch = len(feeder) // accumulate
-    val = load_split(info, "val", views=views, image_size=size) if ctx.is_main else None
+    val = load_split(info, "val", views=cfg.views, image_size=size) if ctx.is_main else None
+    enough = ctx.broadcast(val is not None and val.n_patients >= max(1, cfg.min_val_patients))
     normal_index = info.findings.index("no_finding") if "no_finding" in info.findings else None
+    return Data(feeder, val, int(train_labels.shape[0]), len(feeder) // cfg.accumulate, normal_index, bool(enough))
 
-    # ---- model, loss, optimiser
-    torch.manual_seed(seed)
-    model = build_encoder(backbone, embedding_dim=embedding_dim)
+
+def parameter_groups(model: torch.nn.Module, lr: float, backbone_fraction: float) -> list[dict[str, Any]]:
+    """The projection at `lr`, the backbone at `lr * backbone_fraction` (frozen at 0: no gradients at all)."""
+    net = getattr(model, "module", model)  # DDP wraps the EmbeddingNet
+    head = list(net.projection.parameters())
+    backbone = list(net.backbone.parameters())
+    if backbone_fraction == 0:
+        for p in backbone:
+            p.requires_grad_(False)
+        return [{"params": head, "lr": lr}]
+    return [{"params": head, "lr": lr}, {"params": backbone, "lr": lr * backbone_fraction}]
+
+
+def _parts(run: Run, start: Start, data: Data) -> Parts:
+    """Encoder (initialised or restored), loss, AdamW and the warm-up + cosine schedule."""
+    cfg = run.cfg
+    torch.manual_seed(cfg.seed)
+    model = build_encoder(cfg.backbone, embedding_dim=cfg.embedding_dim)
     init_note = None
-    if init_payload is not None:
-        model.load_state_dict(init_payload["state_dict"])
-        init_note = f"radsim checkpoint {init_weights} ({init_payload['card'].get('model_version')})"
-    elif init_weights and state is None:
-        init_note = load_init_weights(model, init_weights).summary()
-    model = setup.prepare(model)
-    loss_fn = build_loss(loss, **(loss_options or {}))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    total_steps = epochs * steps_per_epoch
-    scheduler = cosine_with_warmup(optimizer, total_steps, round(warmup * steps_per_epoch))
+    if start.init_payload is not None:
+        model.load_state_dict(start.init_payload["state_dict"])
+        init_note = f"radsim checkpoint {cfg.init_weights} ({start.init_payload['card'].get('model_version')})"
+    elif cfg.init_weights and start.state is None:
+        init_note = load_init_weights(model, cfg.init_weights).summary()
+    model = run.setup.prepare(model)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg.lr, cfg.backbone_lr), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    scheduler = cosine_with_warmup(optimizer, cfg.epochs * data.steps_per_epoch, round(cfg.warmup * data.steps_per_epoch))
+    if start.state is not None:
+        model.load_state_dict(start.state["state_dict"])
+        optimizer.load_state_dict(start.state["optimizer"])
+        scheduler.load_state_dict(start.state["scheduler"])
+        torch.set_rng_state(start.state["rng_torch"])
+    return Parts(model, build_loss(cfg.loss, **cfg.loss_options), optimizer, scheduler, augmentation(cfg.augment),
+                 init_note)
 
-    if state is not None:
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_torch"])
-        card = ModelCard.from_dict(card_dict)
-        prog = dict(state["progress"])
-    else:
-        card = ModelCard(
-            model_version=make_model_version(backbone, loss, info.manifest_sha256), backbone=backbone,
-            embedding_dim=embedding_dim, image_size=size, loss=loss, vocabulary_name=info.vocabulary_name,
-            vocabulary_version=info.vocabulary_version, findings=list(info.findings), key_id=info.key_id,
-            data_manifest_sha256=info.manifest_sha256,
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        prog = {"epoch": 0, "batches_done": 0, "step": 0, "best_p10": None, "best_epoch": None, "bad_epochs": 0,
-                "history": [], "stopped": None, "train_seconds": 0.0, "images": 0}
-        if ctx.is_main:
-            base = _evaluate(model, val, setup, normal_index)
-            card.baseline_metrics = {"untrained_encoder": base, "random_embedding": _random_baseline(val, embedding_dim,
-                                                                                                     normal_index, seed)}
-    if prog.get("stopped") == "early_stopping" or (prog["epoch"] >= epochs):
-        say(f"{out_dir}: training already finished ({prog.get('stopped') or 'completed'}); nothing to resume")
-        return _result(out_dir, card, prog, "already_done", started)
 
-    settings = {"source_image_size": info.image_size, "epochs": epochs, "batch_size": batch_size, "world_size": ctx.world_size, "accumulate": accumulate,
-                "lr": lr, "weight_decay": weight_decay, "warmup_epochs": warmup, "seed": seed, "patience": patience,
-                "clip_norm": clip_norm, "max_minutes": max_minutes, "device": str(setup.device),
-                "amp": str(setup.amp_dtype).replace("torch.", "") if setup.amp_dtype else None,
-                "channels_last": setup.channels_last, "num_threads": torch.get_num_threads(), "data": mode,
-                "views": list(views) if views else None, "loss_options": dict(loss_options or {}),
-                "steps_per_epoch": steps_per_epoch, "train_images": int(train_labels.shape[0]),
-                "val_images": len(val) if val is not None else None, "init_weights": init_note}
+def _card_and_progress(run: Run, start: Start, data: Data, parts: Parts) -> tuple[ModelCard, dict[str, Any]]:
+    """The resumed card and progress, or a new card with the untrained-encoder and random baselines."""
+    if start.state is not None:
+        return ModelCard.from_dict(start.state["card"]), dict(start.state["progress"])
+    cfg, info = run.cfg, run.info
+    card = ModelCard(
+        model_version=make_model_version(cfg.backbone, cfg.loss, info.manifest_sha256), backbone=cfg.backbone,
+        embedding_dim=cfg.embedding_dim, image_size=start.size, loss=cfg.loss, vocabulary_name=info.vocabulary_name,
+        vocabulary_version=info.vocabulary_version, findings=list(info.findings), key_id=info.key_id,
+        data_manifest_sha256=info.manifest_sha256, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    prog = {"epoch": 0, "batches_done": 0, "step": 0, "best_p10": None, "best_epoch": None, "bad_epochs": 0,
+            "history": [], "stopped": None, "train_seconds": 0.0, "images": 0}
+    if run.ctx.is_main:
+        card.baseline_metrics = {
+            "untrained_encoder": _evaluate(parts.model, data.val, run.setup, data.normal_index, intervals=True),
+            "random_embedding": _random_baseline(data.val, cfg.embedding_dim, data.normal_index, cfg.seed)}
+    return card, prog
 
+
+def _settings(run: Run, start: Start, data: Data, parts: Parts) -> dict[str, Any]:
+    """What the model card records of the run, beside the config."""
+    setup = run.setup
+    return {**run.cfg.model_dump(mode="json"), "source_image_size": run.info.image_size,
+            "world_size": run.ctx.world_size, "device": str(setup.device),
+            "amp": str(setup.amp_dtype).replace("torch.", "") if setup.amp_dtype else None,
+            "channels_last": setup.channels_last, "num_threads": torch.get_num_threads(),
+            "threads_chosen_from": "--threads" if run.cfg.threads else "cpu affinity",
+            "data": data.feeder.mode, "steps_per_epoch": data.steps_per_epoch, "train_images": data.train_images,
+            "val_images": len(data.val) if data.val is not None else None,
+            "val_patients": data.val.n_patients if data.val is not None else None,
+            "model_selection": "best validation P@10" if data.select_on_val else
+            f"last epoch (fewer than {run.cfg.min_val_patients} validation patients)", "init_weights": parts.init_note}
+
+
+def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Epochs of optimiser steps; each epoch ends with validation, the best model and last.pt."""
+    cfg, ctx = run.cfg, run.ctx
+    net = parts.model
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        net = DDP(model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
-    else:
-        net = model
+        net = DDP(parts.model, device_ids=[ctx.local_rank] if ctx.backend == "nccl" else None)
 
     def save_last() -> None:
         if ctx.is_main:
             card.training = {**settings, **_speed(prog), "stopped": prog["stopped"], "history": prog["history"]}
-            save_checkpoint(last_path, model, card, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                            rng_torch=torch.get_rng_state(), progress=dict(prog))
-            write_card(out_dir, card)
+            save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
+                            scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=dict(prog))
+            write_card(run.out_dir, card)
 
     ctx.barrier()  # every rank has checked the folder before rank 0 writes to it
-    if state is None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    if prog["step"] == 0 and not run.last_path.exists():
+        run.out_dir.mkdir(parents=True, exist_ok=True)
         save_last()  # step 0: there is always a last good checkpoint
-        say(f"training {card.model_version} on {settings['train_images']} images ({mode}, {steps_per_epoch} "
-            f"steps/epoch, {settings['num_threads']} thread(s), {setup.device}); untrained validation P@10 "
-            f"{_fmt(card.baseline_metrics.get('untrained_encoder', {}).get('precision_at_10'))}")
+        run.say(f"training {card.model_version} on {settings['train_images']} images ({settings['data']}, "
+                f"{data.steps_per_epoch} steps/epoch, {settings['num_threads']} thread(s), {run.setup.device}, "
+                f"augment {cfg.augment}); untrained validation P@10 "
+                f"{_fmt(card.baseline_metrics.get('untrained_encoder', {}).get('precision_at_10'))}")
     else:
-        say(f"resuming {card.model_version} at epoch {prog['epoch'] + 1}, step {prog['step']}")
-
-    deadline = time.perf_counter() + max_minutes * 60 if max_minutes else None
-    start_step = prog["step"]
-    stop: str | None = None
-    epoch = prog["epoch"]
-    while epoch < epochs and stop is None:
-        skip = prog["batches_done"]
-        bar = _progress_bar(steps_per_epoch, progress and ctx.is_main, f"epoch {epoch + 1}/{epochs}")
-        bar.update(skip // accumulate)
-        t0, n_img, losses = time.perf_counter(), 0, []
-        try:
-            for micro in _grouped(feeder.epoch(epoch, skip=skip), accumulate):
-                step = prog["step"] + 1
-                try:
-                    value = optimizer_step(net, loss_fn, optimizer, scheduler, micro, setup, step=step,
-                                           clip_norm=clip_norm, ctx=ctx)
-                except NonFiniteLossError as exc:
-                    raise NonFiniteLossError(
-                        f"{exc} (epoch {epoch + 1}); training stopped. The last good checkpoint is kept: "
-                        f"{last_path} (step {_saved_step(last_path)})") from None
-                prog["step"], prog["batches_done"] = step, prog["batches_done"] + accumulate
-                n_img += sum(int(x.shape[0]) for x, _ in micro) * ctx.world_size
-                losses.append(value)
-                bar.update(1)
-                if progress:
-                    bar.set_postfix(loss=f"{value:.4f}", img_s=f"{n_img / max(time.perf_counter() - t0, 1e-9):.0f}")
-                if max_steps is not None and step - start_step >= max_steps:
-                    stop = "max_steps"
-                elif deadline is not None and ctx.any(time.perf_counter() >= deadline):
-                    stop = "time_limit"
-                if stop:
-                    break
-        finally:
-            bar.close()
-        if setup.device.type == "cuda":
-            torch.cuda.synchronize(setup.device)
-        seconds = time.perf_counter() - t0
+        run.say(f"resuming {card.model_version} at epoch {prog['epoch'] + 1}, step {prog['step']}")
+    deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    start_step, stop = prog["step"], None
+    while prog["epoch"] < cfg.epochs and stop is None:
+        epoch = prog["epoch"]
+        losses, n_img, seconds, stop = _epoch(run, data, parts, net, prog, epoch, start_step, deadline)
         prog["train_seconds"] += seconds
         prog["images"] += n_img
-        complete = prog["batches_done"] >= len(feeder)
-        stop = _end_of_epoch(model, val, setup, normal_index, prog, epoch, complete, losses, n_img, seconds, patience,
-                             best_path, card, ctx, say) or stop
+        complete = prog["batches_done"] >= len(data.feeder)
+        stop = _end_of_epoch(parts.model, data, run, prog, epoch, complete, losses, n_img, seconds, card) or stop
         if complete:
             prog["epoch"], prog["batches_done"] = epoch + 1, 0
-            epoch += 1
         prog["stopped"] = stop
         save_last()
-        if stop is None and epoch >= epochs:
+        if stop is None and prog["epoch"] >= cfg.epochs:
             prog["stopped"] = "completed"
-    stopped = prog["stopped"] or "completed"
-    prog["stopped"] = stopped
+    prog["stopped"] = prog["stopped"] or "completed"
 
+
+def _epoch(run: Run, data: Data, parts: Parts, net: torch.nn.Module, prog: dict[str, Any], epoch: int,
+           start_step: int, deadline: float | None) -> tuple[list[float], int, float, str | None]:
+    """One (possibly resumed, possibly cut) epoch: (losses, images, seconds, why it stopped early)."""
+    cfg, ctx, setup = run.cfg, run.ctx, run.setup
+    skip = prog["batches_done"]
+    bar = _progress_bar(data.steps_per_epoch, run.progress and ctx.is_main, f"epoch {epoch + 1}/{cfg.epochs}")
+    bar.update(skip // cfg.accumulate)
+    t0, n_img, losses, stop = time.perf_counter(), 0, [], None
+    try:
+        for micro in _grouped(data.feeder.epoch(epoch, skip=skip), cfg.accumulate):
+            step = prog["step"] + 1
+            try:
+                value = optimizer_step(net, parts.loss_fn, parts.optimizer, parts.scheduler, micro, setup, step=step,
+                                       clip_norm=cfg.clip_norm, ctx=ctx, augment=parts.augment, seed=cfg.seed)
+            except NonFiniteLossError as exc:
+                raise NonFiniteLossError(
+                    f"{exc} (epoch {epoch + 1}); training stopped. The last good checkpoint is kept: "
+                    f"{run.last_path} (step {_saved_step(run.last_path)})") from None
+            prog["step"], prog["batches_done"] = step, prog["batches_done"] + cfg.accumulate
+            n_img += sum(int(x.shape[0]) for x, _ in micro) * ctx.world_size
+            losses.append(value)
+            bar.update(1)
+            if run.progress:
+                bar.set_postfix(loss=f"{value:.4f}", img_s=f"{n_img / max(time.perf_counter() - t0, 1e-9):.0f}")
+            if cfg.max_steps is not None and step - start_step >= cfg.max_steps:
+                stop = "max_steps"
+            elif deadline is not None and ctx.any(time.perf_counter() >= deadline):
+                stop = "time_limit"
+            if stop:
+                break
+    finally:
+        bar.close()
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize(setup.device)
+    return losses, n_img, time.perf_counter() - t0, stop
+
+
+def _finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, Any],
+            settings: dict[str, Any]) -> TrainResult:
+    """The model: the best epoch's weights (or the last), with the final card and its validation intervals."""
+    cfg, ctx = run.cfg, run.ctx
+    stopped = prog["stopped"]
     if ctx.is_main:
-        save_last()
-        card.metrics = _best_metrics(prog)
+        final = parts.model
+        if data.select_on_val and run.best_path.exists():
+            final = build_encoder(cfg.backbone, embedding_dim=cfg.embedding_dim)
+            final.load_state_dict(read_checkpoint(run.best_path)["state_dict"])
+        elif data.val is not None:  # the last epoch is the model: its metrics are the card's
+            prog["best_metrics"] = {**(prog["history"][-1] if prog["history"] else {}), "split": "val",
+                                    "epoch": prog["epoch"]}
+            prog["best_epoch"] = prog["epoch"]
+        card.metrics = {**_best_metrics(prog), **_evaluate(final, data.val, run.setup, data.normal_index,
+                                                           intervals=True)}
         card.training = {**settings, **_speed(prog), "stopped": stopped, "history": prog["history"],
-                         "seconds_total": round(time.perf_counter() - started, 2)}
-        if best_path.exists():  # the best weights, with the final card
-            best = read_checkpoint(best_path)
-            final = build_encoder(backbone, embedding_dim=embedding_dim)
-            final.load_state_dict(best["state_dict"])
-            save_checkpoint(best_path, final, card)
-        else:  # no validation split: the last weights are the model
-            save_checkpoint(best_path, model, card)
-        write_card(out_dir, card)
+                         "seconds_total": round(time.perf_counter() - run.started, 2)}
+        save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
+                        scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=dict(prog))
+        save_checkpoint(run.best_path, final, card)
+        write_card(run.out_dir, card)
     ctx.barrier()
-    return _result(out_dir, card, prog, stopped, started)
+    return _result(run.out_dir, card, prog, stopped, run.started)
 
 
-def _end_of_epoch(model, val, setup, normal_index, prog, epoch, complete, losses, n_img, seconds, patience,
-                  best_path, card, ctx, say) -> str | None:
-    """Validate (rank 0), keep the best model, decide early stopping; every rank gets the decision."""
+def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: dict[str, Any], epoch: int, complete: bool,
+                  losses: list[float], n_img: int, seconds: float, card: ModelCard) -> str | None:
+    """Validate (rank 0), keep the best model, decide early stopping; every rank gets the decision.
+
+    With fewer validation patients than `min_val_patients`, the epochs are still validated for
+    the record, but neither early stopping nor the best-epoch choice listens to them.
+    """
     stop = None
-    if ctx.is_main:
-        metrics = _evaluate(model, val, setup, normal_index)
+    if run.ctx.is_main:
+        metrics = _evaluate(model, data.val, run.setup, data.normal_index)
         p10 = metrics.get("precision_at_10")
         row = {"epoch": epoch + 1, "complete": complete, "step": prog["step"],
                "loss": float(np.mean(losses)) if losses else None, "images_per_s": round(n_img / seconds, 1)
                if seconds > 0 else None, **{k: metrics.get(k) for k in ("precision_at_10", "normal_auc")}}
         prog["history"].append(row)
-        improved = p10 is not None and (prog["best_p10"] is None or p10 > prog["best_p10"] + 1e-9)
+        improved = (data.select_on_val and p10 is not None
+                    and (prog["best_p10"] is None or p10 > prog["best_p10"] + 1e-9))
         if improved:
             prog["best_p10"], prog["best_epoch"], prog["bad_epochs"] = p10, epoch + 1, 0
             prog["best_metrics"] = {**metrics, "split": "val", "epoch": epoch + 1}
             card.metrics = _best_metrics(prog)
-            save_checkpoint(best_path, model, card)
-        elif p10 is not None and complete:
+            save_checkpoint(run.best_path, model, card)
+        elif data.select_on_val and p10 is not None and complete:
             prog["bad_epochs"] += 1
-        if patience is not None and p10 is not None and prog["bad_epochs"] >= patience:
+        if data.select_on_val and run.cfg.patience and prog["bad_epochs"] >= run.cfg.patience:
             stop = "early_stopping"
-        say(f"epoch {epoch + 1}: loss {_fmt(row['loss'])}, {_fmt(row['images_per_s'], '.0f')} images/s, "
-            f"val P@10 {_fmt(p10)} (chance {_fmt(metrics.get('precision_at_10_chance'))}), "
-            f"normal AUC {_fmt(metrics.get('normal_auc'))}{' *' if improved else ''}")
-    return ctx.broadcast(stop)
+        run.say(f"epoch {epoch + 1}: loss {_fmt(row['loss'])}, {_fmt(row['images_per_s'], '.0f')} images/s, "
+                f"val P@10 {_fmt(p10)} (chance {_fmt(metrics.get('precision_at_10_chance'))}), "
+                f"normal AUC {_fmt(metrics.get('normal_auc'))}{' *' if improved else ''}")
+    return run.ctx.broadcast(stop)
 
 
 def _best_metrics(prog: dict) -> dict[str, Any]:
@@ -533,7 +630,7 @@ def _random_baseline(val: SplitData | None, dim: int, normal_index: int | None, 
 
     if val is None or len(val) < 2:
         return {}
-    return validation_metrics(random_embeddings(len(val), dim, seed=seed), val.labels, normal_index)
+    return validation_metrics(random_embeddings(len(val), dim, seed=seed), val.labels, normal_index, val.groups)
 
 
 def _saved_step(path: Path) -> Any:
@@ -556,8 +653,6 @@ def _result(out_dir: Path, card: ModelCard, prog: dict, stopped: str, started: f
 
 def result_from_folder(out_dir: str | Path) -> TrainResult:
     """The TrainResult of a run that rank 0 of a torchrun job finished: its card and last.pt's progress."""
-    from .registry import read_card
-
     out_dir = Path(out_dir)
     state = read_checkpoint(out_dir / LAST_FILE)
     prog, card = state["progress"], read_card(out_dir)
@@ -565,22 +660,3 @@ def result_from_folder(out_dir: str | Path) -> TrainResult:
                        len({h["epoch"] for h in prog["history"]}), prog["step"], prog.get("stopped") or "completed",
                        _speed(prog)["images_per_s"] or float("nan"), float(prog.get("train_seconds") or 0.0),
                        list(prog["history"]))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m radsim.model.train ARGS` == `radsim train ARGS` (the torchrun entry point).
-
-    A torchrun rank dies with its torchrun (radsim.model.launch.die_with_parent).
-    """
-    from radsim.flows.cli import main as cli_main
-
-    if "LOCAL_RANK" in os.environ:
-        from .launch import die_with_parent
-
-        die_with_parent()
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

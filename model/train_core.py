@@ -9,8 +9,7 @@ the weights (and the last checkpoint) stay as they were.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,69 +73,3 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmu
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def train_step(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-               labels: torch.Tensor, setup: DeviceSetup, *, step: int, clip_norm: float | None = 1.0,
-               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
-    """Forward, loss, backward, clip, optimiser and scheduler step; returns the loss value."""
-    model.train()
-    x = setup.images(images)
-    y = torch.as_tensor(labels).to(setup.device, dtype=torch.float32, non_blocking=True)
-    with setup.autocast():
-        emb = model(x)
-    loss = loss_fn(emb.float(), y)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}; weights left at step {step - 1}")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip_norm:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-    optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    return value
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    steps: int
-    last_step: int
-    mean_loss: float
-    images: int
-    seconds: float
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
-
-
-def train_epoch(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-                batches: Iterable[tuple[torch.Tensor, torch.Tensor]], setup: DeviceSetup, *, start_step: int = 0,
-                clip_norm: float | None = 1.0, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                max_steps: int | None = None, progress: bool = False,
-                on_step: Callable[[int, float], None] | None = None) -> EpochStats:
-    """Run `train_step` over `batches`; steps are numbered from `start_step + 1`.
-
-    `progress` shows a tqdm bar on stderr with loss and images/s (off when not a TTY).
-    """
-    from tqdm import tqdm
-
-    bar = tqdm(batches, disable=not progress, unit="batch", leave=False, dynamic_ncols=True)
-    step, n_images, total = start_step, 0, 0.0
-    t0 = time.perf_counter()
-    for images, labels in bar:
-        if max_steps is not None and step - start_step >= max_steps:
-            break
-        step += 1
-        value = train_step(model, loss_fn, optimizer, images, labels, setup, step=step, clip_norm=clip_norm,
-                           scheduler=scheduler)
-        n_images += int(images.shape[0])
-        total += value
-        if on_step is not None:
-            on_step(step, value)
-        if progress:
-            bar.set_postfix(loss=f"{value:.4f}", img_s=f"{n_images / max(time.perf_counter() - t0, 1e-9):.0f}")
-    if setup.device.type == "cuda":
-        torch.cuda.synchronize(setup.device)
-    steps = step - start_step
-    return EpochStats(steps, step, total / steps if steps else float("nan"), n_images, time.perf_counter() - t0)

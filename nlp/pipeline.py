@@ -176,9 +176,9 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
         for form in {abbr, abbr.upper(), abbr.capitalize()}:
             nlp.tokenizer.add_special_case(form, [{"ORTH": form}])
     nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_PUNCT})
-    ruler = nlp.add_pipe("radsim_entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False})
+    entity_ruler = nlp.add_pipe("radsim_entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False})
     patterns = build_patterns(vocabulary)
-    ruler.add_patterns(patterns.ruler)
+    entity_ruler.add_patterns(patterns.ruler)
     sets = termsets()
     hist = historical()
     for kind in KINDS:

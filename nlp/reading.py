@@ -167,7 +167,7 @@ def _csv(source: ReportSource, batch_size: int) -> Iterator[list[ReportRecord]]:
                 if not cells:
                     continue  # a blank line is not a record
 
-                def cell(name: str) -> str | None:
+                def cell(name: str, cells: list[str] = cells) -> str | None:
                     i = at.get(name)
                     return cells[i] if i is not None and i < len(cells) else None
 

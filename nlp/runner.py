@@ -6,11 +6,9 @@ the CLI and the Prefect flow call.
 """
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -20,13 +18,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radsim.data_contracts import (QuarantineRecord, StageCounts, UsageError, load_contract, quarantine_table,
-                                   rows_to_table, write_parquet_atomic)
+                                   write_parquet_atomic)
+from radsim.data_contracts.inflight import in_order
 from radsim.data_contracts.atomic import atomic_output
 from radsim.data_contracts.vocabulary import Vocabulary, default_vocabulary
 
 from . import worker
+from .chunks import label_chunk
 from .reading import ReportRecord, open_reports
-from .text import Decoded
 from .version import LABELER_VERSION
 
 if TYPE_CHECKING:  # the parent of worker processes never imports spaCy
@@ -96,26 +95,6 @@ class LabelRunSummary:
 
 
 # --------------------------------------------------------------------------- labelling a chunk
-
-def label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tuple[str, object]],
-                 batch_size: int) -> tuple[pa.Table, list[tuple[str, str, str]]]:
-    """Label (exam_id, text) pairs → (validated labels table, [(exam_id, reason, message)])."""
-    rows: list[dict[str, Any]] = []
-    failures: list[tuple[str, str, str]] = []
-    # spaCy's string store grows with every new token (ids, dates, typos) unless strings are scoped
-    # to a memory zone; rows hold plain Python strings, so nothing outlives the zone.
-    zone = labeler.nlp.memory_zone() if hasattr(labeler.nlp, "memory_zone") else contextlib.nullcontext()
-    with zone:
-        results = labeler.label_many((t for _, t in items), batch_size=batch_size)
-        for (exam_id, _), result in zip(items, results):
-            if not isinstance(result, Decoded):
-                rows.append(result.as_row(exam_id, labeler.version))
-            else:
-                failures.append((exam_id, result.reason or "undecodable_text", result.message))
-    contract = load_contract("labels", contract_vocab)
-    table = contract.validate(rows_to_table(contract, rows), {"radsim.labeler_version": labeler.version})
-    return table, failures
-
 
 # --------------------------------------------------------------------------- streaming core
 
@@ -236,15 +215,8 @@ class _PoolResult:
 def _windowed(chunks: Iterable[tuple[list[tuple[str, object]], list[QuarantineRecord], int]],
               submit: ChunkSubmitter, inner: int, window: int, finish: Callable[..., LabelBatch]) -> Iterator[LabelBatch]:
     """Submit chunks with at most `window` in flight; yield finished batches in input order."""
-    pending: deque[tuple[Any, list[QuarantineRecord], int]] = deque()
-    for items, bad, n_in in chunks:
-        pending.append((submit(items, inner), bad, n_in))
-        while len(pending) > window:
-            fut, b, n = pending.popleft()
-            yield finish(*fut.result(), b, n)
-    while pending:
-        fut, b, n = pending.popleft()
-        yield finish(*fut.result(), b, n)
+    for (_, bad, n_in), (table, failures) in in_order(chunks, lambda chunk: submit(chunk[0], inner), window):
+        yield finish(table, failures, bad, n_in)
 
 
 # --------------------------------------------------------------------------- files

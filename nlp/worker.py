@@ -23,7 +23,7 @@ def init_worker(vocabulary: Any, block_torch: bool = True) -> None:
 
 
 def label_chunk(args: tuple[list[tuple[str, object]], int]) -> Any:
-    from .runner import label_chunk
+    from .chunks import label_chunk
 
     items, batch_size = args
     return label_chunk(_STATE["labeler"], _STATE["vocabulary"], items, batch_size)

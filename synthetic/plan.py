@@ -127,7 +127,7 @@ def plan_cohort(n_exams: int, seed: int = 0, omission_rate: float = 0.0, overcal
         findings = {f: sample_attributes(rng, f, bool(is_ap[i]), set(names)) for f in names}
         report = compose_report(
             text_rng, findings, FINDINGS, view=view, omission_rate=omission_rate, overcall_rate=overcall_rate,
-            overcall_attrs=lambda f: sample_attributes(text_rng, f, bool(is_ap[i]), set(names)),
+            overcall_attrs=lambda f, ap=bool(is_ap[i]), names=names: sample_attributes(text_rng, f, ap, set(names)),
         )
         p = patient_of[i]
         specs.append(ExamSpec(

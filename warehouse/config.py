@@ -6,12 +6,17 @@ as `config.json` in the warehouse, so every run says what it ran with. An unknow
 type is a one-line usage error naming the key (exit 2).
 
     [paths]      inbox, warehouse, truth, vocabulary          (paths or fsspec URIs)
-    [imaging]    image_size
+    [imaging]    image_size, compact_after (merge the small shards at the end of the manifest once there are
+                 this many; 0 never)
     [model]      backbone, loss, image_size, max_minutes, max_steps, batch_size, seed,
-                 nproc_per_node (> 1: train with DDP under torchrun, one process per GPU)
+                 nproc_per_node (> 1: train with DDP under torchrun, one process per GPU),
+                 min_val_patients (the promotion gates decide only with this many validation patients),
+                 force_promote (publish or promote a model the gates refuse; recorded as forced)
     [runner]     task_runner ("threads" | "processes" | "dask"), workers, dask_address (tcp://HOST:PORT),
                  label_batch_size (reports per labelling task), decode_batch_size (images per decode
                  task), shards_per_task (shards embedded by one task when the runner is not "threads")
+    [publish]    keep_versions (after each publication, keep the N versions first published last and the
+                 current one; 0 keeps every version)
     [schedule]   cron
     [quarantine] max_fraction (a stage that refuses more of a run's input fails the run), min_count
                  (fewer refusals than this never fail it)
@@ -39,6 +44,7 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "paths.truth": (str, None),
     "paths.vocabulary": (str, None),
     "imaging.image_size": (int, 256),
+    "imaging.compact_after": (int, 16),
     "model.backbone": (str, "small"),
     "model.loss": (str, "ml2"),
     "model.image_size": (int, 128),
@@ -47,12 +53,15 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "model.batch_size": (int, None),
     "model.seed": (int, 0),
     "model.nproc_per_node": (int, 1),
+    "model.min_val_patients": (int, 30),
+    "model.force_promote": (bool, False),
     "runner.task_runner": (str, "threads"),
     "runner.workers": (int, 2),
     "runner.dask_address": (str, None),
     "runner.label_batch_size": (int, 512),
     "runner.decode_batch_size": (int, 32),
     "runner.shards_per_task": (int, 1),
+    "publish.keep_versions": (int, 0),
     "schedule.cron": (str, "0 2 * * *"),
     "quarantine.max_fraction": (float, 0.2),
     "quarantine.min_count": (int, 10),
@@ -70,6 +79,12 @@ def env_name(key: str) -> str:
 
 def _coerce(key: str, value: Any, origin: str) -> Any:
     kind = SCHEMA[key][0]
+    if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"{origin}: {key} must be true or false, got {value!r}")
     if isinstance(value, str) and kind is not str:
         try:
             value = kind(value.strip())
@@ -146,8 +161,9 @@ def resolve_config(cli: Mapping[str, Any] | None = None, toml_path: str | Path |
             raise UsageError(f"{key} must be positive, got {resolved[key]}")
     if not 0 < resolved["quarantine.max_fraction"] <= 1:
         raise UsageError(f"quarantine.max_fraction must be in (0, 1], got {resolved['quarantine.max_fraction']}")
-    if resolved["quarantine.min_count"] < 0:
-        raise UsageError(f"quarantine.min_count must be at least 0, got {resolved['quarantine.min_count']}")
+    for key in ("quarantine.min_count", "publish.keep_versions", "imaging.compact_after"):
+        if resolved[key] < 0:
+            raise UsageError(f"{key} must be at least 0, got {resolved[key]}")
     check_cron(resolved["schedule.cron"])
     resolved["_sources"] = sources
     return resolved

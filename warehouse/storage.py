@@ -48,7 +48,7 @@ PENDING_FILE = ".radsim-mirror-deletes.json"
 LOCK_FILE = ".radsim-mirror.lock"
 RUN_LOCK_FILE = ".radsim-run.lock"
 LEDGER_NAMES = ("ledger.parquet",)
-COMMIT_NAMES = ("manifest.parquet", "current.json")
+COMMIT_NAMES = ("manifest.parquet", "current.json", "versions.parquet")
 COMMIT_DIRS = ("_manifests",)
 LOCAL_PROTOCOLS = ("file", "local")
 

@@ -26,6 +26,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.exams < 10:
         raise UsageError(f"--exams must be at least 10 (got {args.exams})")
+    from radsim.flows.cli import require_extras
+
+    require_extras("imaging", "training", "evaluation")
     from radsim.flows.demo import demo_flow
     from radsim.flows.pipeline import ephemeral_run
 

@@ -14,11 +14,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         NAME,
         help="embed every image with a trained model and publish the embeddings table (Parquet)",
         description="Embed every image in SHARDS_DIR (labelled and unlabelled) with the model in MODEL_DIR and "
-        "publish PUBLISHED_DIR/embeddings/model_version=<v>/part-*.parquet (embeddings contract: exam_key, "
+        "publish PUBLISHED_DIR/embeddings/<v>/part-*.parquet (embeddings contract: exam_key, "
         "image_index, model_version, split, view_position, embedding float32[D], positive_findings, no_finding, "
         "key_id) with a publish record in PUBLISHED_DIR/_manifests/<v>.json. Publication is atomic: the version is "
         "staged outside embeddings/, validated, then renamed (or swapped) into place, so readers never see a "
-        "partial table. Shards made under another pseudonymisation key, vocabulary or image size are refused.",
+        "partial table. The version becomes the current one in PUBLISHED_DIR/versions.parquet (the version analysts "
+        "read) unless --no-current. Shards made under another pseudonymisation key, vocabulary or image size are "
+        "refused.",
     )
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder (model.pt + model_card.json)")
     p.add_argument("--shards", required=True, metavar="SHARDS_DIR", help="shard folder with manifest.parquet")
@@ -33,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shards embedded by one task with --task-runner; results are assembled in manifest "
                    "order and equal a local run's (default: %(default)s). Dask workers need MODEL_DIR and "
                    "SHARDS_DIR at the same path")
+    p.add_argument("--no-current", action="store_true",
+                   help="publish beside the current version without making this one current (to compare models)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -55,16 +59,17 @@ def run(args: argparse.Namespace) -> int:
         out = run_publish_embeddings(args.model, args.shards, args.out, runner=runner, workers=args.workers,
                                      dask_address=args.dask_address, device=args.device or "cpu",
                                      batch_size=args.batch_size, shards_per_task=args.shards_per_task,
-                                     progress=progress)
+                                     progress=progress, make_current=not args.no_current)
         summary, record = out["summary"], out["record_path"]
     else:
         from radsim.model.publish import publish
 
         result = publish(args.model, args.shards, args.out, batch_size=args.batch_size, device=args.device or "auto",
-                         progress=progress)
+                         progress=progress, make_current=not args.no_current)
         summary, record = result.summary(), result.record_path
     print(summary)
     print(f"  publish record: {record}")
-    print(f"  read with: polars.read_parquet('{args.out}/embeddings/**/*.parquet', hive_partitioning=True)")
+    print(f"  read with: pandas.read_parquet('{args.out}/embeddings') (every version; "
+          f"{args.out}/versions.parquet says which is current)")
     sys.stdout.flush()
     return 0

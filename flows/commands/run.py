@@ -27,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="warehouse folder, a path or an fsspec URI (s3://, gs://, memory://; the run works on a "
                    "local mirror under $RADSIM_CACHE and pushes it back when it succeeds) "
                    "(default: paths.warehouse from the configuration)")
-    p.add_argument("--retrain", action="store_true", help="retrain from all shards; promote only if not worse")
+    p.add_argument("--retrain", action="store_true",
+                   help="retrain from all shards; the new model replaces the current one only if it passes the gates")
+    p.add_argument("--force-promote", action="store_true", default=None,
+                   help="publish or promote the model a run trains even if the gates refuse it (recorded as forced)")
     p.add_argument("--config", default=None, metavar="radsim.toml",
                    help="configuration file (default: ./radsim.toml when it exists)")
     p.add_argument("--truth", default=None, metavar="LABELS", help="validated labels subset for the evaluation")
@@ -64,12 +67,14 @@ def check_prefect_server(environ: dict[str, str] | None = None, timeout: float =
 
 def run(args: argparse.Namespace) -> int:
     from radsim.data_contracts import UsageError, keyer_from_env
+    from radsim.flows.cli import require_extras
     from radsim.warehouse.config import resolve_config
 
     toml_path = args.config or ("radsim.toml" if Path("radsim.toml").is_file() else None)
     cfg = resolve_config({"paths.inbox": args.inbox, "paths.warehouse": args.warehouse, "paths.truth": args.truth,
-                          "imaging.image_size": args.image_size}, toml_path)
+                          "imaging.image_size": args.image_size, "model.force_promote": args.force_promote}, toml_path)
     inbox, warehouse = cfg["paths.inbox"], cfg["paths.warehouse"]
+    require_extras("imaging", "training", *(("evaluation",) if cfg["paths.truth"] else ()))  # before any flow starts
     if not inbox:
         raise UsageError("no inbox given: pass INBOX or set paths.inbox in radsim.toml")
     if not warehouse:

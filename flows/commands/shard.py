@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "validated set entirely into test (external validation). Splits are sticky: a patient keeps the "
                    "split splits.parquet recorded, whatever later runs ask (default: %(default)s)")
     p.add_argument("--maxcount", type=int, default=1000, help="samples per shard at most (default: %(default)s)")
+    p.add_argument("--compact-after", type=int, default=16, metavar="N",
+                   help="merge the small shards at the end of the manifest (under half of --maxcount samples and "
+                   "of the size limit each) into full ones once there are N of them; nightly increments then do not "
+                   "fragment the folder. 0: never (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="images per decode task, the unit of work sent to a worker (default: %(default)s)")
     p.add_argument("--flow", action="store_true", help="run as the Prefect flow build_shards (tasks on a process pool)")
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                                       image_size=args.image_size, demo_key=args.demo_key, vocabulary=args.vocabulary,
                                       maxcount=args.maxcount, batch_size=args.batch_size,
                                       quarantine=str(quarantine), split_fractions=list(fractions),
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress, compact_after=args.compact_after)
             print(result["summary"])
         else:
             from radsim.imaging.shards import write_shards
@@ -101,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
             summary = write_shards(args.exams, args.labels, out, keyer=keyer,
                                    vocabulary=load_vocabulary(args.vocabulary), image_size=args.image_size,
                                    workers=args.workers, maxcount=args.maxcount, batch_size=args.batch_size,
-                                   quarantine_path=quarantine, split_fractions=fractions, progress=not args.no_progress)
+                                   quarantine_path=quarantine, split_fractions=fractions, progress=not args.no_progress,
+                                   compact_after=args.compact_after)
             print(summary.summary())
     sys.stdout.flush()
     return 0

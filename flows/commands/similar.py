@@ -25,7 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-version", metavar="V", help="published version to search (default: the newest)")
     p.add_argument("--index", default="flat", choices=("flat", "ivf", "hnsw"),
                    help="FAISS index: flat = exact (default), ivf or hnsw = approximate, for large tables")
-    p.add_argument("--index-dir", metavar="DIR", help="where to cache indexes (default: PUBLISHED_DIR/_index)")
+    p.add_argument("--index-dir", metavar="DIR",
+                   help="where to cache indexes (default: the index/ folder beside PUBLISHED_DIR, e.g. "
+                   "warehouse/index for warehouse/published)")
+    p.add_argument("--include-query", action="store_true",
+                   help="list the query exam itself among the results (left out by default: it is always the nearest)")
     p.add_argument("--id-map", metavar="TABLE",
                    help="restricted table with an exam_id column (id_map or exams), to suggest close ids for an unknown one")
     p.add_argument("--demo-key", action="store_true", help="hash EXAM_ID with the public demo key (synthetic data only)")
@@ -71,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
         key = keyer.exam_key(args.exam_id)
         if not index.has_exam(key):
             raise UsageError(_unknown_id(args.exam_id, index, keyer, args.id_map))
-        neighbours, label = index.query(exam_key=key, k=args.k), f"exam {args.exam_id} ({key})"
+        neighbours = index.query(exam_key=key, k=args.k, exclude_self=not args.include_query)
+        label = f"exam {args.exam_id} ({key})"
     elif args.exam_key is not None:
-        neighbours, label = index.query(exam_key=args.exam_key, k=args.k), f"exam key {args.exam_key}"
+        neighbours = index.query(exam_key=args.exam_key, k=args.k, exclude_self=not args.include_query)
+        label = f"exam key {args.exam_key}"
     else:
         from radsim.model.checkpoint import load_model
         from radsim.model.query import embed_image_file

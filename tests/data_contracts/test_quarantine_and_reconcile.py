@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from radsim.data_contracts import (
+    ContractViolation,
     QuarantineRecord,
     ReconciliationError,
     StageCounts,
@@ -69,7 +70,7 @@ def test_atomic_write_keeps_old_file_when_validation_fails(tmp_path):
     path = tmp_path / "q.parquet"
     write_parquet_atomic(quarantine_table([QuarantineRecord("label", "E1", "empty_report", "m")]), path, contract)
     bad = quarantine_table([QuarantineRecord("label", "E2", "empty_report", "m")]).drop_columns(["message"])
-    with pytest.raises(Exception):
+    with pytest.raises(ContractViolation, match="message"):
         write_parquet_atomic(bad, path, contract)
     assert pq.read_table(path).column("record_id").to_pylist() == ["E1"]
     assert [p.name for p in tmp_path.iterdir()] == ["q.parquet"]

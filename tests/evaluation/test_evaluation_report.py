@@ -58,7 +58,8 @@ def test_record_dict_is_json_safe_and_table_follows_the_contract():
             MetricRecord("v1", "test", "map_at_r", None, float("nan"), None, None)]
     assert json.loads(json.dumps([r.to_dict() for r in recs]))[1]["value"] is None
     table = records_to_table(recs)
-    assert table.column_names == ["model_version", "split", "metric", "k", "value", "chance_value", "random_value"]
+    assert table.column_names == ["model_version", "split", "metric", "k", "clusters", "value", "chance_value",
+                                  "random_value", "ci_low", "ci_high", "distinguishable_from_chance"]
     assert table.column("k").to_pylist() == [10, None]
     with pytest.raises(ContractViolation):
         records_to_table(recs + [recs[0]])  # duplicate key
@@ -71,7 +72,8 @@ def test_evaluate_embeddings_reports_every_metric_above_its_baselines():
     by = {(r.metric, r.k): r for r in recs}
     assert set(by) == {("precision_at_k", 1), ("precision_at_k", 5), ("precision_at_k", 10), ("map_at_r", None),
                        ("ndcg_at_k", 10), ("precision_at_k/no_finding", 10), ("precision_at_k/a", 10),
-                       ("precision_at_k/b", 10), ("normal_auc", 10), ("nmi", 3), ("purity", 3)}
+                       ("precision_at_k/b", 10), ("normal_auc", 10), ("nmi", None), ("purity", None)}
+    assert by[("nmi", None)].clusters == by[("purity", None)].clusters == 3  # clusters, not neighbours
     for r in recs:
         assert r.random_value is not None and r.chance_value is not None
         assert r.value > r.random_value and r.value > r.chance_value, r

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from radsim.data_contracts import UsageError, demo_keyer, load_contract
 from radsim.evaluation import evaluate_embeddings, records_to_table
-from radsim.evaluation import published as P
+from radsim.warehouse import published as P
 from radsim.evaluation.report import run_evaluation
 from radsim.flows.cli import main
 
@@ -95,7 +95,8 @@ def test_report_files_records_and_metrics_equal_the_direct_computation(tmp_path)
     records_to_table(result.records)
     report = (tmp_path / "report" / "report.md").read_text()
     p10 = head[("precision_at_k", 10)]
-    assert f"**{p10['value']:.3f}** | {p10['chance_value']:.3f} | {p10['random_value']:.3f}" in report
+    assert (f"| P@10 | 10 |  | {p10['value']:.3f} [{p10['ci_low']:.3f}, {p10['ci_high']:.3f}] | "
+            f"{p10['chance_value']:.3f} | {p10['random_value']:.3f} | above chance and random |") in report
     assert "give --shards" in report  # the gallery is skipped with a note
 
 
@@ -183,6 +184,6 @@ def test_report_similar_and_store_modules_import_no_torch():
     import sys
 
     code = ("import sys; import radsim.evaluation.report, radsim.evaluation.plots, radsim.evaluation.similar, "
-            "radsim.evaluation.published, radsim.flows.commands.evaluate, radsim.flows.commands.similar; "
+            "radsim.warehouse.published, radsim.flows.commands.evaluate, radsim.flows.commands.similar; "
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

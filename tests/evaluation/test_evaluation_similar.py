@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from radsim.data_contracts import UsageError, demo_keyer
-from radsim.evaluation import published as P
+from radsim.warehouse import published as P
 from radsim.evaluation.similar import SimilarIndex
 from radsim.flows.cli import main
 
@@ -90,11 +90,15 @@ def test_a_changed_file_is_caught_before_an_index_is_built(tmp_path):
 def test_cli_by_exam_id_and_key(tmp_path, capsys):
     keys, _ = publish(tmp_path / "pub")
     assert main(["similar", "--embeddings", str(tmp_path / "pub"), "--demo-key", "ACC1010", "--k", "3"]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[2].split()[1] == keys[10] and "0.0000" in out.splitlines()[2]
-    assert main(["similar", "--embeddings", str(tmp_path / "pub"), "--exam-key", keys[4], "--k", "2", "--json"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:5]
+    assert len(rows) == 3 and keys[10] not in " ".join(rows)  # the query exam is left out by default
+    base = ["similar", "--embeddings", str(tmp_path / "pub"), "--exam-key", keys[4], "--k", "2", "--json"]
+    assert main(base) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["neighbours"][0]["exam_key"] == keys[4] and len(doc["neighbours"]) == 2
+    assert keys[4] not in [n["exam_key"] for n in doc["neighbours"]] and len(doc["neighbours"]) == 2
+    assert main([*base, "--include-query"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["neighbours"][0]["exam_key"] == keys[4] and doc["neighbours"][0]["distance"] == 0.0
 
 
 def test_cli_bad_input_exits_2(tmp_path, capsys):

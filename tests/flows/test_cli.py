@@ -112,3 +112,21 @@ def test_missing_optional_package_names_the_extra(monkeypatch, capsys):
     assert cli.main(["boom"]) == 2  # an installation error is a usage error (DESIGN §4)
     err = capsys.readouterr().err
     assert "pip install 'radsim[imaging]'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("module", "argv", "extra"), [
+    ("torch", ["train", "--shards", "SHARDS", "--out", "OUT"], "training"),
+    ("torch", ["publish", "--model", "M", "--shards", "S", "--out", "P"], "training"),
+    ("pydicom", ["synth", "--exams", "3", "--out", "OUT"], "imaging"),
+    ("torch", ["demo", "--out", "OUT"], "training"),
+    ("webdataset", ["run", "INBOX", "--warehouse", "WH"], "imaging"),
+])
+def test_every_missing_extra_exits_2_and_names_it(tmp_path, module, argv, extra):
+    """DESIGN §4: an installation error is a usage error (exit 2), whichever command meets it."""
+    argv = [str(tmp_path / a) if a.isupper() and len(a) > 1 else a for a in argv]
+    code = ("import sys; sys.modules[sys.argv[1]] = None\n"  # the package is not installed
+            "from radsim.flows.cli import main\nsys.exit(main(sys.argv[2:]))")
+    (tmp_path / "SHARDS").mkdir()
+    proc = subprocess.run([sys.executable, "-c", code, module, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"pip install 'radsim[{extra}]'" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

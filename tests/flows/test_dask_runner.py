@@ -48,7 +48,8 @@ SCRIPT = textwrap.dedent("""
 
         # the pipeline's labelling stage on the configured runner (one batch of the default 512 reports)
         import pyarrow.parquet as pq
-        from radsim.flows.pipeline import WarehouseLayout, _label
+        from radsim.flows.pipeline import _label
+        from radsim.warehouse.layout import WarehouseLayout
         from radsim.warehouse.ledger import fingerprints
 
         table = pq.read_table(exams)
@@ -65,7 +66,8 @@ SCRIPT = textwrap.dedent("""
         import torch
         from radsim.data_contracts import default_vocabulary, demo_keyer
         from radsim.flows.publish_embeddings import run_publish_embeddings
-        from radsim.model.checkpoint import ModelCard, save_checkpoint, write_card
+        from radsim.model.checkpoint import save_checkpoint
+        from radsim.warehouse.card import ModelCard, write_card
         from radsim.model.encoders import build_encoder
         from radsim.model.publish import publish
 
@@ -181,8 +183,8 @@ def test_dask_runner_matches_local_run(tmp_path):
     assert (tmp_path / "local-labels.parquet").read_bytes() == (tmp_path / "dask-labels.parquet").read_bytes()
     pipeline_labels = pq.read_table(tmp_path / "warehouse" / "restricted" / "labels.parquet")
     assert pipeline_labels.equals(local_labels.sort_by("exam_id"))
-    local_emb = pq.read_table(tmp_path / "local-published" / "embeddings" / "model_version=v1")
-    dask_emb = pq.read_table(tmp_path / "dask-published" / "embeddings" / "model_version=v1")
+    local_emb = pq.read_table(tmp_path / "local-published" / "embeddings" / "v1")
+    dask_emb = pq.read_table(tmp_path / "dask-published" / "embeddings" / "v1")
     manifest = pq.read_table(tmp_path / "local-shards" / "manifest.parquet")
     assert local_emb.num_rows == manifest.num_rows > 0
     assert local_emb.column("exam_key").to_pylist() == manifest.column("exam_key").to_pylist()  # manifest order
@@ -193,7 +195,8 @@ def test_pipeline_label_and_embed_stages_follow_the_configured_runner(tmp_path):
     """_label and the embed step read runner.* from the configuration: an unreachable scheduler is a
     one-line usage error before any flow or cluster starts (the acceptance test above runs them on Dask)."""
     from radsim.data_contracts import UsageError, load_contract, rows_to_table
-    from radsim.flows.pipeline import WarehouseLayout, _label
+    from radsim.flows.pipeline import _label
+    from radsim.warehouse.layout import WarehouseLayout
     from radsim.flows.publish_embeddings import run_embed_shards
     from radsim.warehouse.config import resolve_config
     from radsim.warehouse.ledger import fingerprints

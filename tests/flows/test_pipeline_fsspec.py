@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from radsim.warehouse.config import resolve_config
 
-TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8}
+TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8,
+        "model.force_promote": True}  # these tests are about runs, not the promotion gates (test_warehouse_promotion)
 
 
 def test_pipeline_on_memory_urls_matches_the_local_run_and_survives_a_crash(prefect_harness, tmp_path, memory_root,
@@ -41,8 +42,7 @@ def test_pipeline_on_memory_urls_matches_the_local_run_and_survives_a_crash(pref
     for rel in ("restricted/ledger.parquet", "config.json", "shards/manifest.parquet", "models/current.json",
                 "restricted/quarantine.parquet"):
         assert fs.exists(f"{wh}/{rel}"), rel
-    published_remote = pq.read_table(fs._strip_protocol(f"{wh}/published/embeddings"), filesystem=fs,
-                                      partitioning=None)
+    published_remote = pq.read_table(fs._strip_protocol(f"{wh}/published/embeddings"), filesystem=fs)
     assert published_remote.num_rows == remote.published_rows
     assert "exam_id" not in published_remote.column_names
 
@@ -50,7 +50,7 @@ def test_pipeline_on_memory_urls_matches_the_local_run_and_survives_a_crash(pref
     shutil.copytree(cohort.inbox, local_inbox)
     local = pipeline_module.pipeline(str(local_inbox), str(tmp_path / "local-wh"), config=cfg, demo_key=True,
                                      quiet=True)
-    published_local = pq.read_table(tmp_path / "local-wh" / "published" / "embeddings", partitioning=None)
+    published_local = pq.read_table(tmp_path / "local-wh" / "published" / "embeddings")
     key = ["exam_key", "image_index"]
     assert sorted(published_remote.select(key).to_pylist(), key=str) == \
         sorted(published_local.select(key).to_pylist(), key=str)

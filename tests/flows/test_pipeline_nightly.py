@@ -14,7 +14,8 @@ from radsim.data_contracts import UsageError
 from radsim.data_contracts.errors import QuarantineCeilingExceeded, UnexpectedStageError
 from radsim.warehouse.config import resolve_config
 
-TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 2, "model.batch_size": 16}
+TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 2, "model.batch_size": 16,
+        "model.force_promote": True}  # these tests are about runs, not the promotion gates (test_warehouse_promotion)
 _OPENED: list[str] | None = None  # paths opened while a test records (see _record_opens)
 
 
@@ -148,7 +149,7 @@ def test_a_small_first_run_defers_training_and_a_later_run_trains(prefect_harnes
     inbox, wh = tmp_path / "inbox", tmp_path / "wh"
     _inbox(small.inbox, inbox)
     args = ["run", str(inbox), "--warehouse", str(wh), "--demo-key", "--image-size", "64", "--no-progress"]
-    os.environ.update({"RADSIM_MODEL_IMAGE_SIZE": "64", "RADSIM_MODEL_MAX_STEPS": "2"})
+    os.environ.update({"RADSIM_MODEL_IMAGE_SIZE": "64", "RADSIM_MODEL_MAX_STEPS": "2", "RADSIM_MODEL_FORCE_PROMOTE": "true"})
     try:
         assert cli.main(args) == 0
         out = capsys.readouterr().out
@@ -163,10 +164,10 @@ def test_a_small_first_run_defers_training_and_a_later_run_trains(prefect_harnes
         assert cli.main(args) == 0
         out = capsys.readouterr().out
         assert "training with a batch of 32 instead of 64" in out and "training deferred" not in out
-        published = pq.read_table(wh / "published" / "embeddings", partitioning=None)
+        published = pq.read_table(wh / "published" / "embeddings")
         assert published.num_rows >= 80
     finally:
-        for name in ("RADSIM_MODEL_IMAGE_SIZE", "RADSIM_MODEL_MAX_STEPS"):
+        for name in ("RADSIM_MODEL_IMAGE_SIZE", "RADSIM_MODEL_MAX_STEPS", "RADSIM_MODEL_FORCE_PROMOTE"):
             os.environ.pop(name, None)
 
 

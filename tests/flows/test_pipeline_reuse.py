@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from radsim.warehouse.config import resolve_config
 
-TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8}
+TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8,
+        "model.force_promote": True}  # these tests are about runs, not the promotion gates (test_warehouse_promotion)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def _copy(src: Path, inbox: Path, prefix: str = "") -> None:
 
 
 def _published(wh: Path, version: str):
-    from radsim.evaluation.published import open_version
+    from radsim.warehouse.published import open_version
 
     return open_version(wh / "published", version).read().replace_schema_metadata(None)
 
@@ -53,7 +54,7 @@ def _full_reembed(wh: Path, version: str, out: Path):
 
 
 def _published_at(published: Path, version: str):
-    from radsim.evaluation.published import open_version
+    from radsim.warehouse.published import open_version
 
     return open_version(published, version).read().replace_schema_metadata(None)
 

@@ -74,7 +74,7 @@ def test_pipeline_deployment_runs_on_a_real_server(tmp_path):
     warehouse = tmp_path / "wh"
     toml = tmp_path / "radsim.toml"
     toml.write_text(f'[paths]\ninbox = "{cohort.inbox}"\nwarehouse = "{warehouse}"\n'
-                    '[imaging]\nimage_size = 64\n[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 8\n'
+                    '[imaging]\nimage_size = 64\n[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 8\nforce_promote = true\n'
                     '[runner]\nworkers = 1\n')
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -128,7 +128,7 @@ def test_pipeline_deployment_runs_on_a_real_server(tmp_path):
     assert stopped.get("worker") == signal.SIGINT, stopped  # SIGINT stops the worker: no SIGKILL needed
     assert all(_group_gone(proc.pid) for proc in procs)  # nothing left of the server or the worker
 
-    published = pq.read_table(warehouse / "published" / "embeddings", partitioning=None)
+    published = pq.read_table(warehouse / "published" / "embeddings")
     manifest = pq.read_table(warehouse / "shards" / "manifest.parquet")
     assert published.num_rows == manifest.num_rows > 0
     assert "exam_id" not in published.column_names

@@ -43,9 +43,9 @@ def _train_args(argv: list[str]):
 
 def test_options_survive_the_trip_to_the_ranks_command_line():
     kw = {"loss": "triplet", "backbone": "small", "image_size": 64, "embedding_dim": 32, "batch_size": 8, "seed": 3,
-          "device": "cpu", "init_weights": None, "resume": True, "max_minutes": 1.5, "progress": False,
-          "num_threads": 1, "data": "memory", "accumulate": 2, "max_steps": 5, "epochs": 4, "lr": 0.01,
-          "weight_decay": 0.0, "patience": None}
+          "device": "cpu", "resume": True, "max_minutes": 1.5, "progress": False, "threads": 1, "data": "memory",
+          "accumulate": 2, "max_steps": 5, "epochs": 4, "lr": 0.01, "weight_decay": 0.0, "patience": 0,
+          "augment": "none", "min_val_patients": 0, "loader_workers": 2, "warmup": 0.5}
     back = options(_train_args(options_to_argv("S", "M", kw)))
     assert back == kw
     with pytest.raises(UsageError, match="views"):
@@ -56,7 +56,7 @@ def test_torchrun_command_for_one_node_and_for_many():
     one = torchrun_command(LaunchSpec(nproc_per_node=2), ["--shards", "S"], "/logs")
     assert one[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in one
     assert one[one.index("--max-restarts") + 1] == "0"  # a failed rank ends the job, it is not restarted
-    assert one[-4:] == ["-m", "radsim.model.train", "--shards", "S"]
+    assert one[-4:] == ["-m", "radsim.flows.torchrun", "--shards", "S"]
     many = torchrun_command(LaunchSpec(2, nnodes=3, node_rank=1, rdzv_endpoint="node0:29400"), [], "/logs")
     assert "--standalone" not in many and many[many.index("--rdzv-endpoint") + 1] == "node0:29400"
     with pytest.raises(UsageError, match="rdzv-endpoint"):
@@ -137,7 +137,7 @@ def _rank_pids(out_dir: Path) -> dict[int, int]:
             env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if str(out_dir).encode() in cmdline and b"radsim.model.train" in cmdline and b"torch.distributed.run" not in cmdline:
+        if str(out_dir).encode() in cmdline and b"radsim.flows.torchrun" in cmdline and b"torch.distributed.run" not in cmdline:
             ranks = [e for e in env if e.startswith(b"RANK=")]
             if ranks:
                 found[int(ranks[0][5:])] = int(entry.name)

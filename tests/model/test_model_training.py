@@ -205,10 +205,49 @@ def test_every_loss_runs_through_the_loop(train_shards, tmp_path, loss):
 
 def test_summary_says_n_a_for_levels_a_small_validation_split_cannot_define(tmp_path):
     """A validation split without a normal film has no AUC and may have no chance level: no crash."""
-    from radsim.model.checkpoint import ModelCard
+    from radsim.warehouse.card import ModelCard
     from radsim.model.train import TrainResult
 
     card = ModelCard("v1", "small", 8, 64, "ml2", "radsim", "1", ["no_finding"], "k", "sha", "now",
                      metrics={"precision_at_10": 0.5, "precision_at_10_chance": None, "normal_auc": None})
     line = TrainResult(tmp_path, "v1", card, 1, 1, 3, "max_steps", 10.0, 1.0).summary()
     assert "validation P@10 0.500 (chance n/a, untrained n/a), normal AUC n/a" in line
+
+
+def test_same_command_and_seed_give_the_same_weights_on_a_busy_and_a_quiet_machine(train_shards, tmp_path):
+    """Threads come from the CPU affinity, never the load: a loaded machine trains the same model."""
+    import subprocess
+    import sys
+
+    def train(out, busy: bool):
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3 if busy else 0)]
+        try:
+            proc = subprocess.run([sys.executable, "-m", "radsim.flows.cli", "train", "--shards",
+                                   str(train_shards["shards"]), "--out", str(out), "--device", "cpu", "--batch-size", "16",
+                                   "--epochs", "1", "--max-steps", "4", "--seed", "5", "--no-progress"],
+                                  capture_output=True, text=True, timeout=300)
+        finally:
+            for b in burners:
+                b.kill()
+                b.wait()
+        assert proc.returncode == 0, proc.stderr
+        return torch.load(out / "model.pt", weights_only=True)
+
+    quiet, busy = train(tmp_path / "quiet", busy=False), train(tmp_path / "busy", busy=True)
+    assert quiet["card"]["training"]["num_threads"] == busy["card"]["training"]["num_threads"]
+    assert quiet["card"]["training"]["threads_chosen_from"] == "cpu affinity"
+    for name, tensor in quiet["state_dict"].items():
+        assert torch.equal(tensor, busy["state_dict"][name]), name
+
+
+def test_thread_choice_ignores_the_machine_load(monkeypatch):
+    import os
+
+    from radsim.model.distributed import default_num_threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 1000.0, 1000.0))
+    assert default_num_threads(1) == cores and default_num_threads(2) == max(1, cores // 2)
+    assert default_num_threads(1, requested=3) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert default_num_threads(1) == 1

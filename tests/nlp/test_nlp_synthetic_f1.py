@@ -18,4 +18,4 @@ def test_macro_f1_against_synthetic_report_truth(tmp_path):
     findings = [f for f in default_vocabulary().observed]
     report = score_labels(pq.read_table(tmp_path / "labels.parquet"), pq.read_table(cohort.report_truth_path), findings)
     for cls, value in report.macro.items():
-        assert value >= 0.98, "\n".join(report.lines())
+        assert value >= 0.98, f"{cls}:\n" + "\n".join(report.lines())

@@ -37,7 +37,8 @@ class Cohort:
 def make_model_dir(out: Path, *, version: str = "v1", dim: int = DIM, image_size: int = IMAGE_SIZE,
                    key_id: str | None = None, findings: list[str] | None = None, seed: int = 0) -> Path:
     from radsim.data_contracts import default_vocabulary, demo_keyer
-    from radsim.model.checkpoint import ModelCard, save_checkpoint, write_card
+    from radsim.model.checkpoint import save_checkpoint
+    from radsim.warehouse.card import ModelCard, write_card
     from radsim.model.encoders import build_encoder
 
     torch.manual_seed(seed)

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from radsim.evaluation import published as P
+from radsim.warehouse import published as P
+from radsim.warehouse.published import write as W
 
 D = 8
 
@@ -64,11 +65,11 @@ def test_publish_that_fails_after_staging_leaves_the_old_version(tmp_path, monke
         original(*args, **kwargs)
         raise RuntimeError("killed after staging")
 
-    monkeypatch.setattr(P, "write_parts", write_then_die)
+    monkeypatch.setattr(W, "write_parts", write_then_die)
     with pytest.raises(RuntimeError, match="killed after staging"):
         _publish_synthetic(tmp_path, 70, seed=2)
     _intact(tmp_path, 50, first.record["checksum"])
-    monkeypatch.setattr(P, "write_parts", original)
+    monkeypatch.setattr(W, "write_parts", original)
     second = _publish_synthetic(tmp_path, 70, seed=2)
     assert second.replaced and set(_readers_see(tmp_path).values()) == {70}
     assert [p.name for p in P.staging_dir(tmp_path).iterdir()] == ["publish.lock"]
@@ -81,7 +82,7 @@ def test_publish_that_fails_at_the_swap_leaves_the_old_version(tmp_path, monkeyp
     def no_swap(a, b):
         raise OSError("disk went away")
 
-    monkeypatch.setattr(P, "_exchange", no_swap)
+    monkeypatch.setattr(W, "_exchange", no_swap)
     with pytest.raises(OSError):
         _publish_synthetic(tmp_path, 60, seed=3)
     _intact(tmp_path, 40, first.record["checksum"])
@@ -91,7 +92,7 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     import pyarrow.parquet as pq
-    from radsim.evaluation import published as P
+    from radsim.warehouse.published import write as W
 
     out, ready = Path(sys.argv[1]), Path(sys.argv[2])
 
@@ -102,7 +103,7 @@ KILLED_WRITER = textwrap.dedent("""
             ready.write_text("writing")
             time.sleep(600)                     # ... when SIGKILL arrives
 
-    P.write_parts = slow_parts
+    W.write_parts = slow_parts
     sys.path.insert(0, sys.argv[3])
     from helper import publish
     publish(out, 200, 5)
@@ -116,7 +117,7 @@ def test_publish_killed_with_sigkill_mid_write(tmp_path):
     # the subprocess reuses _publish_synthetic's logic through a tiny module
     (helper / "helper.py").write_text(textwrap.dedent(f"""
         import numpy as np
-        from radsim.evaluation import published as P
+        from radsim.warehouse import published as P
         D = {D}
         def publish(out, n, seed):
             rng = np.random.default_rng(seed)
@@ -185,7 +186,7 @@ def test_readers_never_see_a_partial_table_while_versions_are_swapped(tmp_path):
 def test_a_second_version_sits_beside_the_first(tmp_path):
     _publish_synthetic(tmp_path, 20, seed=1, version="v1")
     _publish_synthetic(tmp_path, 25, seed=2, version="v2")
-    assert sorted(p.name for p in (tmp_path / "embeddings").iterdir()) == ["model_version=v1", "model_version=v2"]
+    assert sorted(p.name for p in (tmp_path / "embeddings").iterdir()) == ["v1", "v2"]
     assert _readers_see(tmp_path)["polars"] == 45
     assert P.resolve_version(tmp_path, None) == "v2"
     assert [r["model_version"] for r in P.published_versions(tmp_path)] == ["v1", "v2"]

@@ -14,7 +14,7 @@ def test_cli_publishes_and_republishes(cohort, model_dir, tmp_path, capsys):
     assert main(["publish", "--model", str(model_dir), "--shards", str(cohort.shards), "--out", str(out),
                  "--device", "cpu", "--batch-size", "7", "--no-progress"]) == 0
     assert "published model version v1" in capsys.readouterr().out
-    folder = out / "embeddings" / "model_version=v1"
+    folder = out / "embeddings" / "v1"
     first = pq.read_table(folder)
     assert main(["publish", "--model", str(model_dir), "--shards", str(cohort.shards), "--out", str(out),
                  "--device", "cpu", "--no-progress"]) == 0
@@ -54,7 +54,7 @@ def test_flow_embeds_publishes_and_evaluates_through_prefect(prefect_harness, co
                                    report_dir=str(tmp_path / "report"), truth=str(cohort.truth), demo_key=True,
                                    device="cpu", split="all")
     assert result["model_version"] == "v1" and result["rows"] == pq.read_table(
-        tmp_path / "pub" / "embeddings" / "model_version=v1").num_rows
+        tmp_path / "pub" / "embeddings" / "v1").num_rows
     records = json.loads((tmp_path / "report" / "evaluation.json").read_text())
     assert any(r["metric"] == "precision_at_k" and r["k"] == 10 for r in records)
     assert any(line.startswith("P@10") for line in result["headline"])

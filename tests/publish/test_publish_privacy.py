@@ -5,7 +5,7 @@ import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from radsim.evaluation.published import version_dir
+from radsim.warehouse.published import version_dir
 
 IDENTIFYING = ("PatientName", "PatientID", "AccessionNumber", "PatientBirthDate", "StudyDate", "StudyInstanceUID",
                "SeriesInstanceUID", "SOPInstanceUID", "InstitutionName", "ReferringPhysicianName", "StudyID",

@@ -67,7 +67,7 @@ def _copy_published(published: Path, tmp_path: Path) -> Path:
 
 
 def _table(published: Path, version: str = "v1"):
-    from radsim.evaluation.published import open_version
+    from radsim.warehouse.published import open_version
 
     return open_version(published, version).read().replace_schema_metadata(None)
 
@@ -90,7 +90,7 @@ def full_table(staged, loaded, tmp_path_factory):
 
 
 def _recording_submit(loaded, shards, calls):
-    from radsim.model.publish import embed_part
+    from radsim.model.shard_embedding import embed_part
 
     def submit(names):
         calls.append(list(names))
@@ -105,6 +105,7 @@ def _recording_submit(loaded, shards, calls):
 def test_only_new_shards_are_embedded_and_the_table_equals_a_full_reembed(staged, loaded, full_table, tmp_path,
                                                                           monkeypatch, mapped):
     import radsim.model.publish as mp
+    import radsim.model.shard_embedding as shard_embedding
 
     shards, published, a_shards = staged
     names = _names(shards)
@@ -115,8 +116,8 @@ def test_only_new_shards_are_embedded_and_the_table_equals_a_full_reembed(staged
     assert plan.reused_rows == _table(published).num_rows
 
     embedded_rows: list[int] = []
-    real = mp.embed_part
-    monkeypatch.setattr(mp, "embed_part", lambda *a, **k: _count(real(*a, **k), embedded_rows))
+    real = shard_embedding.embed_part
+    monkeypatch.setattr(shard_embedding, "embed_part", lambda *a, **k: _count(real(*a, **k), embedded_rows))
     calls: list[list[str]] = []
     submit = _recording_submit(loaded, shards, calls) if mapped else None
     merged = mp.embed_shards(loaded, shards, batch_size=4, device="cpu", reuse=plan, submit=submit, shards_per_task=2)
@@ -147,7 +148,7 @@ def _break_record(published: Path, edit) -> None:
 
 
 def _flip_byte(published: Path) -> None:
-    part = next((published / "embeddings" / "model_version=v1").glob("*.parquet"))
+    part = next((published / "embeddings" / "v1").glob("*.parquet"))
     data = bytearray(part.read_bytes())
     data[100] ^= 0xFF  # inside the first data page: the footer still parses, only the checksum can tell
     part.write_bytes(bytes(data))
@@ -157,10 +158,10 @@ BREAKAGES = {
     "record missing": (lambda p: (p / "_manifests" / "v1.json").unlink(), "missing"),
     "record unreadable": (lambda p: (p / "_manifests" / "v1.json").write_text("{not json"), "unreadable"),
     "part changed": (_flip_byte, "checksum"),
-    "part missing": (lambda p: next((p / "embeddings" / "model_version=v1").glob("*.parquet")).unlink(),
+    "part missing": (lambda p: next((p / "embeddings" / "v1").glob("*.parquet")).unlink(),
                      "holds no Parquet file"),
-    "extra part": (lambda p: shutil.copy(next((p / "embeddings" / "model_version=v1").glob("*.parquet")),
-                                         p / "embeddings" / "model_version=v1" / "part-00001-x.parquet"),
+    "extra part": (lambda p: shutil.copy(next((p / "embeddings" / "v1").glob("*.parquet")),
+                                         p / "embeddings" / "v1" / "part-00001-x.parquet"),
                    "does not match its publish record"),
     "row count": (lambda p: _break_record(p, lambda d: d.update(rows=d["rows"] + 1)), "rows"),
     "other key": (lambda p: _break_record(p, lambda d: d.update(key_id="someone-else")), "key_id"),

@@ -182,8 +182,8 @@ def test_flow_with_shard_groups_on_a_task_runner_publishes_the_same_table(prefec
                  "--task-runner", "threads", "--workers", "2", "--shards-per-task", "2", "--batch-size", "4",
                  "--no-progress"]) == 0
     assert "published model version v1" in capsys.readouterr().out
-    plain = pq.read_table(tmp_path / "plain" / "embeddings" / "model_version=v1")
-    split = pq.read_table(tmp_path / "split" / "embeddings" / "model_version=v1")
+    plain = pq.read_table(tmp_path / "plain" / "embeddings" / "v1")
+    split = pq.read_table(tmp_path / "split" / "embeddings" / "v1")
     assert plain.num_rows >= 40 and plain.equals(split)  # embeddings included, bitwise
     assert main(["publish", "--model", str(model_dir), "--shards", str(many_shards), "--out", str(tmp_path / "x"),
                  "--task-runner", "threads", "--shards-per-task", "0"]) == 2

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 from radsim.data_contracts import demo_keyer, load_contract
-from radsim.evaluation.published import open_version, sha256_file, version_dir
+from radsim.data_contracts.atomic import sha256_file
+from radsim.warehouse.published import open_version, version_dir
 
 DIM = 16  # tests/publish/conftest.py builds D=16 models
 

@@ -1,57 +1,97 @@
-"""Promotion: a retrained model replaces the current one only when it is not worse; current.json says why."""
+"""Promotion through the gates: published or promoted only when measurably better; current.json says why."""
 from __future__ import annotations
 
 import json
 
-from radsim.model.checkpoint import CARD_FILE, ModelCard
-from radsim.model.registry import promote
-from radsim.warehouse.promotion import compare, promote_if_not_worse
+from radsim.warehouse.card import CARD_FILE, ModelCard
+from radsim.warehouse.registry import current_model, promote
+from radsim.warehouse.gates import GatePolicy, decide
+from radsim.warehouse.promotion import promote_through_gates
+
+UNTRAINED = {"precision_at_10": 0.40, "normal_auc": 0.60}
 
 
-def _model(models, version, p10, auc):
+def metrics(p10, p10_ci, auc=None, auc_ci=None, patients=60, cosine=0.2, chance=0.35):
+    out = {"precision_at_10": p10, "precision_at_10_ci": p10_ci, "precision_at_10_chance": chance,
+           "normal_auc_chance": 0.5, "n_patients": patients, "mean_pairwise_cosine": cosine}
+    if auc is not None:
+        out.update(normal_auc=auc, normal_auc_ci=auc_ci)
+    return out
+
+
+def _model(models, version, m, untrained=UNTRAINED):
     folder = models / version
     folder.mkdir(parents=True)
     card = ModelCard(model_version=version, backbone="small", embedding_dim=8, image_size=64, loss="ml2",
                      vocabulary_name="radsim-default", vocabulary_version="1", findings=["no_finding"], key_id="k",
-                     data_manifest_sha256="0" * 64, created_at="2026-01-01T00:00:00Z",
-                     metrics={"precision_at_10": p10, "normal_auc": auc})
+                     data_manifest_sha256="0" * 64, created_at="2026-01-01T00:00:00Z", metrics=m,
+                     baseline_metrics={"untrained_encoder": untrained})
     (folder / CARD_FILE).write_text(card.to_json())
     return folder
 
 
-def test_worse_model_is_not_promoted_and_current_json_says_why(tmp_path):
+def test_a_model_clearly_above_chance_and_the_untrained_encoder_is_promoted():
+    d = decide(metrics(0.60, [0.52, 0.68], 0.80, [0.72, 0.87]), UNTRAINED)
+    assert d.outcome == "promoted" and d.promote and "beats chance and the untrained encoder" in d.reason
+
+
+def test_a_below_chance_model_is_refused():
+    d = decide(metrics(0.30, [0.25, 0.35], 0.18, [0.10, 0.27]), UNTRAINED)
+    assert d.outcome == "refused" and not d.promote
+    assert "normal_auc 0.180 [0.100, 0.270] does not clear chance 0.500" in d.reason
+
+
+def test_a_difference_within_the_interval_is_not_enough():
+    d = decide(metrics(0.45, [0.36, 0.54], 0.66, [0.55, 0.76]), UNTRAINED)  # above, but not beyond the interval
+    assert d.outcome == "refused" and "does not clear untrained encoder 0.400" in d.reason
+
+
+def test_a_collapsed_embedding_is_refused_for_that_reason():
+    d = decide(metrics(0.60, [0.52, 0.68], cosine=0.992), UNTRAINED)
+    assert d.outcome == "refused" and d.reason.startswith("collapsed embedding: mean pairwise cosine 0.992")
+
+
+def test_a_too_small_validation_split_is_undecided():
+    d = decide(metrics(0.90, [0.85, 0.95], patients=12), UNTRAINED, policy=GatePolicy(min_val_patients=30))
+    assert d.outcome == "undecided" and "12 patients, fewer than the 30" in d.reason
+
+
+def test_force_promote_overrides_and_says_so():
+    d = decide(metrics(0.30, [0.25, 0.35]), UNTRAINED, force=True)
+    assert d.promote and d.forced and d.reason.startswith("promoted by --force-promote, overriding: refused")
+
+
+def test_noise_against_the_current_model_does_not_block_a_retrain(tmp_path):
     models = tmp_path / "models"
-    _model(models, "v1", 0.70, 0.80)
+    _model(models, "v1", metrics(0.60, [0.52, 0.68], 0.80, [0.72, 0.87]))
     promote(models, "v1", reason="first")
-    _model(models, "v2", 0.75, 0.60)  # better P@10, worse normal AUC
-    decision = promote_if_not_worse(models, "v2")
-    assert not decision.promoted
+    _model(models, "v2", metrics(0.59, [0.51, 0.67], 0.79, [0.70, 0.86]))  # a hair lower: within its interval
+    assert promote_through_gates(models, "v2").promoted
+    current = json.loads((models / "current.json").read_text())
+    assert current["model_version"] == "v2" and current["previous"]["model_version"] == "v1"
+    assert current["decision"]["outcome"] == "promoted"
+
+
+def test_a_clearly_worse_retrain_is_refused_and_recorded_everywhere(tmp_path):
+    models = tmp_path / "models"
+    _model(models, "v1", metrics(0.80, [0.75, 0.85], 0.90, [0.85, 0.94]))
+    promote(models, "v1", reason="first")
+    _model(models, "v2", metrics(0.60, [0.52, 0.68], 0.80, [0.72, 0.87]))
+    decision = promote_through_gates(models, "v2")
+    assert not decision.promoted and decision.gate.outcome == "refused"
     current = json.loads((models / "current.json").read_text())
     assert current["model_version"] == "v1"
-    assert current["last_refused"]["candidate"] == "v2"
-    assert "normal_auc 0.600 < current 0.800" in current["last_refused"]["reason"]
-    assert current["last_refused"]["comparison"]["precision_at_10"] == {"candidate": 0.75, "current": 0.70}
+    assert "worse than the current model's 0.800" in current["last_refused"]["reason"]
+    card = json.loads((models / "v2" / CARD_FILE).read_text())
+    assert card["promotion"]["outcome"] == "refused" and card["promotion"]["reason"] == decision.reason
 
 
-def test_not_worse_model_is_promoted_with_the_comparison(tmp_path):
+def test_an_undecided_first_model_leaves_no_current_model_and_a_record(tmp_path):
     models = tmp_path / "models"
-    _model(models, "v1", 0.70, 0.80)
-    promote(models, "v1", reason="first")
-    _model(models, "v2", 0.70, 0.85)
-    assert promote_if_not_worse(models, "v2").promoted
-    current = json.loads((models / "current.json").read_text())
-    assert current["model_version"] == "v2" and current["reason"].startswith("promoted: not worse")
-    assert current["previous"]["model_version"] == "v1"
-    assert current["previous"]["comparison"]["normal_auc"] == {"candidate": 0.85, "current": 0.80}
-
-
-def test_first_model_is_promoted(tmp_path):
-    models = tmp_path / "models"
-    _model(models, "v1", None, None)
-    assert promote_if_not_worse(models, "v1").promoted
-    assert json.loads((models / "current.json").read_text())["model_version"] == "v1"
-
-
-def test_missing_candidate_metric_counts_as_worse():
-    ok, reason, _ = compare({"precision_at_10": None, "normal_auc": 0.9}, {"precision_at_10": 0.5, "normal_auc": 0.5})
-    assert not ok and "precision_at_10 n/a" in reason
+    _model(models, "v1", metrics(0.90, [0.85, 0.95], patients=5))
+    decision = promote_through_gates(models, "v1")
+    assert not decision.promoted and decision.gate.outcome == "undecided"
+    assert current_model(models) is None
+    record = json.loads((models / "current.json").read_text())
+    assert record["model_version"] is None and record["last_undecided"]["candidate"] == "v1"
+    assert promote_through_gates(models, "v1", force=True).promoted and current_model(models)["model_version"] == "v1"

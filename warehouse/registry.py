@@ -2,30 +2,23 @@
 
 Training writes into a fresh folder; registering moves it under its version name, so a
 half-trained model never sits where the pipeline looks for models. `current.json` names the
-version that embeds and publishes; promotion rules (not worse than the current one) build on it.
+version that embeds and publishes, and keeps the last refused or undecided candidate and why;
+this module is its only writer (radsim.warehouse.promotion decides, then calls it).
 """
 from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from radsim.data_contracts.atomic import atomic_output
+from radsim.data_contracts.atomic import write_json_atomic
 from radsim.data_contracts.errors import UsageError
 
-from .checkpoint import CARD_FILE, ModelCard
+from .card import read_card
 
 CURRENT_FILE = "current.json"
-
-
-def read_card(model_dir: str | Path) -> ModelCard:
-    path = Path(model_dir) / CARD_FILE
-    try:
-        return ModelCard.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise UsageError(f"no model card at {path}: not a trained model folder") from None
 
 
 def register_model(trained_dir: str | Path, models_root: str | Path) -> Path:
@@ -40,20 +33,33 @@ def register_model(trained_dir: str | Path, models_root: str | Path) -> Path:
     return target
 
 
-def promote(models_root: str | Path, model_version: str, *, reason: str, previous: dict[str, Any] | None = None) -> Path:
-    """Make `model_version` the current model; the record keeps its metrics and why it was promoted."""
+def promote(models_root: str | Path, model_version: str, *, reason: str, previous: dict[str, Any] | None = None,
+            decision: dict[str, Any] | None = None) -> Path:
+    """Make `model_version` the current model; the record keeps its metrics, the decision and why."""
     models_root = Path(models_root)
     card = read_card(models_root / model_version)
     record = {
         "model_version": model_version,
-        "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "promoted_at": _now(),
         "metrics": card.metrics,
         "reason": reason,
         "previous": previous,
+        "decision": decision,
     }
-    with atomic_output(models_root / CURRENT_FILE) as tmp:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json_atomic(models_root / CURRENT_FILE, record)
     return models_root / model_version
+
+
+def record_decision(models_root: str | Path, outcome: str, decision: dict[str, Any]) -> None:
+    """Keep a candidate that was not promoted in current.json as `last_<outcome>`; the current model stays."""
+    path = Path(models_root) / CURRENT_FILE
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"model_version": None}
+    doc[f"last_{outcome}"] = {**decision, "decided_at": _now()}
+    write_json_atomic(path, doc)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def current_model(models_root: str | Path) -> dict[str, Any] | None:
@@ -62,6 +68,8 @@ def current_model(models_root: str | Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("model_version") is None:  # only refused or undecided candidates so far
+        return None
     if not (Path(models_root) / record["model_version"]).is_dir():
         raise UsageError(f"{path} names model {record['model_version']}, which is missing from {models_root}")
     return record

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from radsim.data_contracts import UsageError
-from radsim.model.checkpoint import ModelCard, write_card
-from radsim.model.registry import current_model, promote, register_model
+from radsim.warehouse.card import ModelCard, write_card
+from radsim.warehouse.registry import current_model, promote, register_model
 
 
 def _trained(tmp_path, version="small-ml2-20260101000000-abcd1234", p10=0.9):

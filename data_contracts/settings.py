@@ -1,0 +1,104 @@
+"""Settings declared once: a frozen pydantic model per stage; command-line options derive from it.
+
+Each field carries its default, its help text (`description`) and its bounds (`ge`, `gt`, a
+`Literal` of choices) in one place; constructing the model validates them, and a violation is a
+one-line UsageError that names the setting. `add_arguments` turns the fields into argparse
+options (`--image-size` for `image_size`), `from_arguments` reads them back (unset options keep
+the defaults), and `to_argv` writes a config back as the options that rebuild it (what a
+torchrun rank is started with). Nothing here imports torch or prefect: `--help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from typing import Any, Iterable, Literal, TypeVar, get_args, get_origin
+
+import pydantic
+
+from .errors import UsageError
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+class Settings(pydantic.BaseModel):
+    """Base of the stage configs: frozen, unknown keys refused, validated at construction."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+
+def build(model: type[M], values: dict[str, Any], origin: str = "settings") -> M:
+    """`model(**values)`, with a validation error as one line naming the setting and the rule."""
+    try:
+        return model(**values)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first.get("loc", ())) or "?"
+        raise UsageError(f"{origin}: {name}: {first.get('msg')} (got {first.get('input')!r})") from None
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar(annotation: Any) -> tuple[Any, bool]:
+    """The field's base type and whether None is allowed."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), len(args) < len(get_args(annotation))
+    return annotation, False
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, model: type[pydantic.BaseModel],
+                  include: Iterable[str] | None = None, metavars: dict[str, str] | None = None) -> None:
+    """One option per field (all, or `include`): type, choices, default and help from the model."""
+    names = list(include) if include is not None else list(model.model_fields)
+    for name in names:
+        field = model.model_fields[name]
+        base, optional = _scalar(field.annotation)
+        default = field.get_default(call_default_factory=True)
+        shown = "none" if default is None else default
+        text = f"{field.description or ''} (default: {shown})".strip()
+        kw: dict[str, Any] = {"default": None, "help": text.replace("%", "%%"), "dest": name}
+        if base is bool:
+            parser.add_argument(flag(name), action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if get_origin(base) is Literal:
+            kw["choices"] = list(get_args(base))
+        elif base in (int, float, str):
+            kw["type"] = base
+        if metavars and name in metavars:
+            kw["metavar"] = metavars[name]
+        parser.add_argument(flag(name), **kw)
+
+
+def from_arguments(model: type[M], args: argparse.Namespace, base: M | None = None, origin: str = "command line") -> M:
+    """The model with every option the user gave; the others keep `base`'s values (or the defaults)."""
+    given = {name: getattr(args, name) for name in model.model_fields
+             if getattr(args, name, None) is not None}
+    start = base.model_dump() if base is not None else {}
+    return build(model, {**start, **given}, origin)
+
+
+def to_argv(config: pydantic.BaseModel, include: Iterable[str] | None = None) -> list[str]:
+    """The options that rebuild `config` through `from_arguments` (fields left at None are omitted)."""
+    argv: list[str] = []
+    for name in (list(include) if include is not None else list(type(config).model_fields)):
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag(name) if value else "--no-" + name.replace("_", "-"))
+        else:
+            argv += [flag(name), str(value)]
+    return argv
+
+
+def describe(model: type[pydantic.BaseModel]) -> list[dict[str, Any]]:
+    """Name, type, default and help of each field: for documentation and config.json."""
+    out = []
+    for name, field in model.model_fields.items():
+        out.append({"name": name, "default": field.get_default(call_default_factory=True),
+                    "help": field.description or "", "type": str(field.annotation)})
+    return out

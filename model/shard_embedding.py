@@ -1,0 +1,198 @@
+"""Embed the images of a shard folder in manifest order, in one process or as tasks on a runner.
+
+Every image is embedded, labelled or not: a new exam may arrive before its report, and its
+row is published with null findings. A batch never spans two shards, so a split run gives the
+same vectors as a one-process run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from radsim.data_contracts.inflight import in_order
+from radsim.data_contracts import RadsimError, UsageError
+
+from .checkpoint import LoadedModel
+from .data import float_images_at
+from .embed import embed_images
+from .embedded import EmbeddedPart, EmbeddedShards, shard_digests, shard_metadata, shard_row_counts
+from .reuse import ReusePlan, merge_reused
+from .train_core import resolve_device
+
+
+DEFAULT_BATCH_SIZE = 256
+
+
+def check_compatible(loaded: LoadedModel, meta: dict[str, str], shard_dir: str | Path) -> None:
+    """Refuse shards made under another key or vocabulary than the model's, or smaller than its input.
+
+    Larger shards are resized to the model's size on the fly, as training does.
+    """
+    card = loaded.card
+    key_id = meta.get("radsim.key_id")
+    if key_id != card.key_id:
+        raise UsageError(f"shards in {shard_dir} were keyed with key_id {key_id!r} but model {card.model_version} "
+                         f"was trained under {card.key_id!r}: a different pseudonymisation key; use matching shards")
+    findings = json.loads(meta.get("radsim.vocabulary.findings", "null") or "null")
+    if findings != list(card.findings):
+        raise UsageError(f"shards in {shard_dir} use another vocabulary ({len(findings or [])} findings) than model "
+                         f"{card.model_version} ({len(card.findings)} findings)")
+    size = meta.get("radsim.image_size")
+    if size is None or int(size) < int(card.image_size):
+        raise UsageError(f"shards in {shard_dir} hold {size}px images but model {card.model_version} expects "
+                         f"{card.image_size}px: reshard with --image-size {card.image_size} or larger")
+
+
+PartSubmitter = Callable[[list[str]], Any]
+"""Shard names → a future whose `.result()` is `embed_part`'s EmbeddedPart for them (a Prefect task, say)."""
+
+
+def shard_groups(shard_dir: str | Path, shards_per_task: int, only: Sequence[str] | None = None) -> list[list[str]]:
+    """The manifest's shard names in write order (those in `only`, when given), cut into groups of
+    `shards_per_task` (one task each)."""
+    if shards_per_task < 1:
+        raise UsageError(f"--shards-per-task must be at least 1, got {shards_per_task}")
+    names = list(dict.fromkeys(pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard"])
+                               .column("shard").to_pylist()))
+    if only is not None:
+        wanted = set(only)
+        names = [n for n in names if n in wanted]
+    return [names[i:i + shards_per_task] for i in range(0, len(names), shards_per_task)]
+
+
+def embed_part(loaded: LoadedModel, shard_dir: str | Path, shards: Sequence[str] | None = None, *,
+               batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto",
+               on_batch: Callable[[int], Any] | None = None) -> EmbeddedPart:
+    """Embed the samples of `shards` (None: all) in manifest order.
+
+    A batch never spans two shards, so every image is embedded in the same batch however the
+    shards are grouped into tasks: a split run gives the same vectors as a one-process run.
+    `on_batch(n)` is called after each batch (a progress bar).
+    """
+    from radsim.imaging.reader import iter_manifest_samples
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    rows: dict[str, list[Any]] = {"exam_key": [], "image_index": [], "split": [], "view_position": [], "labels": []}
+    seen: list[str] = []
+
+    def batches() -> Iterator[torch.Tensor]:
+        buf: list[torch.Tensor] = []
+        for sample in iter_manifest_samples(shard_dir, as_tensor=True, shards=shards):
+            if buf and sample["shard"] != seen[-1]:
+                yield float_images_at(torch.stack(buf), loaded.card.image_size)
+                buf = []
+            if not seen or seen[-1] != sample["shard"]:
+                seen.append(sample["shard"])
+            rows["exam_key"].append(sample["exam_key"])
+            rows["image_index"].append(int(sample["image_index"]))
+            rows["split"].append(sample["split"])
+            rows["view_position"].append(sample["view_position"])
+            if sample["labelled"]:
+                lab = sample["labels"].tolist()
+                rows["labels"].append([None if math.isnan(v) else int(v) for v in lab])  # NaN = not mentioned
+            else:
+                rows["labels"].append(None)
+            buf.append(sample["image"])
+            if len(buf) == batch_size:
+                yield float_images_at(torch.stack(buf), loaded.card.image_size)
+                buf = []
+        if buf:
+            yield float_images_at(torch.stack(buf), loaded.card.image_size)
+
+    def counted() -> Iterator[torch.Tensor]:
+        for x in batches():
+            yield x
+            if on_batch is not None:
+                on_batch(int(x.shape[0]))
+
+    emb = embed_images(loaded.model, counted(), batch_size=batch_size, device=resolve_device(device))
+    if emb.shape[0] == 0:
+        emb = np.empty((0, loaded.card.embedding_dim), np.float32)
+    return EmbeddedPart(rows["exam_key"], rows["image_index"], rows["split"], rows["view_position"], rows["labels"],
+                        emb, shards=list(shards) if shards is not None else seen,
+                        model_version=loaded.card.model_version)
+
+
+def _in_order(groups: list[list[str]], submit: PartSubmitter, window: int) -> Iterator[EmbeddedPart]:
+    """Submit shard groups with at most `window` in flight; yield their parts in manifest order."""
+    for names, part in in_order(groups, submit, window):
+        yield _checked(part, names)
+
+
+def _checked(part: EmbeddedPart, names: list[str]) -> EmbeddedPart:
+    if list(part.shards) != list(names):
+        raise RadsimError(f"an embedding task returned shards {part.shards[:2]} for {names[:2]}")
+    return part
+
+
+def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 device: str = "auto", progress: bool = False, shards_per_task: int = 1,
+                 submit: PartSubmitter | None = None, window: int = 2, only: Sequence[str] | None = None,
+                 reuse: ReusePlan | None = None) -> EmbeddedShards:
+    """Embed every sample of `shard_dir` in manifest order (GPU when present, bf16 autocast there).
+
+    With `submit`, groups of `shards_per_task` shards are handed to the caller's executor (a
+    Prefect task runner on Dask, say), at most `window` groups in flight, and the parts are
+    assembled here in manifest order. Each part must come from the model `loaded` was read from
+    (its model_version is checked); on the same device the vectors equal a one-process run's.
+    `only` embeds just those shards (the rows are theirs alone); `reuse` (see `plan_reuse`)
+    embeds the plan's shards and takes the others' rows from the published version, so the
+    result covers every shard as a full run would.
+    """
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if reuse is not None:
+        reuse = reuse.checked_for(loaded)
+        if reuse.reused_shards:
+            new = embed_shards(loaded, shard_dir, batch_size=batch_size, device=device, progress=progress,
+                               shards_per_task=shards_per_task, submit=submit, window=window, only=reuse.embed)
+            return merge_reused(reuse, new, shard_dir)
+    meta = shard_metadata(shard_dir)
+    check_compatible(loaded, meta, shard_dir)
+    manifest = pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard", "sample_key", "image_sha256"])
+    if only is not None:
+        manifest = manifest.filter(pc.is_in(manifest.column("shard"), value_set=pa.array(list(only), pa.string())))
+    digests, counts = shard_digests(manifest), shard_row_counts(manifest)
+    t0 = time.perf_counter()
+    with _progress_bar(manifest.num_rows, progress) as bar:
+        if submit is None:
+            parts = ([embed_part(loaded, shard_dir, only, batch_size=batch_size, device=device, on_batch=bar.update)]
+                     if only is None or digests else [])
+        else:
+            parts = []
+            groups = shard_groups(shard_dir, shards_per_task, only)
+            for part in _in_order(groups, submit, max(1, window)):
+                if part.model_version != loaded.card.model_version:
+                    raise RadsimError(f"an embedding task used model {part.model_version}, not "
+                                      f"{loaded.card.model_version}: workers must see the same model folder")
+                parts.append(part)
+                bar.update(part.rows)
+    seconds = time.perf_counter() - t0
+    dim = loaded.card.embedding_dim
+    emb = np.concatenate([p.embeddings for p in parts if p.rows] or [np.empty((0, dim), np.float32)])
+    vocab = {"name": meta.get("radsim.vocabulary.name", loaded.card.vocabulary_name),
+             "version": meta.get("radsim.vocabulary.version", loaded.card.vocabulary_version),
+             "findings": list(loaded.card.findings)}
+    return EmbeddedShards([k for p in parts for k in p.exam_keys], [i for p in parts for i in p.image_index],
+                          [s for p in parts for s in p.splits], [v for p in parts for v in p.view_positions],
+                          [lv for p in parts for lv in p.label_values], emb.astype(np.float32, copy=False),
+                          meta["radsim.key_id"], vocab, seconds, shard_digests=digests, shard_rows=counts)
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="image", desc="embed", file=sys.stderr, dynamic_ncols=True, leave=False,
+                disable=not enabled or not sys.stderr.isatty())
