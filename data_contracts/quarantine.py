@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -59,3 +61,8 @@ def merge_quarantine(old: pa.Table | None, new: pa.Table) -> pa.Table:
     seen = {(r["stage"], r["record_id"], r["reason_code"]) for r in old.select(["stage", "record_id", "reason_code"]).to_pylist()}
     rows = [r for r in new.to_pylist() if (r["stage"], r["record_id"], r["reason_code"]) not in seen]
     return contract.validate(pa.concat_tables([contract.validate(old), rows_to_table(contract, rows)]))
+
+
+def reason_counts(records: Iterable[QuarantineRecord | str]) -> dict[str, int]:
+    """How many records per reason code (records, or their reason codes), in first-seen order."""
+    return dict(Counter(r if isinstance(r, str) else r.reason_code for r in records))

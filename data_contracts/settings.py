@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, mod
         field = model.model_fields[name]
         base, optional = _scalar(field.annotation)
         default = field.get_default(call_default_factory=True)
-        shown = "none" if default is None else default
+        shown = "none" if default is None else ",".join(map(str, default)) if isinstance(default, tuple) else default
         text = f"{field.description or ''} (default: {shown})".strip()
         kw: dict[str, Any] = {"default": None, "help": text.replace("%", "%%"), "dest": name}
         if base is bool:

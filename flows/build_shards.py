@@ -18,12 +18,8 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from radsim.data_contracts import keyer_from_env, load_vocabulary  # noqa: E402
 from radsim.flows.task_runners import RUNNERS, make_task_runner  # noqa: E402,F401 - re-exported
-from radsim.imaging.normalise import DEFAULT_IMAGE_SIZE  # noqa: E402
+from radsim.imaging.config import ShardOptions, shard_options  # noqa: E402
 from radsim.imaging.shards import (  # noqa: E402
-    DEFAULT_BATCH,
-    DEFAULT_COMPACT_AFTER,
-    DEFAULT_MAXCOUNT,
-    DEFAULT_MAXSIZE,
     ShardPlan,
     commit_shard_run,
     plan_shard_run,
@@ -61,28 +57,23 @@ def build_shards(
     exams: str,
     labels: str | None,
     out: str,
-    image_size: int = DEFAULT_IMAGE_SIZE,
+    options: ShardOptions | None = None,
     workers: int = 2,
     demo_key: bool = False,
     vocabulary: str | None = None,
-    maxcount: int = DEFAULT_MAXCOUNT,
-    maxsize: int = DEFAULT_MAXSIZE,
-    batch_size: int = DEFAULT_BATCH,
     quarantine: str | None = None,
-    split_fractions: list[float] | None = None,
     progress: bool = False,
-    compact_after: int = DEFAULT_COMPACT_AFTER,
 ) -> dict[str, Any]:
     """Shard an exams table (+ labels) into `out`; returns the reconciled counts and new shards.
 
+    `options` holds the sizes, split fractions and limits (radsim.imaging.config.ShardOptions).
     Refused images go to the restricted table `quarantine` (default: beside `out`, in ../restricted).
     """
     keyer = keyer_from_env(demo=demo_key)
     vocab = load_vocabulary(vocabulary)
     with shard_dir_lock(out):
-        plan = plan_shard_run(exams, labels, out, keyer=keyer, vocabulary=vocab, image_size=image_size,
-                              maxcount=maxcount, maxsize=maxsize, batch_size=batch_size, quarantine_path=quarantine,
-                              split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)), compact_after=compact_after)
+        plan = plan_shard_run(exams, labels, out, keyer=keyer, vocabulary=vocab, quarantine_path=quarantine,
+                              options=options)
         summary = commit_shard_run(plan, _mapped(plan, window=2 * max(1, workers)), progress=progress)
     _artifact(summary)
     return {**summary.counts.as_dict(), "shards_written": summary.shards_written,
@@ -91,10 +82,14 @@ def build_shards(
 
 
 def run_build_shards(exams: str, labels: str | None, out: str, *, runner: str = "threads", workers: int = 2,
-                     dask_address: str | None = None, **kwargs: Any) -> dict[str, Any]:
+                     dask_address: str | None = None, options: ShardOptions | None = None, demo_key: bool = False,
+                     vocabulary: str | None = None, quarantine: str | None = None, progress: bool = False,
+                     **settings: Any) -> dict[str, Any]:
     """Run the flow with the chosen task runner (threads, processes or dask) and worker count.
 
-    On Dask only the decode batches leave this process; the shard commit stays here.
+    ShardOptions fields given as keywords (`image_size=64`) override `options`. On Dask only the
+    decode batches leave this process; the shard commit stays here.
     """
     return build_shards.with_options(task_runner=make_task_runner(runner, workers, dask_address))(
-        exams, labels, out, workers=workers, **kwargs)
+        exams, labels, out, options=shard_options(options, **settings), workers=workers, demo_key=demo_key,
+        vocabulary=vocabulary, quarantine=quarantine, progress=progress)

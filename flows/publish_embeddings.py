@@ -113,17 +113,11 @@ def run_embed_shards(model_dir: str, shards: str, *, runner: str = "threads", wo
     merged in here: the plan holds vectors, so it never becomes a flow parameter.
     """
     from radsim.flows.task_runners import make_task_runner
-    from radsim.model.publish import merge_reused
+    from radsim.model.reuse import embed_reusing
 
     embed_flow = embed_shards_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address))
-    only = list(reuse.embed) if reuse is not None and reuse.reused_shards else None
-    loaded, embedded = embed_flow(str(model_dir), str(shards), workers=workers, only=only, **kwargs)
-    if only is not None:
-        if reuse.checked_for(loaded) is reuse:
-            embedded = merge_reused(reuse, embedded, shards)
-        else:  # planned for another model than the folder now holds: embed the rest as well
-            loaded, embedded = embed_flow(str(model_dir), str(shards), workers=workers, **kwargs)
-    return loaded, embedded
+    return embed_reusing(reuse, shards, lambda only: embed_flow(str(model_dir), str(shards), workers=workers,
+                                                                only=only, **kwargs))
 
 
 @task(name="publish-table", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -152,7 +146,7 @@ def evaluate_task(published_dir: str, report_dir: str, model_version: str, truth
                           shards=shards, split=split)
 
 
-def _artifacts(evaluation: Any) -> None:
+def evaluation_artifacts(evaluation: Any) -> None:
     try:
         from prefect.artifacts import create_markdown_artifact, create_table_artifact
         from prefect.context import FlowRunContext
@@ -193,7 +187,7 @@ def publish_embeddings(model_dir: str, shards: str, published_dir: str, report_d
     if report_dir is not None:
         evaluation = evaluate_task(str(published_dir), str(report_dir), published.model_version,
                                    None if truth is None else str(truth), demo_key, str(shards), split)
-        _artifacts(evaluation)
+        evaluation_artifacts(evaluation)
         out.update(report=str(Path(report_dir) / "report.md"), headline=evaluation.headline(),
                    evaluation=evaluation.summary())
     return out

@@ -40,7 +40,7 @@ from radsim.data_contracts.errors import UnexpectedStageError
 
 from .tarshard import ShardTarWriter, iter_tar_samples
 
-DEFAULT_COMPACT_AFTER = 16  # small shards in the tail before they are merged
+from .config import DEFAULT_COMPACT_AFTER  # noqa: F401 - small shards in the tail before they are merged
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 # 64 Mpx per image (8k × 8k): far above any chest radiograph (≈ 4.3k × 4.3k), far below a bomb.
-DEFAULT_MAX_PIXELS = 64_000_000
+from .config import DEFAULT_MAX_PIXELS  # noqa: F401 - declared with the shard options
 MIN_SIDE = 8
 MAX_FILE_BYTES = 2 << 30  # 2 GiB on disk: refused before reading
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -32,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from radsim.data_contracts.atomic import exclusive_lock
 from radsim.data_contracts.inflight import in_order
 from radsim.data_contracts.ingest import split_duplicates as _split_duplicates
 from radsim.data_contracts import (
@@ -45,6 +45,7 @@ from radsim.data_contracts import (
     load_contract,
     merge_quarantine,
     quarantine_table,
+    reason_counts,
     read_input_table,
     rows_to_table,
     write_parquet_atomic,
@@ -52,9 +53,9 @@ from radsim.data_contracts import (
 from radsim.data_contracts.errors import UnexpectedStageError
 
 from .compaction import DEFAULT_COMPACT_AFTER, CompactionResult, compact_tail
-from .decode import DEFAULT_MAX_PIXELS, normalise_view
-from .normalise import DEFAULT_IMAGE_SIZE
-from .splits import SPLITS_FILE, assign_splits, check_fractions, read_splits, write_splits
+from .config import ShardOptions, shard_options
+from .decode import normalise_view
+from .splits import SPLITS_FILE, assign_splits, read_splits, write_splits
 from .tarshard import ShardTarWriter
 from .worker import DecodeOptions, DecodeResult, WorkItem, decode_batch
 
@@ -66,9 +67,9 @@ SOURCES_FILE = "sources.parquet"  # sample_key → keyed digest of the source fi
 LOCK_FILE = ".radsim-shard.lock"
 SHARD_NAME = "shard-{:06d}.tar"
 SHARD_RE = re.compile(r"^shard-(\d{6,})\.tar$")
-DEFAULT_MAXCOUNT = 1000
-DEFAULT_MAXSIZE = 256 << 20
-DEFAULT_BATCH = 32
+DEFAULT_MAXCOUNT = ShardOptions.model_fields["maxcount"].default
+DEFAULT_MAXSIZE = ShardOptions.model_fields["maxsize"].default
+DEFAULT_BATCH = ShardOptions.model_fields["batch_size"].default
 
 META_KEY_ID = "radsim.key_id"
 META_IMAGE_SIZE = "radsim.image_size"
@@ -178,16 +179,8 @@ class ShardRunSummary:
 def shard_dir_lock(out_dir: str | Path) -> Iterator[None]:
     """One writer per shard folder: a second concurrent run fails fast instead of interleaving."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK_FILE, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another 'radsim shard' run is writing to {out}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with exclusive_lock(out / LOCK_FILE, f"another 'radsim shard' run is writing to {out}"):
+        yield
 
 
 def resolve_uri(uri: str, base_dir: str | Path | None) -> str:
@@ -301,27 +294,19 @@ def plan_shard_run(
     *,
     keyer: IdKeyer,
     vocabulary: Vocabulary | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
     base_dir: str | Path | None = None,
-    maxcount: int = DEFAULT_MAXCOUNT,
-    maxsize: int = DEFAULT_MAXSIZE,
-    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    batch_size: int = DEFAULT_BATCH,
     quarantine_path: str | Path | None = None,
-    compact_after: int = DEFAULT_COMPACT_AFTER,
+    options: ShardOptions | None = None,
+    **settings: Any,
 ) -> ShardPlan:
     """Validate, key, split and list the decode work; cleans up after a crashed run.
 
-    Refused records go to `quarantine_path` (default: `default_quarantine_path(out_dir)`).
+    `options` (or ShardOptions' defaults) with any ShardOptions field given as a keyword
+    (`image_size=64`) set the sizes, fractions and limits. Refused records go to
+    `quarantine_path` (default: `default_quarantine_path(out_dir)`).
     """
-    if maxcount < 1 or maxsize < 1 or batch_size < 1:
-        raise UsageError("maxcount, maxsize and batch_size must be positive")
-    if compact_after < 0 or compact_after == 1:
-        raise UsageError(f"compact_after must be 0 (never) or at least 2, got {compact_after}")
-    if image_size < 8:
-        raise UsageError(f"--image-size must be at least 8, got {image_size}")
-    fractions = check_fractions(split_fractions)
+    opts = shard_options(options, **settings)
+    image_size, fractions = opts.image_size, opts.split_fractions
     vocabulary = vocabulary or default_vocabulary()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -360,12 +345,12 @@ def plan_shard_run(
         ))
     digest_key = hmac.new(keyer.secret, b"radsim-source-digest", hashlib.sha256).digest()
     return ShardPlan(
-        out_dir=out, rows=rows, options=DecodeOptions(image_size, max_pixels, digest_key),
+        out_dir=out, rows=rows, options=DecodeOptions(image_size, opts.max_pixels, digest_key),
         counts=StageCounts(STAGE, rows_in=rows_in, quarantined=len(quarantine)),
         quarantine=quarantine, manifest=manifest, sources=_read_sources(out, keyer.key_id),
-        metadata=metadata, vocabulary=vocabulary, maxcount=maxcount, maxsize=maxsize,
-        batch_size=batch_size, next_shard=max(numbers, default=-1) + 1, removed_orphans=removed, quarantine_path=qpath,
-        compact_after=compact_after,
+        metadata=metadata, vocabulary=vocabulary, maxcount=opts.maxcount, maxsize=opts.maxsize,
+        batch_size=opts.batch_size, next_shard=max(numbers, default=-1) + 1, removed_orphans=removed,
+        quarantine_path=qpath, compact_after=opts.compact_after,
     )
 
 
@@ -503,9 +488,7 @@ def commit_shard_run(plan: ShardPlan, results: Iterable[DecodeResult], *, progre
 
 
 def _write_quarantine(path: Path, records: list[QuarantineRecord]) -> dict[str, int]:
-    reasons: dict[str, int] = {}
-    for rec in records:
-        reasons[rec.reason_code] = reasons.get(rec.reason_code, 0) + 1
+    reasons = reason_counts(records)
     if not records:
         return reasons
     new = quarantine_table(records)
@@ -539,22 +522,18 @@ def write_shards(
     *,
     keyer: IdKeyer,
     vocabulary: Vocabulary | None = None,
-    image_size: int = DEFAULT_IMAGE_SIZE,
     workers: int = 1,
     base_dir: str | Path | None = None,
-    maxcount: int = DEFAULT_MAXCOUNT,
-    maxsize: int = DEFAULT_MAXSIZE,
     progress: bool = True,
-    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    batch_size: int = DEFAULT_BATCH,
     quarantine_path: str | Path | None = None,
-    compact_after: int = DEFAULT_COMPACT_AFTER,
+    options: ShardOptions | None = None,
+    **settings: Any,
 ) -> ShardRunSummary:
-    """Shard exams (an exams-contract table or its path) with their labels into `out_dir`."""
+    """Shard exams (an exams-contract table or its path) with their labels into `out_dir`.
+
+    `options` and ShardOptions fields as keywords as for `plan_shard_run`.
+    """
     with shard_dir_lock(out_dir):
-        plan = plan_shard_run(exams, labels, out_dir, keyer=keyer, vocabulary=vocabulary, image_size=image_size,
-                              base_dir=base_dir, maxcount=maxcount, maxsize=maxsize, split_fractions=split_fractions,
-                              max_pixels=max_pixels, batch_size=batch_size, quarantine_path=quarantine_path,
-                              compact_after=compact_after)
+        plan = plan_shard_run(exams, labels, out_dir, keyer=keyer, vocabulary=vocabulary, base_dir=base_dir,
+                              quarantine_path=quarantine_path, options=options, **settings)
         return commit_shard_run(plan, decode_plan(plan, workers), progress=progress)

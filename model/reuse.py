@@ -8,6 +8,7 @@ re-embed, never a guess.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,20 @@ def merge_reused(plan: ReusePlan, new: EmbeddedShards, shard_dir: str | Path) ->
                           shard_digests=in_manifest_order(plan.shards, plan.shard_digests, new.shard_digests),
                           shard_rows=in_manifest_order(plan.shards, plan.shard_rows, new.shard_rows), reused_rows=old.rows,
                           reused_shards=plan.reused_shards)
+
+
+def embed_reusing(plan: ReusePlan | None, shard_dir: str | Path,
+                  embed: Callable[[list[str] | None], tuple[LoadedModel, EmbeddedShards]]
+                  ) -> tuple[LoadedModel, EmbeddedShards]:
+    """Embed what `plan` leaves to embed and merge in the rows it reuses; everything without a plan.
+
+    `embed(shards)` embeds those shards (None: all) and says which model it used: a plan made for
+    another model than that one reuses nothing, and every shard is embedded after all.
+    """
+    only = list(plan.embed) if plan is not None and plan.reused_shards else None
+    loaded, embedded = embed(only)
+    if only is None:
+        return loaded, embedded
+    if plan.checked_for(loaded) is plan:
+        return loaded, merge_reused(plan, embedded, shard_dir)
+    return embed(None)

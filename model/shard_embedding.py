@@ -27,7 +27,7 @@ from .checkpoint import LoadedModel
 from .data import float_images_at
 from .embed import embed_images
 from .embedded import EmbeddedPart, EmbeddedShards, shard_digests, shard_metadata, shard_row_counts
-from .reuse import ReusePlan, merge_reused
+from .reuse import ReusePlan, embed_reusing
 from .train_core import resolve_device
 
 
@@ -154,11 +154,11 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if reuse is not None:
-        reuse = reuse.checked_for(loaded)
-        if reuse.reused_shards:
-            new = embed_shards(loaded, shard_dir, batch_size=batch_size, device=device, progress=progress,
-                               shards_per_task=shards_per_task, submit=submit, window=window, only=reuse.embed)
-            return merge_reused(reuse, new, shard_dir)
+        def embed(shards: list[str] | None) -> tuple[LoadedModel, EmbeddedShards]:
+            return loaded, embed_shards(loaded, shard_dir, batch_size=batch_size, device=device, progress=progress,
+                                        shards_per_task=shards_per_task, submit=submit, window=window, only=shards)
+
+        return embed_reusing(reuse.checked_for(loaded), shard_dir, embed)[1]
     meta = shard_metadata(shard_dir)
     check_compatible(loaded, meta, shard_dir)
     manifest = pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard", "sample_key", "image_sha256"])

@@ -31,8 +31,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from radsim.data_contracts import UsageError
+from radsim.data_contracts import UsageError, settings
 from radsim.data_contracts.atomic import atomic_output
+from radsim.imaging.config import ShardOptions
 
 CONFIG_FILE = "config.json"
 TASK_RUNNERS = ("threads", "processes", "dask")
@@ -43,8 +44,8 @@ SCHEMA: dict[str, tuple[type, Any]] = {
     "paths.warehouse": (str, None),
     "paths.truth": (str, None),
     "paths.vocabulary": (str, None),
-    "imaging.image_size": (int, 256),
-    "imaging.compact_after": (int, 16),
+    "imaging.image_size": (int, ShardOptions.model_fields["image_size"].default),
+    "imaging.compact_after": (int, ShardOptions.model_fields["compact_after"].default),
     "model.backbone": (str, "small"),
     "model.loss": (str, "ml2"),
     "model.image_size": (int, 128),
@@ -155,18 +156,32 @@ def resolve_config(cli: Mapping[str, Any] | None = None, toml_path: str | Path |
             resolved[key], sources[key] = value, origin
     if resolved["runner.task_runner"] not in TASK_RUNNERS:
         raise UsageError(f"runner.task_runner must be one of {TASK_RUNNERS}, got {resolved['runner.task_runner']!r}")
-    for key in ("imaging.image_size", "model.image_size", "model.nproc_per_node", "runner.workers",
-                "runner.label_batch_size", "runner.decode_batch_size", "runner.shards_per_task"):
+    _check_stage_settings(resolved)
+    for key in ("model.nproc_per_node", "runner.workers", "runner.label_batch_size", "runner.decode_batch_size",
+                "runner.shards_per_task"):
         if resolved[key] < 1:
             raise UsageError(f"{key} must be positive, got {resolved[key]}")
     if not 0 < resolved["quarantine.max_fraction"] <= 1:
         raise UsageError(f"quarantine.max_fraction must be in (0, 1], got {resolved['quarantine.max_fraction']}")
-    for key in ("quarantine.min_count", "publish.keep_versions", "imaging.compact_after"):
+    for key in ("quarantine.min_count", "publish.keep_versions"):
         if resolved[key] < 0:
             raise UsageError(f"{key} must be at least 0, got {resolved[key]}")
     check_cron(resolved["schedule.cron"])
     resolved["_sources"] = sources
     return resolved
+
+
+def _check_stage_settings(resolved: Mapping[str, Any]) -> None:
+    """[imaging] and [model] values checked by the stage configs that declare their bounds."""
+    from radsim.model.config import TrainConfig
+
+    settings.build(ShardOptions, shard_settings(resolved), "configuration [imaging]")
+    settings.build(TrainConfig, training_options(resolved), "configuration [model]")
+
+
+def shard_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The imaging section as ShardOptions fields."""
+    return {key: config[f"imaging.{key}"] for key in ("image_size", "compact_after")}
 
 
 def quarantine_ceiling(config: Mapping[str, Any]) -> Any:

@@ -56,3 +56,13 @@ def label_values_by_key(labels: pa.Table, exam_keys: dict[str, str], findings: S
 def relabel(label_values: list[Any], exam_keys: Sequence[str], current: dict[str, list[Any]]) -> list[Any]:
     """The published label values: the warehouse's current labels, None for exams without a report yet."""
     return [current.get(k) for k in exam_keys]
+
+
+def relabel_from_file(embedded: Any, labels_path: str | Path, ledger: pa.Table) -> Any:
+    """Give embedded rows the warehouse's current label values (amended reports included)."""
+    if not Path(labels_path).exists():
+        return embedded
+    keys = dict(zip(ledger.column("exam_id").to_pylist(), ledger.column("exam_key").to_pylist()))
+    current = label_values_by_key(pq.read_table(labels_path), keys, embedded.vocabulary["findings"])
+    embedded.label_values = relabel(embedded.label_values, embedded.exam_keys, current)
+    return embedded

@@ -30,6 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from radsim.data_contracts.atomic import sha256_file
 from radsim.data_contracts import (
     IdKeyer,
     RadsimError,
@@ -71,14 +72,6 @@ def stat_digest(paths: Iterable[str | Path]) -> str | None:
             return None
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}\n".encode())
     return h.hexdigest()[:32]
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -276,3 +269,20 @@ def mark_published(ledger: pa.Table, exam_keys: Iterable[str], version: str | No
             row["published_version"], row["last_processed"] = version, when
     contract = ledger_contract()
     return contract.validate(pa.Table.from_pylist(rows, schema=contract.schema()))
+
+
+def shard_statuses(exam_ids: Iterable[str], keyer: IdKeyer, shards_dir: str | Path, refused: set[str]) -> dict[str, str]:
+    """Each exam sent to the shard stage: done when its key is in the manifest and no image was refused."""
+    manifest = Path(shards_dir) / "manifest.parquet"
+    listed = set(pq.read_table(manifest, columns=["exam_key"]).column("exam_key").to_pylist()) \
+        if manifest.exists() else set()
+    return {e: ("done" if keyer.exam_key(e) in listed and e not in refused else "quarantined") for e in exam_ids}
+
+
+def has_unpublished(ledger: pa.Table, version: str) -> bool:
+    """Does a sharded exam lack rows under `version`?"""
+    import pyarrow.compute as pc
+
+    done = pc.equal(ledger.column("shard_status"), "done")
+    other = pc.fill_null(pc.not_equal(ledger.column("published_version"), version), True)
+    return bool(pc.any(pc.and_(done, other)).as_py())

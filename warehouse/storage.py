@@ -32,7 +32,6 @@ the deployments.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from radsim.data_contracts.atomic import exclusive_lock
 from radsim.data_contracts import RadsimError, UsageError
 
 SNAPSHOT_FILE = ".radsim-mirror.json"
@@ -270,7 +270,7 @@ def open_folder(location: str | os.PathLike[str], *, writeback: bool = True, mus
             yield path
             return
         path.mkdir(parents=True, exist_ok=True)
-        with _exclusive(path / RUN_LOCK_FILE, f"another radsim run is writing to {location}"):
+        with exclusive_lock(path / RUN_LOCK_FILE, f"another radsim run is writing to {location}"):
             yield path
         return
     uri = str(location)
@@ -282,23 +282,12 @@ def open_folder(location: str | os.PathLike[str], *, writeback: bool = True, mus
     for folder in (mirror.local.parent, mirror.local):  # restricted data (inbox, restricted/): owner only
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
-    with _exclusive(mirror.local / LOCK_FILE, f"{uri}: another radsim run on this machine is using its mirror "
+    with exclusive_lock(mirror.local / LOCK_FILE, f"{uri}: another radsim run on this machine is using its mirror "
                                               f"{mirror.local}"):
         mirror.pull()
         yield mirror.local
         if writeback:
             mirror.push()
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path, busy: str) -> Iterator[None]:
-    """An advisory flock held for the block; `busy` is the one-line error when another process holds it."""
-    with open(lock_path, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(busy) from None
-        yield
 
 
 def require_local(key: str, location: str | None) -> None:

@@ -10,6 +10,9 @@ NAME = "shard"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from radsim.data_contracts import settings
+    from radsim.imaging.config import CLI_FIELDS, ShardOptions
+
     p = sub.add_parser(
         NAME,
         help="decode radiographs and write WebDataset shards with their labels",
@@ -33,20 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="restricted quarantine table for refused images: it names raw exam ids and files, so it stays "
                    "out of SHARDS_DIR (default: SHARDS_DIR/../restricted/shard-quarantine.parquet, or "
                    "./restricted/shard-quarantine.parquet when SHARDS_DIR is a URI)")
-    p.add_argument("--image-size", type=int, default=256, metavar="PX", help="side of the square stored image (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="decoding processes (default: %(default)s)")
     p.add_argument("--vocabulary", metavar="YAML", help="site vocabulary file extending the default findings")
-    p.add_argument("--split-fractions", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
-                   help="patient-level split fractions for patients seen for the first time, e.g. 0,0,1 to shard a "
-                   "validated set entirely into test (external validation). Splits are sticky: a patient keeps the "
-                   "split splits.parquet recorded, whatever later runs ask (default: %(default)s)")
-    p.add_argument("--maxcount", type=int, default=1000, help="samples per shard at most (default: %(default)s)")
-    p.add_argument("--compact-after", type=int, default=16, metavar="N",
-                   help="merge the small shards at the end of the manifest (under half of --maxcount samples and "
-                   "of the size limit each) into full ones once there are N of them; nightly increments then do not "
-                   "fragment the folder. 0: never (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N",
-                   help="images per decode task, the unit of work sent to a worker (default: %(default)s)")
+    settings.add_arguments(p, ShardOptions, CLI_FIELDS, metavars={
+        "image_size": "PX", "split_fractions": "TRAIN,VAL,TEST", "maxcount": "N", "compact_after": "N",
+        "batch_size": "N"})
     p.add_argument("--flow", action="store_true", help="run as the Prefect flow build_shards (tasks on a process pool)")
     add_runner_arguments(p, "decode batches")
     p.add_argument("--demo-key", action="store_true", help="use the public demo pseudonymisation key (synthetic data only)")
@@ -54,27 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_fractions(text: str) -> tuple[float, float, float]:
-    from radsim.data_contracts import UsageError
-    from radsim.imaging.splits import check_fractions
-
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--split-fractions {text!r}: three numbers TRAIN,VAL,TEST, e.g. 0.8,0.1,0.1") from None
-    return check_fractions(values)
-
-
 def run(args: argparse.Namespace) -> int:
-    from radsim.data_contracts import UsageError, keyer_from_env, load_vocabulary
+    from radsim.data_contracts import UsageError, keyer_from_env, load_vocabulary, settings
+    from radsim.imaging.config import ShardOptions
 
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1 (got {args.workers})")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    if args.image_size < 8:
-        raise UsageError(f"--image-size must be at least 8 (got {args.image_size})")
-    fractions = parse_fractions(args.split_fractions)
+    options = settings.from_arguments(ShardOptions, args)  # validated here: a bad value is one line, exit 2
     keyer = keyer_from_env(demo=args.demo_key)  # exits 2 without RADSIM_ID_KEY
     runner = runner_from_args(args)
     from pathlib import Path
@@ -93,20 +73,16 @@ def run(args: argparse.Namespace) -> int:
 
             runner = runner or ("processes" if args.workers > 1 else "threads")
             result = run_build_shards(args.exams, args.labels, str(out), runner=runner,
-                                      dask_address=args.dask_address, workers=args.workers,
-                                      image_size=args.image_size, demo_key=args.demo_key, vocabulary=args.vocabulary,
-                                      maxcount=args.maxcount, batch_size=args.batch_size,
-                                      quarantine=str(quarantine), split_fractions=list(fractions),
-                                      progress=not args.no_progress, compact_after=args.compact_after)
+                                      dask_address=args.dask_address, workers=args.workers, options=options,
+                                      demo_key=args.demo_key, vocabulary=args.vocabulary, quarantine=str(quarantine),
+                                      progress=not args.no_progress)
             print(result["summary"])
         else:
             from radsim.imaging.shards import write_shards
 
             summary = write_shards(args.exams, args.labels, out, keyer=keyer,
-                                   vocabulary=load_vocabulary(args.vocabulary), image_size=args.image_size,
-                                   workers=args.workers, maxcount=args.maxcount, batch_size=args.batch_size,
-                                   quarantine_path=quarantine, split_fractions=fractions, progress=not args.no_progress,
-                                   compact_after=args.compact_after)
+                                   vocabulary=load_vocabulary(args.vocabulary), workers=args.workers,
+                                   quarantine_path=quarantine, options=options, progress=not args.no_progress)
             print(summary.summary())
     sys.stdout.flush()
     return 0

@@ -48,14 +48,14 @@ SCRIPT = textwrap.dedent("""
 
         # the pipeline's labelling stage on the configured runner (one batch of the default 512 reports)
         import pyarrow.parquet as pq
-        from radsim.flows.pipeline import _label
+        from radsim.flows.pipeline_tasks import label_stage
         from radsim.warehouse.layout import WarehouseLayout
         from radsim.warehouse.ledger import fingerprints
 
         table = pq.read_table(exams)
         prints = fingerprints(table)
         config = {"runner.task_runner": "dask", "runner.workers": 2, "runner.dask_address": None}
-        _label(WarehouseLayout(root / "warehouse"), table, prints, sorted(prints), None, 1, False, config)
+        label_stage(WarehouseLayout(root / "warehouse"), table, prints, sorted(prints), None, 1, False, config)
         common = dict(image_size=64, demo_key=True, batch_size=4, maxcount=5, progress=False)
         run_build_shards(str(exams), str(root / "local-labels.parquet"), str(root / "local-shards"),
                          runner="threads", workers=2, **common)
@@ -166,7 +166,7 @@ def test_dask_runner_matches_local_run(tmp_path):
             rc = None
         assert rc == 0, f"run exited {rc}:\n" + run_log.read_text()[-4000:]
         # the batches really ran as tasks recorded by this server: 12 exams / 4 per batch
-        assert _count_task_runs(api, "label-batch") == 3 + 1  # run_label_reports + the pipeline's _label
+        assert _count_task_runs(api, "label-batch") == 3 + 1  # run_label_reports + the pipeline's label step
         assert _count_task_runs(api, "decode-batch") >= 2 * 3  # local run + Dask run
         n_shards = len(list((tmp_path / "local-shards").glob("*.tar")))
         assert n_shards >= 3 and _count_task_runs(api, "embed-part") == n_shards  # one task per shard
@@ -192,10 +192,10 @@ def test_dask_runner_matches_local_run(tmp_path):
 
 
 def test_pipeline_label_and_embed_stages_follow_the_configured_runner(tmp_path):
-    """_label and the embed step read runner.* from the configuration: an unreachable scheduler is a
+    """The label step and the embed step read runner.* from the configuration: an unreachable scheduler is a
     one-line usage error before any flow or cluster starts (the acceptance test above runs them on Dask)."""
     from radsim.data_contracts import UsageError, load_contract, rows_to_table
-    from radsim.flows.pipeline import _label
+    from radsim.flows.pipeline_tasks import label_stage
     from radsim.warehouse.layout import WarehouseLayout
     from radsim.flows.publish_embeddings import run_embed_shards
     from radsim.warehouse.config import resolve_config
@@ -208,7 +208,7 @@ def test_pipeline_label_and_embed_stages_follow_the_configured_runner(tmp_path):
     prints = fingerprints(exams)
     config = resolve_config({"runner.task_runner": "dask", "runner.dask_address": address}, environ={})
     with pytest.raises(UsageError, match="unreachable"):
-        _label(WarehouseLayout(tmp_path / "wh"), exams, prints, ["E1"], None, 1, False, config)
+        label_stage(WarehouseLayout(tmp_path / "wh"), exams, prints, ["E1"], None, 1, False, config)
     assert not (tmp_path / "wh" / "restricted" / "labels.parquet").exists()
     with pytest.raises(UsageError, match="unreachable"):
         run_embed_shards(str(tmp_path / "model"), str(tmp_path / "shards"), runner="dask", dask_address=address)

@@ -42,13 +42,13 @@ def _published(wh: Path, version: str):
 
 def _full_reembed(wh: Path, version: str, out: Path):
     """What publishing every shard from scratch gives: embed all, relabel from the warehouse labels, publish."""
-    from radsim.flows.pipeline import relabel_task
+    from radsim.warehouse.labels import relabel_from_file
     from radsim.model.checkpoint import load_model
     from radsim.model.publish import embed_shards, publish_embedded
 
     loaded = load_model(wh / "models" / version)
     embedded = embed_shards(loaded, wh / "shards", batch_size=256, device="auto")
-    embedded = relabel_task.fn(embedded, str(wh / "restricted" / "labels.parquet"), pq.read_table(wh / "restricted" / "ledger.parquet"))
+    embedded = relabel_from_file(embedded, str(wh / "restricted" / "labels.parquet"), pq.read_table(wh / "restricted" / "ledger.parquet"))
     publish_embedded(embedded, loaded, out)
     return _published_at(out, version)
 

@@ -69,7 +69,9 @@ def test_flow_fn_engine_free(exams_csv, tmp_path, monkeypatch):
 
     # Run the task bodies directly: no engine, same chaining.
     monkeypatch.setattr(bs.decode_batch_task, "submit", lambda batch, opts: _Done(bs.decode_batch(batch, opts)))
-    result = bs.build_shards.fn(str(exams_csv), None, str(tmp_path / "s"), image_size=32, demo_key=True)
+    from radsim.imaging.config import ShardOptions
+
+    result = bs.build_shards.fn(str(exams_csv), None, str(tmp_path / "s"), ShardOptions(image_size=32), demo_key=True)
     assert (result["rows_in"], result["rows_out"], result["quarantined"]) == (5, 4, 1)
     assert result["shards_written"] == ["shard-000000.tar"]
 
