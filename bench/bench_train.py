@@ -63,7 +63,7 @@ def _train_steps(feeder_epochs, steps: int, seed: int, batch_size: int) -> float
     from radsim.model.distributed import DistContext
     from radsim.model.encoders import build_encoder
     from radsim.model.losses import build_loss
-    from radsim.model.train import optimizer_step
+    from radsim.model.train_core import optimizer_step
     from radsim.model.train_core import cosine_with_warmup, resolve_device
 
     torch.manual_seed(seed)

@@ -1,7 +1,7 @@
 """Training throughput of the big backbones: bf16 autocast + channels_last on a GPU (issue 14).
 
 One optimiser step per batch of random 1-channel images with multi-label targets, through the
-real step (`radsim.model.train.optimizer_step`: ML2 loss, augmentation, clipping). Published
+real step (`radsim.model.train_core.optimizer_step`: ML2 loss, augmentation, clipping). Published
 anchors to compare with: about 2,470 img/s for ResNet-50 with AMP on an A100, 914 img/s for
 DenseNet-121 on an RTX 3090 (both at 224 px).
 
@@ -23,7 +23,7 @@ def throughput(backbone: str, *, device: str, size: int, batch_size: int, steps:
     from radsim.model.distributed import DistContext
     from radsim.model.encoders import build_encoder
     from radsim.model.losses import build_loss
-    from radsim.model.train import optimizer_step
+    from radsim.model.train_core import optimizer_step
     from radsim.model.train_core import cosine_with_warmup, resolve_device
 
     setup = resolve_device(device)

@@ -215,8 +215,10 @@ def _check_unique(contract: Contract, table: pa.Table) -> None:
         raise ContractViolation(contract.name, ",".join(keys), "unique_key", f"{dup.num_rows} duplicated key(s)", shown)
 
 
-def table_metadata(table: pa.Table) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+def table_metadata(table: pa.Table | pa.Schema) -> dict[str, str]:
+    """A table's (or schema's) Parquet key-value metadata as text."""
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
 
 
 def check_vocabulary(table: pa.Table, vocabulary: Vocabulary, table_name: str) -> None:

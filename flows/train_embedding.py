@@ -34,7 +34,7 @@ def torchrun_task(shards: str, out: str, options: dict[str, Any], launch: dict[s
     from radsim.model.config import rank_argv
     from radsim.model.data import read_shard_info
     from radsim.model.launch import LaunchSpec, for_console, launch_training
-    from radsim.model.train import result_from_folder
+    from radsim.model.train_result import result_from_folder
 
     read_shard_info(shards)  # a bad shard folder is one line here, not one per rank
     spec = LaunchSpec(**launch)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from radsim.data_contracts import UsageError
 
-from .shards import MANIFEST_FILE
+from .manifest import MANIFEST_FILE
 from .tarshard import iter_tar_samples
 
 FRONTAL = ("PA", "AP")

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radsim.data_contracts import UsageError, write_parquet_atomic
+from radsim.data_contracts import UsageError, table_metadata, write_parquet_atomic
 
 SPLITS = ("train", "val", "test")
 SPLITS_FILE = "splits.parquet"
@@ -42,7 +42,7 @@ def read_splits(path: str | Path, key_id: str | None = None) -> dict[str, str]:
     if not path.exists():
         return {}
     table = pq.read_table(path)
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    meta = table_metadata(table)
     if key_id is not None and meta.get("radsim.key_id", key_id) != key_id:
         raise UsageError(f"{path} was made under another pseudonymisation key ({meta.get('radsim.key_id')}, this run uses {key_id})")
     return dict(zip(table.column("patient_key").to_pylist(), table.column("split").to_pylist()))

@@ -30,10 +30,10 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
-from radsim.data_contracts import UsageError
+from radsim.data_contracts import UsageError, table_metadata
 from radsim.imaging.normalise import decode_png
 from radsim.imaging.reader import FRONTAL
-from radsim.imaging.shards import MANIFEST_FILE, META_IMAGE_SIZE, META_KEY_ID
+from radsim.imaging.manifest import MANIFEST_FILE, META_IMAGE_SIZE, META_KEY_ID
 from radsim.imaging.tarshard import iter_tar_samples
 
 from .sampler import MultiLabelBatchSampler
@@ -72,7 +72,7 @@ def read_shard_info(shards_dir: str | Path) -> ShardInfo:
     if not path.is_file():
         raise UsageError(f"{shards_dir} holds no {MANIFEST_FILE}: it is not a shard folder (run 'radsim shard' first)")
     pf = pq.ParquetFile(path)
-    meta = {k.decode(): v.decode() for k, v in (pf.schema_arrow.metadata or {}).items()}
+    meta = table_metadata(pf.schema_arrow)
     if pf.metadata.num_rows == 0:
         raise UsageError(f"{shards_dir} is empty: its {MANIFEST_FILE} lists no samples")
     try:

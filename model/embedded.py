@@ -9,14 +9,11 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from radsim.data_contracts import UsageError
 
 
 @dataclass
@@ -119,14 +116,3 @@ def in_manifest_order(names: Sequence[str], *parts: dict[str, Any]) -> dict[str,
     """The shards' entries in manifest order (what compacted_shards relies on)."""
     merged = {k: v for part in parts for k, v in part.items()}
     return {n: merged[n] for n in names if n in merged}
-
-
-def shard_metadata(shard_dir: str | Path) -> dict[str, str]:
-    path = Path(shard_dir) / "manifest.parquet"
-    if not path.exists():
-        raise UsageError(f"no manifest.parquet in {shard_dir}: run 'radsim shard' first")
-    try:
-        schema = pq.read_schema(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
-        raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}

@@ -16,17 +16,17 @@ from radsim.data_contracts import UsageError
 from radsim.warehouse.published import PublishResult, embeddings_table, publish_table, table_metadata_for
 
 from .checkpoint import LoadedModel, load_model
-from .embedded import (EmbeddedPart, EmbeddedRows, EmbeddedShards, compacted_shards, shard_digests, shard_metadata,
+from .embedded import (EmbeddedPart, EmbeddedRows, EmbeddedShards, compacted_shards, shard_digests,
                        shard_row_counts)
 from .reuse import MODEL_FINGERPRINT, ReusePlan, merge_reused, model_fingerprint, plan_reuse
-from .shard_embedding import (DEFAULT_BATCH_SIZE, PartSubmitter, check_compatible, embed_part, embed_shards,
-                              shard_groups)
+from .compatibility import check_compatible
+from .shard_embedding import DEFAULT_BATCH_SIZE, PartSubmitter, embed_part, embed_shards, shard_groups
 
 __all__ = [  # the publication step's names, wherever they live
     "DEFAULT_BATCH_SIZE", "MODEL_FINGERPRINT", "EmbeddedPart", "EmbeddedRows", "EmbeddedShards", "PartSubmitter",
     "ReusePlan", "check_compatible", "compacted_shards", "embed_part", "embed_shards", "merge_reused",
     "model_fingerprint", "plan_reuse", "publish", "publish_embedded", "shard_digests", "shard_groups",
-    "shard_metadata", "shard_row_counts",
+    "shard_row_counts",
 ]
 
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from radsim.data_contracts import RadsimError, UsageError
 from radsim.data_contracts.atomic import sha256_file
+from radsim.imaging.manifest import manifest_metadata
 from radsim.warehouse.card import ModelCard
 from radsim.warehouse.published import (
     embedding_matrix,
@@ -29,7 +30,7 @@ from radsim.warehouse.published import (
 )
 
 from .checkpoint import BEST_FILE, LoadedModel
-from .embedded import (EmbeddedRows, EmbeddedShards, compacted_shards, in_manifest_order, shard_digests, shard_metadata,
+from .embedded import (EmbeddedRows, EmbeddedShards, compacted_shards, in_manifest_order, shard_digests,
                        shard_row_counts)
 
 
@@ -111,7 +112,7 @@ def plan_reuse(published_dir: str | Path, shard_dir: str | Path, model: LoadedMo
                              columns=["shard", "sample_key", "image_sha256", "exam_key", "image_index", "split",
                                       "view_position"])
     names = list(dict.fromkeys(manifest.column("shard").to_pylist()))
-    key_id = shard_metadata(shard_dir).get("radsim.key_id")
+    key_id = manifest_metadata(shard_dir).get("radsim.key_id")
     try:
         fingerprint = model_fingerprint(card, weights)
     except OSError as exc:

@@ -6,9 +6,7 @@ same vectors as a one-process run.
 """
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,38 +18,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts.inflight import in_order
 from radsim.data_contracts import RadsimError, UsageError
 
 from .checkpoint import LoadedModel
+from .compatibility import check_compatible
 from .data import float_images_at
 from .embed import embed_images
-from .embedded import EmbeddedPart, EmbeddedShards, shard_digests, shard_metadata, shard_row_counts
+from radsim.imaging.manifest import manifest_metadata
+
+from .embedded import EmbeddedPart, EmbeddedShards, shard_digests, shard_row_counts
 from .reuse import ReusePlan, embed_reusing
 from .train_core import resolve_device
 
 
 DEFAULT_BATCH_SIZE = 256
-
-
-def check_compatible(loaded: LoadedModel, meta: dict[str, str], shard_dir: str | Path) -> None:
-    """Refuse shards made under another key or vocabulary than the model's, or smaller than its input.
-
-    Larger shards are resized to the model's size on the fly, as training does.
-    """
-    card = loaded.card
-    key_id = meta.get("radsim.key_id")
-    if key_id != card.key_id:
-        raise UsageError(f"shards in {shard_dir} were keyed with key_id {key_id!r} but model {card.model_version} "
-                         f"was trained under {card.key_id!r}: a different pseudonymisation key; use matching shards")
-    findings = json.loads(meta.get("radsim.vocabulary.findings", "null") or "null")
-    if findings != list(card.findings):
-        raise UsageError(f"shards in {shard_dir} use another vocabulary ({len(findings or [])} findings) than model "
-                         f"{card.model_version} ({len(card.findings)} findings)")
-    size = meta.get("radsim.image_size")
-    if size is None or int(size) < int(card.image_size):
-        raise UsageError(f"shards in {shard_dir} hold {size}px images but model {card.model_version} expects "
-                         f"{card.image_size}px: reshard with --image-size {card.image_size} or larger")
 
 
 PartSubmitter = Callable[[list[str]], Any]
@@ -159,7 +141,7 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
                                         shards_per_task=shards_per_task, submit=submit, window=window, only=shards)
 
         return embed_reusing(reuse.checked_for(loaded), shard_dir, embed)[1]
-    meta = shard_metadata(shard_dir)
+    meta = manifest_metadata(shard_dir)
     check_compatible(loaded, meta, shard_dir)
     manifest = pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard", "sample_key", "image_sha256"])
     if only is not None:
@@ -192,7 +174,4 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="image", desc="embed", file=sys.stderr, dynamic_ncols=True, leave=False,
-                disable=not enabled or not sys.stderr.isatty())
+    return progress_bar(total, enabled, unit="image", desc="embed")

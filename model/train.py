@@ -36,11 +36,8 @@ import sys
 if __name__ == "__main__":  # torchrun/-m entry: before torch is imported (spin-waiting OpenMP threads, §13)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import contextlib
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,17 +45,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import UsageError
 
-from .augment import Augmentation, augmentation, step_generator
-from radsim.warehouse.card import ModelCard, read_card, write_card
+from .augment import augmentation
+from radsim.warehouse.card import ModelCard, write_card
 
 from .checkpoint import BEST_FILE, LAST_FILE, read_checkpoint, save_checkpoint
+from .train_run import Data, Parts, Run, Start
+from .train_result import TrainResult, best_metrics, fmt, result_of, speed
+from .validation import evaluate_split, random_baseline
+from .compatibility import check_checkpoint_fits, is_radsim_checkpoint
 from .config import TrainConfig, train_config
 from .data import (
     MemoryFeeder,
-    ShardInfo,
-    SplitData,
     StreamFeeder,
     choose_mode,
     load_split,
@@ -66,133 +66,14 @@ from .data import (
     read_shard_info,
     split_labels,
 )
-from .distributed import DistContext, default_num_threads, init_distributed, shutdown
-from .embed import embed_images
+from .distributed import default_num_threads, init_distributed, shutdown
 from .encoders import build_encoder, load_init_weights
 from .losses import build_loss
-from .train_core import DeviceSetup, NonFiniteLossError, cosine_with_warmup, resolve_device
+from .train_core import (DeviceSetup, NonFiniteLossError, cosine_with_warmup, grouped, optimizer_step, parameter_groups,
+                         resolve_device)
 
 # every setting's default, declared once in TrainConfig
 DEFAULTS = {name: field.get_default(call_default_factory=True) for name, field in TrainConfig.model_fields.items()}
-
-
-@dataclass
-class TrainResult:
-    model_dir: Path
-    model_version: str
-    card: ModelCard
-    best_epoch: int | None
-    epochs_run: int
-    steps: int
-    stopped: str  # completed | early_stopping | time_limit | max_steps | already_done
-    images_per_s: float
-    seconds: float
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.card.metrics
-
-    def summary(self) -> str:
-        m, b = self.card.metrics, self.card.baseline_metrics.get("untrained_encoder", {})
-        line = (f"trained {self.model_version}: {self.epochs_run} epoch(s), {self.steps} steps, "
-                f"{self.images_per_s:.0f} images/s, stopped: {self.stopped}")
-        if m.get("precision_at_10") is not None:
-            # any level can be undefined on a small validation split (no normal film, say): "n/a"
-            line += (f"\n  validation P@10 {_fmt(m['precision_at_10'])} (chance {_fmt(m.get('precision_at_10_chance'))}, "
-                     f"untrained {_fmt(b.get('precision_at_10'))}), normal AUC {_fmt(m.get('normal_auc'))} "
-                     f"(untrained {_fmt(b.get('normal_auc'))}) at epoch {self.best_epoch}")
-        return line + f"\n  model folder: {self.model_dir}"
-
-
-# ----------------------------------------------------------------------------- validation
-def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, normal_index: int | None,
-                       groups: Sequence[str] | None = None) -> dict[str, Any]:
-    """P@10 and normal-vs-abnormal kNN AUC with their chance levels (radsim.evaluation).
-
-    With `groups` (each item's patient), also 95% intervals resampling patients, the number of
-    patients, and the mean pairwise cosine of the embeddings (near 1: the embedding collapsed).
-    These are what the promotion gates read (radsim.warehouse.promotion).
-    """
-    from radsim.evaluation import retrieval_scores
-
-    if embeddings.shape[0] < 2:
-        return {}
-    s = retrieval_scores(embeddings, labels, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
-                         with_map=False, per_query=groups is not None)
-    auc = s.normal_auc if normal_index is not None else None
-    out = {
-        "precision_at_10": _num(s.precision_at_k[10]),
-        "precision_at_10_chance": _num(s.precision_at_k_chance[10]),
-        "normal_auc": _num(auc),
-        "normal_auc_chance": 0.5,
-        "n_items": int(s.n_items),
-        "n_queries": int(s.n_queries),
-    }
-    if groups is not None:
-        from radsim.evaluation.intervals import retrieval_intervals
-
-        ci = retrieval_intervals(s, groups, replicates=500, seed=0)
-        for name in ("precision_at_10", "normal_auc"):
-            if name in ci and ci[name].defined:
-                out[f"{name}_ci"] = [round(ci[name].low, 4), round(ci[name].high, 4)]
-        out["n_patients"] = len(set(groups))
-        out["mean_pairwise_cosine"] = round(mean_pairwise_cosine(embeddings), 4)
-    return out
-
-
-def mean_pairwise_cosine(embeddings: np.ndarray) -> float:
-    """Mean cosine similarity over distinct pairs: about 0 for a spread embedding, 1 for a collapsed one."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    n = x.shape[0]
-    if n < 2:
-        return float("nan")
-    total = x.sum(0)
-    return float((total @ total - n) / (n * (n - 1)))
-
-
-def _num(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
-def _evaluate(model: torch.nn.Module, val: SplitData | None, setup: DeviceSetup, normal_index: int | None,
-              intervals: bool = False) -> dict:
-    if val is None or len(val) < 2:
-        return {}
-    emb = embed_images(model, val.float_images(), batch_size=256, device=setup)
-    return validation_metrics(emb, val.labels, normal_index, val.groups if intervals else None)
-
-
-# ------------------------------------------------------------------------- compatibility
-def _check_against(card: dict[str, Any], info: ShardInfo, backbone: str, embedding_dim: int | None,
-                   image_size: int | None, what: str, path: Path) -> None:
-    """A checkpoint (resumed or used as init) must fit the shards and the requested model."""
-    if card.get("backbone") != backbone:
-        raise UsageError(f"{what} {path} is a {card.get('backbone')!r} checkpoint, not {backbone!r}: "
-                         f"use --backbone {card.get('backbone')} or another checkpoint")
-    if embedding_dim is not None and int(card.get("embedding_dim", -1)) != embedding_dim:
-        raise UsageError(f"{what} {path} has embedding dimension {card.get('embedding_dim')}, not {embedding_dim}")
-    if list(card.get("findings") or []) != info.findings:
-        raise UsageError(f"{what} {path} was trained with vocabulary {card.get('vocabulary_name')!r} "
-                         f"({len(card.get('findings') or [])} findings) but the shards in {info.shards_dir} use "
-                         f"{info.vocabulary_name!r} ({len(info.findings)} findings)")
-    model_size = int(card.get("image_size", 0))
-    if image_size is None and model_size != info.image_size:
-        raise UsageError(f"the shards in {info.shards_dir} are {info.image_size} px but {what} {path} was trained "
-                         f"at {model_size} px: pass --image-size {model_size} to resize on the fly, or use other shards")
-    if image_size is not None and model_size != image_size:
-        raise UsageError(f"{what} {path} was trained at {model_size} px, not --image-size {image_size}")
-
-
-def _is_radsim_checkpoint(path: Path) -> bool:
-    if path.is_dir():
-        return (path / BEST_FILE).is_file()
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - not ours; load_init_weights reports properly
-        return False
-    return isinstance(payload, dict) and "format" in payload and "card" in payload
 
 
 def make_model_version(backbone: str, loss: str, manifest_sha256: str, when: datetime | None = None) -> str:
@@ -201,56 +82,8 @@ def make_model_version(backbone: str, loss: str, manifest_sha256: str, when: dat
     return f"{backbone}-{loss}-{when:%Y%m%d%H%M%S}-{manifest_sha256[:8]}"
 
 
-# ---------------------------------------------------------------------------- the step
-def optimizer_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
-                   scheduler: Any, micro: Sequence[tuple[torch.Tensor, torch.Tensor]], setup: DeviceSetup, *,
-                   step: int, clip_norm: float | None, ctx: DistContext, augment: Augmentation | None = None,
-                   seed: int = 0) -> float:
-    """One optimiser step over `micro` batches (mean of their losses); checks every loss is finite first.
-
-    Under DDP the gradients of the last micro-batch are all-reduced (no_sync before), and
-    a non-finite loss on any rank stops every rank before its backward pass. Micro-batch j of
-    rank r is augmented with the generator of (seed, step, r * len(micro) + j): 2 ranks with one
-    batch each draw what 1 process accumulating 2 batches draws.
-    """
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    total, n = 0.0, len(micro)
-    for j, (x, y) in enumerate(micro):
-        sync = model.no_sync() if ctx.enabled and j < n - 1 else contextlib.nullcontext()
-        with sync:
-            x = setup.images(x)
-            if augment is not None and augment.active:
-                x = augment(x, step_generator(seed, step * 65_536 + ctx.rank * n + j, x.device))
-            with setup.autocast():
-                emb = model(x)
-            loss = loss_fn(emb.float(), y.to(setup.device, dtype=torch.float32, non_blocking=True))
-            value = float(loss.detach())
-            if ctx.any(not math.isfinite(value)):
-                raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}")
-            (loss / n).backward()
-        total += value
-    if clip_norm:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-    optimizer.step()
-    scheduler.step()
-    return total / n
-
-
-def _grouped(batches, k: int):
-    group = []
-    for b in batches:
-        group.append(b)
-        if len(group) == k:
-            yield group
-            group = []
-
-
-def _progress_bar(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="step", desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr,
-                disable=not enabled or not sys.stderr.isatty())
+def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
+    return progress_bar(total, enabled, unit="step", desc=desc)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -283,58 +116,6 @@ def train_embedding_model(shards_dir: str | Path, out_dir: str | Path, config: T
         shutdown(ctx)
 
 
-@dataclass
-class Run:
-    """One training run's fixed context, handed to each phase."""
-
-    cfg: TrainConfig
-    out_dir: Path
-    info: ShardInfo
-    setup: DeviceSetup
-    ctx: DistContext
-    say: Callable[[str], None]
-    resume: bool
-    progress: bool
-    started: float
-
-    @property
-    def last_path(self) -> Path:
-        return self.out_dir / LAST_FILE
-
-    @property
-    def best_path(self) -> Path:
-        return self.out_dir / BEST_FILE
-
-
-@dataclass
-class Start:
-    """Where the run starts: a resumed state, a radsim checkpoint to initialise from, the training size."""
-
-    state: dict[str, Any] | None
-    init_payload: dict[str, Any] | None
-    size: int
-
-
-@dataclass
-class Data:
-    feeder: MemoryFeeder | StreamFeeder
-    val: SplitData | None
-    train_images: int
-    steps_per_epoch: int
-    normal_index: int | None
-    select_on_val: bool  # early stopping and best-epoch choice (enough validation patients)
-
-
-@dataclass
-class Parts:
-    model: torch.nn.Module
-    loss_fn: Callable
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    augment: Augmentation
-    init_note: str | None
-
-
 def _train(run: Run) -> TrainResult:
     start = _open(run)
     data = _data(run, start.size)
@@ -342,7 +123,7 @@ def _train(run: Run) -> TrainResult:
     card, prog = _card_and_progress(run, start, data, parts)
     if prog.get("stopped") == "early_stopping" or prog["epoch"] >= run.cfg.epochs:
         run.say(f"{run.out_dir}: training already finished ({prog.get('stopped') or 'completed'}); nothing to resume")
-        return _result(run.out_dir, card, prog, "already_done", run.started)
+        return result_of(run.out_dir, card, prog, "already_done", run.started)
     settings = _settings(run, start, data, parts)
     _loop(run, data, parts, card, prog, settings)
     return _finish(run, data, parts, card, prog, settings)
@@ -357,7 +138,7 @@ def _open(run: Run) -> Start:
         if not run.last_path.is_file():
             raise UsageError(f"--resume: no {LAST_FILE} in {run.out_dir} (train without --resume first)")
         state = read_checkpoint(run.last_path)
-        _check_against(state["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "the model being resumed",
+        check_checkpoint_fits(state["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "the model being resumed",
                        run.last_path)
         image_size = int(state["card"]["image_size"])
         if state["card"].get("data_manifest_sha256") != info.manifest_sha256:
@@ -371,9 +152,9 @@ def _open(run: Run) -> Start:
         path = Path(cfg.init_weights)
         if not path.exists():
             raise UsageError(f"--init-weights {path}: no such file")
-        if _is_radsim_checkpoint(path):
+        if is_radsim_checkpoint(path):
             init_payload = read_checkpoint(path / BEST_FILE if path.is_dir() else path)
-            _check_against(init_payload["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "--init-weights",
+            check_checkpoint_fits(init_payload["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "--init-weights",
                            path)
             image_size = int(init_payload["card"]["image_size"])
     return Start(state, init_payload, int(image_size or info.image_size))
@@ -404,18 +185,6 @@ def _data(run: Run, size: int) -> Data:
     enough = ctx.broadcast(val is not None and val.n_patients >= max(1, cfg.min_val_patients))
     normal_index = info.findings.index("no_finding") if "no_finding" in info.findings else None
     return Data(feeder, val, int(train_labels.shape[0]), len(feeder) // cfg.accumulate, normal_index, bool(enough))
-
-
-def parameter_groups(model: torch.nn.Module, lr: float, backbone_fraction: float) -> list[dict[str, Any]]:
-    """The projection at `lr`, the backbone at `lr * backbone_fraction` (frozen at 0: no gradients at all)."""
-    net = getattr(model, "module", model)  # DDP wraps the EmbeddingNet
-    head = list(net.projection.parameters())
-    backbone = list(net.backbone.parameters())
-    if backbone_fraction == 0:
-        for p in backbone:
-            p.requires_grad_(False)
-        return [{"params": head, "lr": lr}]
-    return [{"params": head, "lr": lr}, {"params": backbone, "lr": lr * backbone_fraction}]
 
 
 def _parts(run: Run, start: Start, data: Data) -> Parts:
@@ -456,8 +225,8 @@ def _card_and_progress(run: Run, start: Start, data: Data, parts: Parts) -> tupl
             "history": [], "stopped": None, "train_seconds": 0.0, "images": 0}
     if run.ctx.is_main:
         card.baseline_metrics = {
-            "untrained_encoder": _evaluate(parts.model, data.val, run.setup, data.normal_index, intervals=True),
-            "random_embedding": _random_baseline(data.val, cfg.embedding_dim, data.normal_index, cfg.seed)}
+            "untrained_encoder": evaluate_split(parts.model, data.val, run.setup, data.normal_index, intervals=True),
+            "random_embedding": random_baseline(data.val, cfg.embedding_dim, data.normal_index, cfg.seed)}
     return card, prog
 
 
@@ -487,7 +256,7 @@ def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, A
 
     def save_last() -> None:
         if ctx.is_main:
-            card.training = {**settings, **_speed(prog), "stopped": prog["stopped"], "history": prog["history"]}
+            card.training = {**settings, **speed(prog), "stopped": prog["stopped"], "history": prog["history"]}
             save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
                             scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=dict(prog))
             write_card(run.out_dir, card)
@@ -499,7 +268,7 @@ def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, A
         run.say(f"training {card.model_version} on {settings['train_images']} images ({settings['data']}, "
                 f"{data.steps_per_epoch} steps/epoch, {settings['num_threads']} thread(s), {run.setup.device}, "
                 f"augment {cfg.augment}); untrained validation P@10 "
-                f"{_fmt(card.baseline_metrics.get('untrained_encoder', {}).get('precision_at_10'))}")
+                f"{fmt(card.baseline_metrics.get('untrained_encoder', {}).get('precision_at_10'))}")
     else:
         run.say(f"resuming {card.model_version} at epoch {prog['epoch'] + 1}, step {prog['step']}")
     deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else None
@@ -529,7 +298,7 @@ def _epoch(run: Run, data: Data, parts: Parts, net: torch.nn.Module, prog: dict[
     bar.update(skip // cfg.accumulate)
     t0, n_img, losses, stop = time.perf_counter(), 0, [], None
     try:
-        for micro in _grouped(data.feeder.epoch(epoch, skip=skip), cfg.accumulate):
+        for micro in grouped(data.feeder.epoch(epoch, skip=skip), cfg.accumulate):
             step = prog["step"] + 1
             try:
                 value = optimizer_step(net, parts.loss_fn, parts.optimizer, parts.scheduler, micro, setup, step=step,
@@ -571,16 +340,16 @@ def _finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str,
             prog["best_metrics"] = {**(prog["history"][-1] if prog["history"] else {}), "split": "val",
                                     "epoch": prog["epoch"]}
             prog["best_epoch"] = prog["epoch"]
-        card.metrics = {**_best_metrics(prog), **_evaluate(final, data.val, run.setup, data.normal_index,
+        card.metrics = {**best_metrics(prog), **evaluate_split(final, data.val, run.setup, data.normal_index,
                                                            intervals=True)}
-        card.training = {**settings, **_speed(prog), "stopped": stopped, "history": prog["history"],
+        card.training = {**settings, **speed(prog), "stopped": stopped, "history": prog["history"],
                          "seconds_total": round(time.perf_counter() - run.started, 2)}
         save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
                         scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=dict(prog))
         save_checkpoint(run.best_path, final, card)
         write_card(run.out_dir, card)
     ctx.barrier()
-    return _result(run.out_dir, card, prog, stopped, run.started)
+    return result_of(run.out_dir, card, prog, stopped, run.started)
 
 
 def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: dict[str, Any], epoch: int, complete: bool,
@@ -592,7 +361,7 @@ def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: dict[str, 
     """
     stop = None
     if run.ctx.is_main:
-        metrics = _evaluate(model, data.val, run.setup, data.normal_index)
+        metrics = evaluate_split(model, data.val, run.setup, data.normal_index)
         p10 = metrics.get("precision_at_10")
         row = {"epoch": epoch + 1, "complete": complete, "step": prog["step"],
                "loss": float(np.mean(losses)) if losses else None, "images_per_s": round(n_img / seconds, 1)
@@ -603,34 +372,16 @@ def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: dict[str, 
         if improved:
             prog["best_p10"], prog["best_epoch"], prog["bad_epochs"] = p10, epoch + 1, 0
             prog["best_metrics"] = {**metrics, "split": "val", "epoch": epoch + 1}
-            card.metrics = _best_metrics(prog)
+            card.metrics = best_metrics(prog)
             save_checkpoint(run.best_path, model, card)
         elif data.select_on_val and p10 is not None and complete:
             prog["bad_epochs"] += 1
         if data.select_on_val and run.cfg.patience and prog["bad_epochs"] >= run.cfg.patience:
             stop = "early_stopping"
-        run.say(f"epoch {epoch + 1}: loss {_fmt(row['loss'])}, {_fmt(row['images_per_s'], '.0f')} images/s, "
-                f"val P@10 {_fmt(p10)} (chance {_fmt(metrics.get('precision_at_10_chance'))}), "
-                f"normal AUC {_fmt(metrics.get('normal_auc'))}{' *' if improved else ''}")
+        run.say(f"epoch {epoch + 1}: loss {fmt(row['loss'])}, {fmt(row['images_per_s'], '.0f')} images/s, "
+                f"val P@10 {fmt(p10)} (chance {fmt(metrics.get('precision_at_10_chance'))}), "
+                f"normal AUC {fmt(metrics.get('normal_auc'))}{' *' if improved else ''}")
     return run.ctx.broadcast(stop)
-
-
-def _best_metrics(prog: dict) -> dict[str, Any]:
-    return dict(prog.get("best_metrics") or {})
-
-
-def _speed(prog: dict) -> dict[str, Any]:
-    s = prog.get("train_seconds") or 0.0
-    return {"images_per_s": round(prog["images"] / s, 1) if s > 0 else None, "train_seconds": round(s, 2),
-            "steps": prog["step"]}
-
-
-def _random_baseline(val: SplitData | None, dim: int, normal_index: int | None, seed: int) -> dict:
-    from radsim.evaluation import random_embeddings
-
-    if val is None or len(val) < 2:
-        return {}
-    return validation_metrics(random_embeddings(len(val), dim, seed=seed), val.labels, normal_index, val.groups)
 
 
 def _saved_step(path: Path) -> Any:
@@ -639,24 +390,3 @@ def _saved_step(path: Path) -> Any:
     except Exception:  # noqa: BLE001 - only for the message
         return "?"
 
-
-def _fmt(x: float | None, spec: str = ".3f") -> str:
-    return "n/a" if x is None else format(x, spec)
-
-
-def _result(out_dir: Path, card: ModelCard, prog: dict, stopped: str, started: float) -> TrainResult:
-    return TrainResult(out_dir, card.model_version, card, prog.get("best_epoch"),
-                       len({h["epoch"] for h in prog["history"]}), prog["step"], stopped,
-                       _speed(prog)["images_per_s"] or float("nan"), time.perf_counter() - started,
-                       list(prog["history"]))
-
-
-def result_from_folder(out_dir: str | Path) -> TrainResult:
-    """The TrainResult of a run that rank 0 of a torchrun job finished: its card and last.pt's progress."""
-    out_dir = Path(out_dir)
-    state = read_checkpoint(out_dir / LAST_FILE)
-    prog, card = state["progress"], read_card(out_dir)
-    return TrainResult(out_dir, card.model_version, card, prog.get("best_epoch"),
-                       len({h["epoch"] for h in prog["history"]}), prog["step"], prog.get("stopped") or "completed",
-                       _speed(prog)["images_per_s"] or float("nan"), float(prog.get("train_seconds") or 0.0),
-                       list(prog["history"]))

@@ -1,21 +1,26 @@
-"""One optimisation step and one epoch over any iterable of (images, label vectors) batches.
+"""The device, the schedule, the parameter groups and one optimisation step.
 
 No I/O here: the shard reader, checkpoints, validation and DDP set-up belong to the
-training loop that calls these functions. Device "auto" picks CUDA with bf16 autocast
+training loop (radsim.model.train) that calls these functions. Device "auto" picks CUDA with bf16 autocast
 and channels_last when available, else CPU in fp32 (bf16 on CPU is slower here and
 changes numerics for nothing). A non-finite loss raises before the optimiser step, so
 the weights (and the last checkpoint) stay as they were.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from radsim.data_contracts import RadsimError, UsageError
+
+from .augment import Augmentation, step_generator
+from .distributed import DistContext
 
 
 class NonFiniteLossError(RadsimError):
@@ -73,3 +78,59 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmu
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+# ---------------------------------------------------------------------------- the step
+def optimizer_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
+                   scheduler: Any, micro: Sequence[tuple[torch.Tensor, torch.Tensor]], setup: DeviceSetup, *,
+                   step: int, clip_norm: float | None, ctx: DistContext, augment: Augmentation | None = None,
+                   seed: int = 0) -> float:
+    """One optimiser step over `micro` batches (mean of their losses); checks every loss is finite first.
+
+    Under DDP the gradients of the last micro-batch are all-reduced (no_sync before), and
+    a non-finite loss on any rank stops every rank before its backward pass. Micro-batch j of
+    rank r is augmented with the generator of (seed, step, r * len(micro) + j): 2 ranks with one
+    batch each draw what 1 process accumulating 2 batches draws.
+    """
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    total, n = 0.0, len(micro)
+    for j, (x, y) in enumerate(micro):
+        sync = model.no_sync() if ctx.enabled and j < n - 1 else contextlib.nullcontext()
+        with sync:
+            x = setup.images(x)
+            if augment is not None and augment.active:
+                x = augment(x, step_generator(seed, step * 65_536 + ctx.rank * n + j, x.device))
+            with setup.autocast():
+                emb = model(x)
+            loss = loss_fn(emb.float(), y.to(setup.device, dtype=torch.float32, non_blocking=True))
+            value = float(loss.detach())
+            if ctx.any(not math.isfinite(value)):
+                raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}")
+            (loss / n).backward()
+        total += value
+    if clip_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    optimizer.step()
+    scheduler.step()
+    return total / n
+
+
+def grouped(batches: Iterable[Any], k: int) -> Iterator[list[Any]]:
+    """Consecutive groups of `k` batches (a last, shorter group is dropped: a step takes k batches)."""
+    group = []
+    for b in batches:
+        group.append(b)
+        if len(group) == k:
+            yield group
+            group = []
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, backbone_fraction: float) -> list[dict[str, Any]]:
+    """The projection at `lr`, the backbone at `lr * backbone_fraction` (frozen at 0: no gradients at all)."""
+    net = getattr(model, "module", model)  # DDP wraps the EmbeddingNet
+    head = list(net.projection.parameters())
+    backbone = list(net.backbone.parameters())
+    if backbone_fraction == 0:
+        for p in backbone:
+            p.requires_grad_(False)
+        return [{"params": head, "lr": lr}]
+    return [{"params": head, "lr": lr}, {"params": backbone, "lr": lr * backbone_fraction}]

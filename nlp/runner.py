@@ -7,7 +7,6 @@ the CLI and the Prefect flow call.
 from __future__ import annotations
 
 import multiprocessing as mp
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import (QuarantineRecord, StageCounts, UsageError, load_contract, quarantine_table,
                                    write_parquet_atomic)
 from radsim.data_contracts.inflight import in_order
@@ -228,11 +228,8 @@ def quarantine_path_for(out: str | Path) -> Path:
     return out.with_name(f"{stem}.quarantine.parquet")
 
 
-def _progress(total: int | None, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="report", desc="label", file=sys.stderr, dynamic_ncols=True,
-                disable=not enabled or not sys.stderr.isatty())
+def _progress(total: int | None, enabled: bool) -> Any:
+    return progress_bar(total, enabled, unit="report", desc="label", leave=True)
 
 
 def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | None = None, workers: int = 1,

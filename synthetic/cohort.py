@@ -8,14 +8,13 @@ Layout under OUT (DESIGN §10):
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
+from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import NO_FINDING, UsageError, load_contract, rows_to_table, write_parquet_atomic
 
 from .bad import write_bad_csv, write_bad_records
@@ -136,8 +135,7 @@ def generate_cohort(out_dir: str | Path, n_exams: int, *, seed: int = 0, omissio
             for i in idx:
                 shown.setdefault(i, []).append(name)
     thumbs: dict[int, Any] = {}
-    bar = tqdm(total=n_exams, unit="exam", desc="synth", file=sys.stderr,
-               disable=not progress or not sys.stderr.isatty(), leave=False)
+    bar = progress_bar(n_exams, progress, unit="exam", desc="synth")
     try:
         for s in specs:
             folder = inbox / s.exam_id

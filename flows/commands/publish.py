@@ -52,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if runner:
         from radsim.flows.publish_embeddings import run_publish_embeddings
         from radsim.model.checkpoint import load_model
-        from radsim.model.publish import check_compatible, shard_metadata
+        from radsim.imaging.manifest import manifest_metadata
+        from radsim.model.compatibility import check_compatible
 
         # a missing model or manifest, or shards that do not fit, are usage errors before any cluster starts
-        check_compatible(load_model(args.model), shard_metadata(args.shards), args.shards)
+        check_compatible(load_model(args.model), manifest_metadata(args.shards), args.shards)
         out = run_publish_embeddings(args.model, args.shards, args.out, runner=runner, workers=args.workers,
                                      dask_address=args.dask_address, device=args.device or "cpu",
                                      batch_size=args.batch_size, shards_per_task=args.shards_per_task,

@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from radsim.data_contracts import IdKeyer, UsageError, default_vocabulary, demo_keyer, load_contract, rows_to_table
+from radsim.imaging import shard_commit
 from radsim.imaging import shards as sh
 from radsim.imaging.decode import read_image
 from radsim.imaging.normalise import decode_png, square_image
 from radsim.imaging.splits import hash_split
-from radsim.imaging.tarshard import iter_tar_samples
+from radsim.imaging.tarshard import ShardTarWriter, iter_tar_samples
 
 VOCAB = default_vocabulary()
 SIZE = 32
@@ -215,7 +216,7 @@ def test_interrupted_run_resumes_without_duplicates_or_loss(cohort, tmp_path, mo
     out = tmp_path / "shards"
     calls = {"n": 0}
     if where == "manifest":
-        real = sh._append_manifest
+        real = shard_commit._append_manifest
 
         def crash_on_second(plan, rows):  # shard 2 renamed into place, manifest not yet updated
             calls["n"] += 1
@@ -223,9 +224,9 @@ def test_interrupted_run_resumes_without_duplicates_or_loss(cohort, tmp_path, mo
                 raise KeyboardInterrupt("simulated crash")
             return real(plan, rows)
 
-        monkeypatch.setattr(sh, "_append_manifest", crash_on_second)
+        monkeypatch.setattr(shard_commit, "_append_manifest", crash_on_second)
     else:
-        real_write = sh.ShardTarWriter.write
+        real_write = ShardTarWriter.write
 
         def crash_mid_shard(self, sample):
             calls["n"] += 1
@@ -233,8 +234,8 @@ def test_interrupted_run_resumes_without_duplicates_or_loss(cohort, tmp_path, mo
                 raise KeyboardInterrupt("simulated crash")
             return real_write(self, sample)
 
-        monkeypatch.setattr(sh.ShardTarWriter, "write", crash_mid_shard)
-        monkeypatch.setattr(sh.ShardTarWriter, "abort", lambda self: None)  # a hard kill leaves the temp file
+        monkeypatch.setattr(ShardTarWriter, "write", crash_mid_shard)
+        monkeypatch.setattr(ShardTarWriter, "abort", lambda self: None)  # a hard kill leaves the temp file
     with pytest.raises(KeyboardInterrupt):
         run(cohort, out, maxcount=2)
     monkeypatch.undo()

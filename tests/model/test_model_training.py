@@ -206,7 +206,7 @@ def test_every_loss_runs_through_the_loop(train_shards, tmp_path, loss):
 def test_summary_says_n_a_for_levels_a_small_validation_split_cannot_define(tmp_path):
     """A validation split without a normal film has no AUC and may have no chance level: no crash."""
     from radsim.warehouse.card import ModelCard
-    from radsim.model.train import TrainResult
+    from radsim.model.train_result import TrainResult
 
     card = ModelCard("v1", "small", 8, 64, "ml2", "radsim", "1", ["no_finding"], "k", "sha", "now",
                      metrics={"precision_at_10": 0.5, "precision_at_10_chance": None, "normal_auc": None})

@@ -18,21 +18,6 @@ from radsim.warehouse.published import write as W
 D = 8
 
 
-def _publish_synthetic(out: Path, n: int, seed: int, version: str = "v1") -> P.PublishResult:
-    """A contract-valid embeddings table without torch (the store is pure pyarrow)."""
-    rng = np.random.default_rng(seed)
-    emb = rng.standard_normal((n, D)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    findings = ["no_finding", "cardiomegaly", "edema"]
-    values = [[1, 0, 0] if i % 3 == 0 else [0, 1, int(i % 2)] for i in range(n)]
-    table = P.embeddings_table(exam_keys=[f"{seed:02d}{i:030x}" for i in range(n)], image_index=[0] * n,
-                               splits=["test"] * n, view_positions=["PA"] * n, embeddings=emb, label_values=values,
-                               findings=findings, model_version=version, key_id="demo-test")
-    meta = P.table_metadata_for(model_version=version, key_id="demo-test", findings=findings, vocabulary_name="t",
-                                vocabulary_version="1", model_card={"model_version": version})
-    return P.publish_table(table, out, model_version=version, embedding_dim=D, extra_metadata=meta)
-
-
 def _readers_see(out: Path) -> dict[str, int]:
     """Row counts as pyarrow, polars and duckdb read the table folder (hive partitions)."""
     import duckdb
@@ -57,8 +42,8 @@ def _intact(out: Path, rows: int, checksum: str) -> None:
     assert all(p.suffix == ".parquet" for p in (out / "embeddings").rglob("*") if p.is_file())
 
 
-def test_publish_that_fails_after_staging_leaves_the_old_version(tmp_path, monkeypatch):
-    first = _publish_synthetic(tmp_path, 50, seed=1)
+def test_publish_that_fails_after_staging_leaves_the_old_version(tmp_path, monkeypatch, publish_synthetic):
+    first = publish_synthetic(tmp_path, 50, seed=1)
     original = P.write_parts
 
     def write_then_die(*args, **kwargs):
@@ -67,24 +52,24 @@ def test_publish_that_fails_after_staging_leaves_the_old_version(tmp_path, monke
 
     monkeypatch.setattr(W, "write_parts", write_then_die)
     with pytest.raises(RuntimeError, match="killed after staging"):
-        _publish_synthetic(tmp_path, 70, seed=2)
+        publish_synthetic(tmp_path, 70, seed=2)
     _intact(tmp_path, 50, first.record["checksum"])
     monkeypatch.setattr(W, "write_parts", original)
-    second = _publish_synthetic(tmp_path, 70, seed=2)
+    second = publish_synthetic(tmp_path, 70, seed=2)
     assert second.replaced and set(_readers_see(tmp_path).values()) == {70}
     assert [p.name for p in P.staging_dir(tmp_path).iterdir()] == ["publish.lock"]
     assert not P.staging_dir(tmp_path).is_relative_to(tmp_path.resolve())  # staged outside the published folder
 
 
-def test_publish_that_fails_at_the_swap_leaves_the_old_version(tmp_path, monkeypatch):
-    first = _publish_synthetic(tmp_path, 40, seed=1)
+def test_publish_that_fails_at_the_swap_leaves_the_old_version(tmp_path, monkeypatch, publish_synthetic):
+    first = publish_synthetic(tmp_path, 40, seed=1)
 
     def no_swap(a, b):
         raise OSError("disk went away")
 
     monkeypatch.setattr(W, "_exchange", no_swap)
     with pytest.raises(OSError):
-        _publish_synthetic(tmp_path, 60, seed=3)
+        publish_synthetic(tmp_path, 60, seed=3)
     _intact(tmp_path, 40, first.record["checksum"])
 
 
@@ -110,8 +95,8 @@ KILLED_WRITER = textwrap.dedent("""
 """)
 
 
-def test_publish_killed_with_sigkill_mid_write(tmp_path):
-    first = _publish_synthetic(tmp_path / "pub", 30, seed=1)
+def test_publish_killed_with_sigkill_mid_write(tmp_path, publish_synthetic):
+    first = publish_synthetic(tmp_path / "pub", 30, seed=1)
     helper = tmp_path / "helper"
     helper.mkdir()
     # the subprocess reuses _publish_synthetic's logic through a tiny module
@@ -146,14 +131,14 @@ def test_publish_killed_with_sigkill_mid_write(tmp_path):
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     _intact(tmp_path / "pub", 30, first.record["checksum"])
-    again = _publish_synthetic(tmp_path / "pub", 45, seed=4)  # the next publish cleans up and succeeds
+    again = publish_synthetic(tmp_path / "pub", 45, seed=4)  # the next publish cleans up and succeeds
     assert again.replaced and set(_readers_see(tmp_path / "pub").values()) == {45}
     assert not list(P.staging_dir(tmp_path / "pub").rglob("*.parquet"))
 
 
-def test_readers_never_see_a_partial_table_while_versions_are_swapped(tmp_path):
+def test_readers_never_see_a_partial_table_while_versions_are_swapped(tmp_path, publish_synthetic):
     """A reader gets the whole old table, the whole new one, or "no such file" (retry): never a mix."""
-    _publish_synthetic(tmp_path, 100, seed=0)
+    publish_synthetic(tmp_path, 100, seed=0)
     seen: list[int] = []
     retries: list[BaseException] = []
     errors: list[BaseException] = []
@@ -176,16 +161,16 @@ def test_readers_never_see_a_partial_table_while_versions_are_swapped(tmp_path):
     t.start()
     try:
         for i in range(8):
-            _publish_synthetic(tmp_path, 200 if i % 2 == 0 else 100, seed=i)
+            publish_synthetic(tmp_path, 200 if i % 2 == 0 else 100, seed=i)
     finally:
         stop.set()
         t.join()
     assert not errors and seen and set(seen) <= {100, 200}, (errors[:3], len(retries))
 
 
-def test_a_second_version_sits_beside_the_first(tmp_path):
-    _publish_synthetic(tmp_path, 20, seed=1, version="v1")
-    _publish_synthetic(tmp_path, 25, seed=2, version="v2")
+def test_a_second_version_sits_beside_the_first(tmp_path, publish_synthetic):
+    publish_synthetic(tmp_path, 20, seed=1, version="v1")
+    publish_synthetic(tmp_path, 25, seed=2, version="v2")
     assert sorted(p.name for p in (tmp_path / "embeddings").iterdir()) == ["v1", "v2"]
     assert _readers_see(tmp_path)["polars"] == 45
     assert P.resolve_version(tmp_path, None) == "v2"

@@ -10,7 +10,7 @@ from .layout import (EMBEDDINGS_DIR, INDEX_DIR, INDEX_KINDS, MANIFESTS_DIR, META
 from .prune import PruneResult, finish_interrupted_prune, plan_prune, prune_versions
 from .current import set_current
 from .read import (PublishedVersion, current_entry, current_version, open_version, published_versions, read_record,
-                   read_versions, resolve_version, schema_metadata)
+                   read_versions, resolve_version)
 from .table import embedding_matrix, embeddings_table, label_matrix, table_metadata_for
 from .versions import write_versions
 from .write import PublishResult, clean_staging, publish_table, record_checksum, write_parts
@@ -21,7 +21,7 @@ __all__ = [
     "STAGING_DIR", "VERSIONS_FILE", "check_version_name", "default_index_dir", "index_cache_paths", "publish_lock",
     "record_path", "staging_dir", "version_dir", "version_folders", "versions_path", "PruneResult",
     "finish_interrupted_prune", "plan_prune", "prune_versions", "PublishedVersion", "open_version",
-    "published_versions", "read_record", "resolve_version", "schema_metadata", "embedding_matrix",
+    "published_versions", "read_record", "resolve_version", "embedding_matrix",
     "embeddings_table", "label_matrix", "table_metadata_for", "current_entry", "current_version", "read_versions",
     "set_current", "write_versions", "PublishResult", "clean_staging", "publish_table", "record_checksum",
     "write_parts",

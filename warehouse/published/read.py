@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radsim.data_contracts import UsageError, load_contract
+from radsim.data_contracts import UsageError, load_contract, table_metadata
 from radsim.data_contracts.atomic import sha256_file
 
 from .layout import (EMBEDDINGS_DIR, MANIFESTS_DIR, META_FINDINGS, META_KEY_ID, META_MODEL_CARD, RECORD_FORMAT,
@@ -75,10 +75,6 @@ def read_record(published_dir: str | Path, model_version: str) -> dict[str, Any]
     return doc
 
 
-def schema_metadata(schema: pa.Schema) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
-
-
 def _file_dim(schema: pa.Schema) -> int | None:
     idx = schema.get_field_index("embedding")
     t = schema.field(idx).type if idx >= 0 else None
@@ -130,7 +126,7 @@ def _folder_schemas(folder: Path, files: list[Path]) -> tuple[int, str | None, s
             raise UsageError(f"{folder} changed while it was opened (a prune or a republish); open it again") from None
         except (pa.ArrowException, OSError) as exc:
             raise UsageError(f"corrupted Parquet file {path}: {str(exc).splitlines()[0]}") from None
-        m = schema_metadata(schema)
+        m = table_metadata(schema)
         meta = meta or m
         dims.add(_file_dim(schema))
         vocabs.add(m.get(META_FINDINGS))
