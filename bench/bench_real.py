@@ -140,7 +140,7 @@ def split_mean_intervals(parts: list[tuple], *, replicates: int, seed: int) -> d
     votes across splits would reward differences between splits, not a good metric.
     """
     from radsim.evaluation.intervals import Interval, bias_corrected, group_draws, percentile_bounds, weighted_auc
-    from radsim.evaluation.metrics import roc_auc
+    from radsim.evaluation import roc_auc
 
     def stats(s, mult_q, mult_v) -> dict[str, float]:
         def mean(values, w):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import _labels
+from .labelsets import as_label_matrix
 from .neighbours import as_matrix, l2_normalise
 
 
@@ -34,7 +34,7 @@ def powerset_classes(labels: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.
 
     Items with an empty label set are never kept. Ties in frequency go to the smaller key.
     """
-    lab = _labels(labels)
+    lab = as_label_matrix(labels)
     keys = [tuple(np.flatnonzero(row)) for row in lab]
     freq: dict[tuple[int, ...], int] = {}
     for key in keys:
@@ -77,7 +77,7 @@ def cluster_scores(
 ) -> ClusterScores:
     """k-means on the (L2-normalised) embeddings of the items in the `top` powerset classes."""
     emb = as_matrix(embeddings)
-    mask, classes, keys = powerset_classes(_labels(labels, emb.shape[0]), top)
+    mask, classes, keys = powerset_classes(as_label_matrix(labels, emb.shape[0]), top)
     k = len(keys)
     if k < 2 or classes.size <= k:
         nan = float("nan")

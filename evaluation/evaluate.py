@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .clustering import ClusterScores, cluster_scores
-from .metrics import RetrievalScores, retrieval_scores
+from .retrieval import RetrievalScores, retrieval_scores
 from .neighbours import as_matrix, random_embeddings
 from .intervals import DEFAULT_REPLICATES, Interval, cluster_intervals, retrieval_intervals
 from .records import MetricRecord

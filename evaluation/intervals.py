@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import RetrievalScores
+from .retrieval import RetrievalScores
 
 DEFAULT_REPLICATES = 1000
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 from radsim.data_contracts import IdKeyer, UsageError
 
 from .evaluate import evaluate_embeddings
-from .metrics import retrieval_scores
+from .retrieval import retrieval_scores
 from .neighbours import random_embeddings
 from radsim.warehouse.published import PublishedVersion, open_version
 

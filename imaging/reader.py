@@ -9,6 +9,7 @@ DDP (DESIGN §11): `nodesplitter=wds.split_by_node` plus `resampled=True` and
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -49,6 +50,34 @@ def _label_values(labels: Sequence[int | None], null_label: float) -> list[float
     return [null_label if v is None else float(v) for v in labels]
 
 
+def _selected(sample: dict[str, Any], *, split: str | None, labelled_only: bool, views: Sequence[str] | None) -> bool:
+    return _keep(json.loads(sample["json"]), split, labelled_only, views)
+
+
+def _as_tensors(sample: dict[str, Any], *, uint8: bool, augment: Callable[[Any], Any] | None,
+                null_label: float) -> dict[str, Any]:
+    """A shard sample as the training dict: image tensor (uint8 or float), label vector and metadata."""
+    import torch
+
+    from .normalise import decode_png
+
+    meta = json.loads(sample["json"])
+    if uint8:
+        image = torch.from_numpy(decode_png(sample["png"]).copy()).unsqueeze(0)
+    else:
+        image = torch.from_numpy(sample["png"]).to(torch.float32).unsqueeze(0)
+    if augment is not None:
+        image = augment(image)
+    return {
+        "__key__": sample["__key__"],
+        "image": image,
+        "labels": torch.tensor(_label_values(meta["labels"], null_label), dtype=torch.float32),
+        "labelled": bool(meta["labelled"]),
+        "split": meta["split"],
+        "view_position": meta["view_position"],
+    }
+
+
 def make_dataset(
     shard_dir: str | Path,
     *,
@@ -76,10 +105,7 @@ def make_dataset(
       bytes to hand between DataLoader workers and to copy to a GPU; `x.float() / 255` is exactly
       the float image.
     """
-    import torch
     import webdataset as wds
-
-    from .normalise import decode_png
 
     if split is not None and split not in SPLIT_NAMES:
         raise UsageError(f"split must be one of {SPLIT_NAMES} or None, got {split!r}")
@@ -87,26 +113,8 @@ def make_dataset(
     if not urls:
         raise UsageError(f"{shard_dir} has no shards")
 
-    def select(sample: dict[str, Any]) -> bool:
-        return _keep(json.loads(sample["json"]), split, labelled_only, views)
-
-    def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
-        meta = json.loads(sample["json"])
-        if uint8:
-            image = torch.from_numpy(decode_png(sample["png"]).copy()).unsqueeze(0)
-        else:
-            image = torch.from_numpy(sample["png"]).to(torch.float32).unsqueeze(0)
-        if augment is not None:
-            image = augment(image)
-        return {
-            "__key__": sample["__key__"],
-            "image": image,
-            "labels": torch.tensor(_label_values(meta["labels"], null_label), dtype=torch.float32),
-            "labelled": bool(meta["labelled"]),
-            "split": meta["split"],
-            "view_position": meta["view_position"],
-        }
-
+    select = functools.partial(_selected, split=split, labelled_only=labelled_only, views=views)
+    to_tensors = functools.partial(_as_tensors, uint8=uint8, augment=augment, null_label=null_label)
     ds = wds.WebDataset(
         urls,
         resampled=resampled,

@@ -131,8 +131,24 @@ def plan_reuse(published_dir: str | Path, shard_dir: str | Path, model: LoadedMo
         return everything(f"published {version} not reused: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     record_digests, record_rows, table = previous
     digests = shard_digests(manifest)
-    # Vectorised: each manifest row's position in the published table (null when absent), then
-    # the rows whose split or view differ; a shard with any such row, or another digest, is embedded.
+    pos, broken = _broken_shards(manifest, table, names, digests, record_digests, record_rows)
+    reused = [n for n in names if n not in broken]
+    if not reused:
+        return everything(f"no shard fully published under {version}")
+    mask, reused_rows = _reused_rows(manifest, table, pos, broken, list(card.findings))
+    counts = shard_row_counts(manifest)
+    return ReusePlan(version, fingerprint, key_id, names, [n for n in names if n in broken],
+                     f"{len(reused)} of {len(names)} shards published under {version}",
+                     {n: digests[n] for n in reused}, mask, reused_rows, {n: counts[n] for n in reused})
+
+
+def _broken_shards(manifest: pa.Table, table: pa.Table, names: list[str], digests: dict[str, str],
+                   record_digests: dict[str, str], record_rows: dict[str, int]) -> tuple[pa.ChunkedArray, set[str]]:
+    """Each manifest row's position in the published table (null when absent), and the shards to embed.
+
+    Vectorised: a shard with a row that is missing or published with another split or view, or
+    with another digest than the record's (unless a compaction merged recorded shards), is embedded.
+    """
     pos = pc.index_in(_row_keys(manifest), value_set=_row_keys(table))
     ok = pc.and_(pc.is_valid(pos), pc.and_(
         pc.equal(pc.fill_null(table.column("split").take(pos), ""), pc.fill_null(manifest.column("split"), "")),
@@ -144,25 +160,24 @@ def plan_reuse(published_dir: str | Path, shard_dir: str | Path, model: LoadedMo
     if unknown and record_rows:
         broken -= compacted_shards(manifest, unknown, record_digests, record_rows)
     broken |= set(manifest.column("shard").filter(pc.invert(ok)).unique().to_pylist())
-    reused = [n for n in names if n not in broken]
-    if not reused:
-        return everything(f"no shard fully published under {version}")
+    return pos, broken
+
+
+def _reused_rows(manifest: pa.Table, table: pa.Table, pos: pa.ChunkedArray, broken: set[str],
+                 findings: list[str]) -> tuple[np.ndarray, EmbeddedRows]:
+    """The manifest rows of the reused shards (a mask over the manifest) and their published values."""
     keep = pc.invert(pc.is_in(manifest.column("shard"), value_set=pa.array(sorted(broken), pa.string())))
     mask = keep.to_numpy(zero_copy_only=False).astype(bool)
     sel = pos.filter(keep)  # manifest order: shards are contiguous, so this is each reused shard's rows in order
     kept = manifest.filter(keep)
-    findings = list(card.findings)
     cache: dict[tuple[str, ...], list[int | None]] = {}
     values = [None if p is None else _values_from_positives(p, findings, cache)
               for p in table.column("positive_findings").take(sel).to_pylist()]
-    reused_rows = EmbeddedRows(
+    rows = EmbeddedRows(
         kept.column("exam_key").to_pylist(), [int(i) for i in kept.column("image_index").to_pylist()],
         kept.column("split").to_pylist(), kept.column("view_position").to_pylist(), values,
         np.ascontiguousarray(embedding_matrix(table.select(["embedding"]).take(sel))))
-    counts = shard_row_counts(manifest)
-    return ReusePlan(version, fingerprint, key_id, names, [n for n in names if n in broken],
-                     f"{len(reused)} of {len(names)} shards published under {version}",
-                     {n: digests[n] for n in reused}, mask, reused_rows, {n: counts[n] for n in reused})
+    return mask, rows
 
 
 def _row_keys(table: pa.Table) -> pa.ChunkedArray:

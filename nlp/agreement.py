@@ -167,20 +167,8 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
 
     tp, fp, fn = counts(weight)
     point = _prf(tp, fp, fn)
-    rng = np.random.default_rng(seed)
-    boot = np.full((bootstrap, 3, n_f + 2), np.nan)  # per finding, then macro, micro
-    members = [np.array(v) for v in strata.values()]
-    for b in range(bootstrap):
-        mult = np.zeros(len(cluster_keys))
-        for m in members:
-            mult += np.bincount(m[rng.integers(0, len(m), len(m))], minlength=len(cluster_keys))
-        btp, bfp, bfn = counts(weight * mult[cluster])
-        per = _prf(btp, bfp, bfn)
-        micro = _prf(btp.sum(keepdims=True), bfp.sum(keepdims=True), bfn.sum(keepdims=True))
-        for k in range(3):
-            boot[b, k, :n_f] = per[k]
-            boot[b, k, n_f] = np.nanmean(per[k]) if not np.all(np.isnan(per[k])) else np.nan
-            boot[b, k, n_f + 1] = micro[k][0]
+    boot = _bootstrap(counts, weight, cluster, [np.array(v) for v in strata.values()], len(cluster_keys), n_f,
+                      bootstrap, seed)
     names = ("precision", "recall", "f1")
     per_finding: dict[str, dict[str, Any]] = {}
     for i, f in enumerate(findings):
@@ -196,6 +184,25 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
     return AgreementReport(findings, per_finding, macro, micro, confusion, uncertain,
                            n_exams=len({p.exam_id for p in pairs}), n_pairs=len(pairs), bootstrap=bootstrap, notes=notes)
 
+
+
+def _bootstrap(counts: Any, weight: np.ndarray, cluster: np.ndarray, members: list[np.ndarray], n_clusters: int,
+               n_f: int, replicates: int, seed: int) -> np.ndarray:
+    """[replicate, precision/recall/F1, finding... then macro, micro]: each stratum's exams redrawn."""
+    rng = np.random.default_rng(seed)
+    boot = np.full((replicates, 3, n_f + 2), np.nan)
+    for b in range(replicates):
+        mult = np.zeros(n_clusters)
+        for m in members:
+            mult += np.bincount(m[rng.integers(0, len(m), len(m))], minlength=n_clusters)
+        btp, bfp, bfn = counts(weight * mult[cluster])
+        per = _prf(btp, bfp, bfn)
+        micro = _prf(btp.sum(keepdims=True), bfp.sum(keepdims=True), bfn.sum(keepdims=True))
+        for k in range(3):
+            boot[b, k, :n_f] = per[k]
+            boot[b, k, n_f] = np.nanmean(per[k]) if not np.all(np.isnan(per[k])) else np.nan
+            boot[b, k, n_f + 1] = micro[k][0]
+    return boot
 
 def pairs_from_tables(predicted: Iterable[dict[str, Any]], gold: Iterable[dict[str, Any]],
                       findings: Sequence[str]) -> list[GoldPair]:

@@ -6,7 +6,7 @@ import pytest
 
 from radsim.evaluation import evaluate_embeddings, random_embeddings, retrieval_scores
 from radsim.evaluation.intervals import Interval, retrieval_intervals, weighted_auc
-from radsim.evaluation.metrics import roc_auc
+from radsim.evaluation import roc_auc
 from radsim.evaluation.report import HEADLINE, NOT_DISTINGUISHABLE, EvaluationResult
 
 
