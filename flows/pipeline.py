@@ -111,9 +111,9 @@ def _storage(inbox: str, warehouse: str, cfg: dict[str, Any], quiet: bool) -> It
 
     for key in ("paths.truth", "paths.vocabulary"):
         require_local(key, cfg.get(key))
-    say = None if quiet else (lambda line: say(f"      {line}", quiet))
-    with open_folder(inbox, writeback=False, must_exist=True, on_progress=say) as inbox_dir, \
-            open_folder(warehouse, on_progress=say) as warehouse_dir:
+    report = None if quiet else (lambda line: say(f"      {line}", quiet))
+    with open_folder(inbox, writeback=False, must_exist=True, on_progress=report) as inbox_dir, \
+            open_folder(warehouse, on_progress=report) as warehouse_dir:
         yield inbox_dir, warehouse_dir
 
 
