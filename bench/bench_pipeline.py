@@ -46,7 +46,7 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
         update_ledger,
         write_ledger,
     )
-    from radsim.warehouse.promotion import promote_if_not_worse
+    from radsim.warehouse.promotion import promote_through_gates
 
     keyer = demo_keyer()
     restricted = warehouse / "restricted"
@@ -63,7 +63,7 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
     trained = train_embedding_model(warehouse / "shards", warehouse / "models" / "training", progress=False,
                                     **TRAINING)
     model_dir = register_model(trained.model_dir, warehouse / "models")
-    promote_if_not_worse(warehouse / "models", model_dir.name)
+    promote_through_gates(warehouse / "models", model_dir.name, force=True)  # a 5-step model: the gates refuse it
     published = publish(model_dir, warehouse / "shards", warehouse / "published")
     write_ledger(update_ledger(ledger, prints, keyer, label_status=dict.fromkeys(prints, "done"),
                                shard_status=dict.fromkeys(prints, "done"), published_version=model_dir.name,
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from radsim.warehouse.config import resolve_config
 
     cfg = resolve_config({"imaging.image_size": args.image_size, "runner.workers": args.workers,
-                          "runner.task_runner": args.runner,
+                          "runner.task_runner": args.runner, "model.force_promote": True,  # as the direct path
                           **{f"model.{k}": v for k, v in TRAINING.items()}}, None, environ={})
     with ephemeral_run():  # as `radsim run` does: no heartbeats without a server
         t = time.perf_counter()

@@ -100,5 +100,5 @@ def manifest_metadata(shard_dir: str | Path) -> dict[str, str]:
         raise UsageError(f"no {MANIFEST_FILE} in {shard_dir}: run 'radsim shard' first")
     try:
         return table_metadata(pq.read_schema(path))
-    except (pa.ArrowException, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
         raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None

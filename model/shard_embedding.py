@@ -109,7 +109,7 @@ def embed_part(loaded: LoadedModel, shard_dir: str | Path, shards: Sequence[str]
 
 def _in_order(groups: list[list[str]], submit: PartSubmitter, window: int) -> Iterator[EmbeddedPart]:
     """Submit shard groups with at most `window` in flight; yield their parts in manifest order."""
-    for names, part in in_order(groups, submit, window):
+    for names, part in in_order(groups, submit, window + 1):  # window + 1 out while the oldest is awaited
         yield _checked(part, names)
 
 
@@ -138,7 +138,8 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
     if reuse is not None:
         def embed(shards: list[str] | None) -> tuple[LoadedModel, EmbeddedShards]:
             return loaded, embed_shards(loaded, shard_dir, batch_size=batch_size, device=device, progress=progress,
-                                        shards_per_task=shards_per_task, submit=submit, window=window, only=shards)
+                                        shards_per_task=shards_per_task, submit=submit, window=window,
+                                        only=only if shards is None else shards)
 
         return embed_reusing(reuse.checked_for(loaded), shard_dir, embed)[1]
     meta = manifest_metadata(shard_dir)
