@@ -40,8 +40,6 @@ from radsim.data_contracts.errors import UnexpectedStageError
 
 from .tarshard import ShardTarWriter, iter_tar_samples
 
-from .config import DEFAULT_COMPACT_AFTER  # noqa: F401 - small shards in the tail before they are merged
-
 
 @dataclass
 class CompactionResult:

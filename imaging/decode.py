@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 # 64 Mpx per image (8k × 8k): far above any chest radiograph (≈ 4.3k × 4.3k), far below a bomb.
-from .config import DEFAULT_MAX_PIXELS  # noqa: F401 - declared with the shard options
+from .config import DEFAULT_MAX_PIXELS
 MIN_SIDE = 8
 MAX_FILE_BYTES = 2 << 30  # 2 GiB on disk: refused before reading
 

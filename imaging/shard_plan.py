@@ -32,8 +32,7 @@ from radsim.data_contracts import (
     write_parquet_atomic,
 )
 
-from .compaction import DEFAULT_COMPACT_AFTER
-from .config import ShardOptions, shard_options
+from .config import DEFAULT_COMPACT_AFTER, ShardOptions, shard_options
 from .manifest import (META_IMAGE_SIZE, META_KEY_ID, MANIFEST_FILE, SHARD_NAME, SHARD_RE, SOURCES_FILE,  # noqa: F401
                        append_rows, load_manifest, read_manifest, read_sources, remove_orphans, write_sources)
 from .splits import SPLITS_FILE, assign_splits, read_splits, write_splits

@@ -12,8 +12,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from .decode import DEFAULT_MAX_PIXELS, ImageRejected, decode_bytes, read_source_bytes
-from .normalise import DEFAULT_IMAGE_SIZE, normalise_to_png
+from .config import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS
+from .decode import ImageRejected, decode_bytes, read_source_bytes
+from .normalise import normalise_to_png
 
 
 @dataclass(frozen=True)

@@ -279,17 +279,20 @@ def merge_reused(plan: ReusePlan, new: EmbeddedShards, shard_dir: str | Path) ->
 
 
 def embed_reusing(plan: ReusePlan | None, shard_dir: str | Path,
-                  embed: Callable[[list[str] | None], tuple[LoadedModel, EmbeddedShards]]
-                  ) -> tuple[LoadedModel, EmbeddedShards]:
+                  embed: Callable[[list[str] | None], tuple[LoadedModel, EmbeddedShards]],
+                  loaded: LoadedModel | None = None) -> tuple[LoadedModel, EmbeddedShards]:
     """Embed what `plan` leaves to embed and merge in the rows it reuses; everything without a plan.
 
     `embed(shards)` embeds those shards (None: all) and says which model it used: a plan made for
-    another model than that one reuses nothing, and every shard is embedded after all.
+    another model than that one reuses nothing, and every shard is embedded after all. With
+    `loaded` known beforehand the plan is checked against it first (the weights are hashed once).
     """
+    if plan is not None and loaded is not None:
+        plan = plan.checked_for(loaded)
     only = list(plan.embed) if plan is not None and plan.reused_shards else None
-    loaded, embedded = embed(only)
+    used, embedded = embed(only)
     if only is None:
-        return loaded, embedded
-    if plan.checked_for(loaded) is plan:
-        return loaded, merge_reused(plan, embedded, shard_dir)
+        return used, embedded
+    if loaded is not None or plan.checked_for(used) is plan:
+        return used, merge_reused(plan, embedded, shard_dir)
     return embed(None)

@@ -141,7 +141,7 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
                                         shards_per_task=shards_per_task, submit=submit, window=window,
                                         only=only if shards is None else shards)
 
-        return embed_reusing(reuse.checked_for(loaded), shard_dir, embed)[1]
+        return embed_reusing(reuse, shard_dir, embed, loaded)[1]
     meta = manifest_metadata(shard_dir)
     check_compatible(loaded, meta, shard_dir)
     manifest = pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard", "sample_key", "image_sha256"])
