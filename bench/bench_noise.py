@@ -215,7 +215,7 @@ def markdown(table: dict, losses: list[str], noises: list[float]) -> str:
 
 
 # ------------------------------------------------------------------------------ main
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exams", type=int, default=2000, help="cohort size per noise level")
     ap.add_argument("--render-size", type=int, default=128, help="synthetic render size (px)")
@@ -232,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="folder for cohorts, models and cached runs")
     ap.add_argument("--fresh", action="store_true", help="discard cached runs under --work")
     ap.add_argument("--json", type=Path, default=RESULTS, help="write the figures here")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
@@ -248,7 +251,43 @@ def main(argv: list[str] | None = None) -> int:
     print(f"noise study: {args.exams} exams, rendered {args.render_size} px, trained at {args.image_size} px, "
           f"losses {args.losses}, noise {noises}, {args.seeds} seed(s), <= {args.minutes} min / {args.epochs} epochs "
           f"per run, work {work}", flush=True)
+    levels, tests, same, noise_stats = prepare_levels(args, work, noises)
+    findings = tests[noises[0]][2]
 
+    from radsim.evaluation import random_embeddings
+
+    _, truth0, _, _ = tests[noises[0]]
+    reference = {"random_embedding": score(random_embeddings(len(truth0), 128, seed=0), truth0, findings)}
+    runs, n_cached = run_grid(args, work, cache, noises, levels, tests, findings, started)
+    table = summarise(runs, args.losses, noises)
+    chance = runs[0]["chance"] if runs else {}
+    print(f"\n## Label-noise study: test split ({len(truth0)} frontal images) vs the image truth, "
+          f"mean ± sd over {args.seeds} training seed(s)\n")
+    print(markdown(table, args.losses, noises))
+    print("\nchance: " + ", ".join(f"{HEADS[m]} {chance[m]:.3f}" for m in METRICS if m in chance) +
+          "; random embeddings: " + ", ".join(f"{HEADS[m]} {reference['random_embedding'][m]:.3f}" for m in METRICS))
+    out = {"config": vars(args) | {"work": str(work), "json": str(args.json), "noise": noises},
+           "noise_model": "omission_rate = overcall_rate = p in synthetic.generate_cohort (reports only; images, "
+                          "patients and splits shared across levels)",
+           "test_images": len(truth0), "test_images_identical_across_levels": same,
+           "measured_noise": noise_stats, "chance": chance, "reference": reference,
+           "table": table, "runs": runs}
+    if "ml2" in args.losses and "ml2plus" in args.losses and noises[-1] > noises[0]:
+        out.update(ml2plus_verdict(table, args.losses, noises[0], noises[-1]))
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)  # of this invocation: small when runs were cached
+    out["cached_runs"] = n_cached
+    out["train_seconds_total"] = round(sum(r["training"]["seconds"] for r in runs), 1)
+    out["load_avg_1m"] = os.getloadavg()[0]
+    total = len(args.losses) * len(noises) * args.seeds
+    print(f"\nwall time {out['wall_seconds'] / 60:.1f} min ({n_cached} of {total} runs from the cache; "
+          f"{out['train_seconds_total'] / 60:.1f} min of training in all); results -> {args.json}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
+    return 0
+
+
+def prepare_levels(args: argparse.Namespace, work: Path, noises: list[float]) -> tuple[dict, dict, bool, dict]:
+    """One cohort per noise level (same images, patients and splits), its test set and its measured noise."""
     levels = {p: build_level(work / f"noise-{p:g}", args.exams, p, args.render_size, args.image_size,
                              args.cohort_seed) for p in noises}
     tests = {p: test_set(d) for p, d in levels.items()}
@@ -263,12 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {float(p):4.0%}: missed positives {s['missed_positive_rate']:.3f}, spurious positives "
               f"{s['spurious_positive_rate']:.3f}, exams with a wrong label set {s['exams_with_wrong_label_set']:.3f}, "
               f"no_finding flipped {s['no_finding_flipped']:.3f}", flush=True)
+    return levels, tests, same, noise_stats
 
-    from radsim.evaluation import random_embeddings
 
-    _, truth0, _, _ = tests[noises[0]]
-    reference = {"random_embedding": score(random_embeddings(len(truth0), 128, seed=0), truth0, findings)}
-
+def run_grid(args: argparse.Namespace, work: Path, cache: Path, noises: list[float], levels: dict, tests: dict,
+             findings: list, started: float) -> tuple[list[dict], int]:
+    """Train and score every (noise, loss, seed), reusing runs cached with the same settings."""
     runs: list[dict] = []
     n_cached = 0
     total = len(args.losses) * len(noises) * args.seeds
@@ -297,60 +336,38 @@ def main(argv: list[str] | None = None) -> int:
                       f"NMI {r['nmi']:.3f} AUC {r['normal_auc']:.3f} ({t['epochs_run']} ep, {t['steps']} steps, "
                       f"{t['seconds']:.0f} s, {t['stopped']}; elapsed {(time.perf_counter() - started) / 60:.1f} min)",
                       flush=True)
+    return runs, n_cached
 
-    table = summarise(runs, args.losses, noises)
-    chance = runs[0]["chance"] if runs else {}
-    print(f"\n## Label-noise study: test split ({len(truth0)} frontal images) vs the image truth, "
-          f"mean ± sd over {args.seeds} training seed(s)\n")
-    print(markdown(table, args.losses, noises))
-    print("\nchance: " + ", ".join(f"{HEADS[m]} {chance[m]:.3f}" for m in METRICS if m in chance) +
-          "; random embeddings: " + ", ".join(f"{HEADS[m]} {reference['random_embedding'][m]:.3f}" for m in METRICS))
-    out = {"config": vars(args) | {"work": str(work), "json": str(args.json), "noise": noises},
-           "noise_model": "omission_rate = overcall_rate = p in synthetic.generate_cohort (reports only; images, "
-                          "patients and splits shared across levels)",
-           "test_images": len(truth0), "test_images_identical_across_levels": same,
-           "measured_noise": noise_stats, "chance": chance, "reference": reference,
-           "table": table, "runs": runs}
-    lo, hi = noises[0], noises[-1]
-    if "ml2" in args.losses and "ml2plus" in args.losses and hi > lo:
-        drops = degradation(table, args.losses, lo, hi)
-        lines, flags = verdict(drops)
-        n_less = sum(f["ml2plus_degrades_less"] for f in flags.values())
-        n_clear = sum(f["ml2plus_degrades_less"] and f["beyond_2se"] for f in flags.values())
-        n_worse_clear = sum((not f["ml2plus_degrades_less"]) and f["beyond_2se"] for f in flags.values())
-        if n_clear >= 3 and n_worse_clear == 0:
-            summary = "YES: ML2+ degrades less than ML2 on most metrics, beyond 2 standard errors."
-        elif n_less >= 3 and n_worse_clear == 0:
-            summary = ("NOT ESTABLISHED: ML2+ loses less than ML2 on most metrics, but the gaps are within "
-                       "2 standard errors of the seed-to-seed spread at this scale.")
-        elif n_worse_clear > 0 and n_less <= 1:
-            summary = "NO: ML2+ degrades more than ML2 on at least one metric beyond 2 standard errors."
-        else:
-            summary = "NO clear difference: ML2+ and ML2 degrade by about the same (mixed, within noise)."
-        print(f"\n### Does ML2+ degrade less than ML2 from {lo:.0%} to {hi:.0%}? (change in mean, ± standard error)")
-        print("\n".join(lines))
-        absolute = {}
-        for p in (lo, hi):
-            abs_lines, absolute[f"{p:g}"] = levels_at(table, p)
-            print(f"\nabsolute level at {p:.0%} (ml2plus - ml2, ± standard error):")
-            print("\n".join(abs_lines))
-        ahead = [m for m, f in absolute[f"{hi:g}"].items() if f["diff"] > 0 and f["beyond_2se"]]
-        behind = [m for m, f in absolute[f"{hi:g}"].items() if f["diff"] < 0 and f["beyond_2se"]]
-        summary += (f" At {hi:.0%} ML2+ is clearly ahead of ML2 on {', '.join(HEADS[m] for m in ahead) or 'no metric'}"
-                    f" and clearly behind on {', '.join(HEADS[m] for m in behind) or 'no metric'} (2 SE).")
-        print(f"\nverdict: {summary}")
-        out["degradation"] = drops
-        out["verdict"] = {"per_metric": flags, "absolute": absolute, "summary": summary}
-    out["wall_seconds"] = round(time.perf_counter() - started, 1)  # of this invocation: small when runs were cached
-    out["cached_runs"] = n_cached
-    out["train_seconds_total"] = round(sum(r["training"]["seconds"] for r in runs), 1)
-    out["load_avg_1m"] = os.getloadavg()[0]
-    print(f"\nwall time {out['wall_seconds'] / 60:.1f} min ({n_cached} of {total} runs from the cache; "
-          f"{out['train_seconds_total'] / 60:.1f} min of training in all); results -> {args.json}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
-    return 0
 
+def ml2plus_verdict(table: dict, losses: list[str], lo: float, hi: float) -> dict:
+    """Does ML2+ degrade less than ML2 from `lo` to `hi` noise? Printed, and returned for the JSON."""
+    drops = degradation(table, losses, lo, hi)
+    lines, flags = verdict(drops)
+    n_less = sum(f["ml2plus_degrades_less"] for f in flags.values())
+    n_clear = sum(f["ml2plus_degrades_less"] and f["beyond_2se"] for f in flags.values())
+    n_worse_clear = sum((not f["ml2plus_degrades_less"]) and f["beyond_2se"] for f in flags.values())
+    if n_clear >= 3 and n_worse_clear == 0:
+        summary = "YES: ML2+ degrades less than ML2 on most metrics, beyond 2 standard errors."
+    elif n_less >= 3 and n_worse_clear == 0:
+        summary = ("NOT ESTABLISHED: ML2+ loses less than ML2 on most metrics, but the gaps are within "
+                   "2 standard errors of the seed-to-seed spread at this scale.")
+    elif n_worse_clear > 0 and n_less <= 1:
+        summary = "NO: ML2+ degrades more than ML2 on at least one metric beyond 2 standard errors."
+    else:
+        summary = "NO clear difference: ML2+ and ML2 degrade by about the same (mixed, within noise)."
+    print(f"\n### Does ML2+ degrade less than ML2 from {lo:.0%} to {hi:.0%}? (change in mean, ± standard error)")
+    print("\n".join(lines))
+    absolute = {}
+    for p in (lo, hi):
+        abs_lines, absolute[f"{p:g}"] = levels_at(table, p)
+        print(f"\nabsolute level at {p:.0%} (ml2plus - ml2, ± standard error):")
+        print("\n".join(abs_lines))
+    ahead = [m for m, f in absolute[f"{hi:g}"].items() if f["diff"] > 0 and f["beyond_2se"]]
+    behind = [m for m, f in absolute[f"{hi:g}"].items() if f["diff"] < 0 and f["beyond_2se"]]
+    summary += (f" At {hi:.0%} ML2+ is clearly ahead of ML2 on {', '.join(HEADS[m] for m in ahead) or 'no metric'}"
+                f" and clearly behind on {', '.join(HEADS[m] for m in behind) or 'no metric'} (2 SE).")
+    print(f"\nverdict: {summary}")
+    return {"degradation": drops, "verdict": {"per_metric": flags, "absolute": absolute, "summary": summary}}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,7 @@ import typing
 from typing import Any, Iterable, Literal, TypeVar, get_args, get_origin
 
 import pydantic
+from pydantic.fields import FieldInfo
 
 from .errors import UsageError
 
@@ -27,21 +28,43 @@ class Settings(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
 
-def build(model: type[M], values: dict[str, Any], origin: str = "settings") -> M:
-    """`model(**values)`, with a validation error as one line naming the setting and the rule."""
+def build(model: type[M], values: dict[str, Any], origin: str = "settings", as_flags: bool = False) -> M:
+    """`model(**values)`, with a validation error as one line naming the setting and the rule.
+
+    `as_flags` names a setting as its command-line option (`--shards-per-task`), for CLI users.
+    """
     try:
         return model(**values)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        name = ".".join(str(p) for p in first.get("loc", ())) or "?"
-        raise UsageError(f"{origin}: {name}: {first.get('msg')} (got {first.get('input')!r})") from None
+        loc = [str(p) for p in first.get("loc", ())]
+        name = (flag(loc[-1]) if as_flags else ".".join(loc)) if loc else "?"
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        raise UsageError(f"{origin}: {name}: {msg} (got {first.get('input')!r})") from None
+
+
+def field_of(model: type[pydantic.BaseModel], name: str, optional: bool = False,
+             **overrides: Any) -> tuple[Any, FieldInfo]:
+    """A field of another stage's config, for a section that exposes it (same help and bounds).
+
+    `overrides` change what a section means differently (a scheduled run's own default, say);
+    `optional` lets the section leave it unset (None: the stage's default applies).
+    """
+    field = model.model_fields[name]
+    annotation = field.annotation | None if optional else field.annotation
+    return annotation, (FieldInfo.merge_field_infos(field, **overrides) if overrides else field)
+
+
+def section(name: str, doc: str, fields: dict[str, tuple[Any, Any]]) -> type[Settings]:
+    """A Settings model made of `fields` ({name: (annotation, FieldInfo)}), e.g. a radsim.toml table."""
+    return pydantic.create_model(name, __base__=Settings, __doc__=doc, **fields)  # type: ignore[call-overload]
 
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _scalar(annotation: Any) -> tuple[Any, bool]:
+def scalar_type(annotation: Any) -> tuple[Any, bool]:
     """The field's base type and whether None is allowed."""
     origin = get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -56,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, mod
     names = list(include) if include is not None else list(model.model_fields)
     for name in names:
         field = model.model_fields[name]
-        base, optional = _scalar(field.annotation)
+        base, optional = scalar_type(field.annotation)
         default = field.get_default(call_default_factory=True)
         shown = "none" if default is None else ",".join(map(str, default)) if isinstance(default, tuple) else default
         text = f"{field.description or ''} (default: {shown})".strip()
@@ -78,7 +101,7 @@ def from_arguments(model: type[M], args: argparse.Namespace, base: M | None = No
     given = {name: getattr(args, name) for name in model.model_fields
              if getattr(args, name, None) is not None}
     start = base.model_dump() if base is not None else {}
-    return build(model, {**start, **given}, origin)
+    return build(model, {**start, **given}, origin, as_flags=True)
 
 
 def to_argv(config: pydantic.BaseModel, include: Iterable[str] | None = None) -> list[str]:

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 from radsim.data_contracts import IdKeyer, UsageError
 
+from .config import DEFAULT_MAX_QUERIES
 from .evaluate import evaluate_embeddings
 from .retrieval import retrieval_scores
 from .neighbours import random_embeddings
@@ -36,7 +37,6 @@ from .records import MetricRecord, records_to_table
 __all__ = ["FRONTAL", "VIEWS", "EvalSet", "load_eval_set", "patient_keys", "truth_labels"]  # moved; still importable here
 
 CURVE_KS = (1, 2, 3, 5, 10, 15, 20, 30, 50, 100)
-DEFAULT_MAX_QUERIES = 5000
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.md"
 

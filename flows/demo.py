@@ -21,6 +21,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from radsim.data_contracts import StageCounts, UsageError
 from radsim.warehouse.layout import DemoLayout
+from radsim.warehouse.run_config import RunConfig
 
 DEMO_MARKER = ".radsim-demo"
 
@@ -66,19 +67,19 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-# The demo shards at 256 px and trains the small CNN at 128 px for at most 5 minutes (DESIGN §8).
-DEMO_TRAINING = {"backbone": "small", "loss": "ml2", "image_size": 128, "max_minutes": 5.0}
+# The demo runs with a scheduled run's defaults (radsim.warehouse.run_config): it shards at 256 px and
+# trains the small CNN at 128 px for at most 5 minutes (DESIGN §8).
 
 
-def demo_config(seed: int, training: dict | None, truth: Path) -> dict:
-    """The demo's resolved configuration: defaults, DEMO_TRAINING, then `training` overrides (model.* keys)."""
-    from radsim.warehouse.config import SCHEMA, resolve_config
+def demo_config(seed: int, training: dict | None, truth: Path) -> RunConfig:
+    """The demo's resolved configuration: a scheduled run's defaults, then `training` overrides (model.* keys)."""
+    from radsim.warehouse.config import resolve_config
+    from radsim.warehouse.run_config import ModelSection
 
-    model = {**DEMO_TRAINING, "seed": seed, **(training or {})}
-    unknown = [k for k in model if f"model.{k}" not in SCHEMA]
+    model = {"seed": seed, **(training or {})}
+    unknown = [k for k in model if k not in ModelSection.model_fields]
     if unknown:
-        raise UsageError(f"unknown training option(s) {unknown}; known: "
-                         f"{[k.split('.', 1)[1] for k in SCHEMA if k.startswith('model.')]}")
+        raise UsageError(f"unknown training option(s) {unknown}; known: {list(ModelSection.model_fields)}")
     return resolve_config({**{f"model.{k}": v for k, v in model.items()}, "paths.truth": str(truth)})
 
 
@@ -87,7 +88,7 @@ def demo_flow(out: str | Path = "demo-output", n_exams: int = 2000, seed: int = 
               training: dict | None = None) -> DemoResult:
     """synth, then the `pipeline` flow on the fresh cohort's inbox (so the first run trains).
 
-    `training` overrides DEMO_TRAINING (tests use it to cap the steps).
+    `training` overrides the [model] defaults (tests use it to cap the steps).
     """
     from radsim.flows.pipeline import pipeline
 

@@ -18,6 +18,7 @@ from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from radsim.nlp.config import DEFAULT_BATCH  # noqa: E402
 from radsim.nlp.runner import LabelRunSummary, label_file  # noqa: E402
 
 _LABELERS: dict[bytes, Any] = {}  # per worker process: one labeler per vocabulary, built once
@@ -64,7 +65,7 @@ def label_file_mapped(input: str, out: str, vocabulary_path: str | None, replace
 
 @flow(name="label-reports")
 def label_reports(input: str | Path, out: str | Path, vocabulary_path: str | None = None,
-                  replace_vocabulary: bool = False, workers: int = 1, batch_size: int = 512,
+                  replace_vocabulary: bool = False, workers: int = 1, batch_size: int = DEFAULT_BATCH,
                   progress: bool = True, mapped: bool = False) -> LabelRunSummary:
     """Label INPUT into OUT (+ OUT.quarantine.parquet); publish counts per finding as an artifact.
 

@@ -40,6 +40,7 @@ from radsim.flows.pipeline_tasks import (
     table_artifact,
 )
 from radsim.warehouse.layout import WarehouseLayout
+from radsim.warehouse.run_config import RunConfig
 
 @dataclass
 class PipelineResult:
@@ -80,7 +81,7 @@ def ephemeral_run() -> Iterator[None]:
 
 @flow(name="pipeline")
 def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bool = False,
-             config: dict[str, Any] | None = None, config_path: str | None = None, demo_key: bool = False,
+             config: RunConfig | None = None, config_path: str | None = None, demo_key: bool = False,
              progress: bool = False, quiet: bool = False, verify: bool = False) -> PipelineResult:
     """One scheduled run over INBOX into WAREHOUSE; the ledger makes a rerun do only what is new.
 
@@ -92,9 +93,9 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
     """
     from radsim.warehouse.config import resolve_config
 
-    cfg = dict(config) if config is not None else resolve_config(
+    cfg = config if config is not None else resolve_config(
         {"paths.inbox": inbox, "paths.warehouse": warehouse}, config_path)
-    inbox, warehouse = inbox or cfg.get("paths.inbox"), warehouse or cfg.get("paths.warehouse")
+    inbox, warehouse = inbox or cfg.paths.inbox, warehouse or cfg.paths.warehouse
     if not inbox or not warehouse:
         raise UsageError("the pipeline needs an inbox and a warehouse (arguments or paths.* in radsim.toml)")
     keyer_from_env(demo=demo_key)  # no key, no run (DESIGN §3): before anything is pulled
@@ -105,12 +106,12 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
 
 
 @contextlib.contextmanager
-def _storage(inbox: str, warehouse: str, cfg: dict[str, Any], quiet: bool) -> Iterator[tuple[Path, Path]]:
+def _storage(inbox: str, warehouse: str, cfg: RunConfig, quiet: bool) -> Iterator[tuple[Path, Path]]:
     """Local folders for the inbox (read only) and the warehouse (pushed back on success)."""
     from radsim.warehouse.storage import open_folder, require_local
 
-    for key in ("paths.truth", "paths.vocabulary"):
-        require_local(key, cfg.get(key))
+    require_local("paths.truth", cfg.paths.truth)
+    require_local("paths.vocabulary", cfg.paths.vocabulary)
     report = None if quiet else (lambda line: say(f"      {line}", quiet))
     with open_folder(inbox, writeback=False, must_exist=True, on_progress=report) as inbox_dir, \
             open_folder(warehouse, on_progress=report) as warehouse_dir:
@@ -128,10 +129,10 @@ def _show_remote(result: PipelineResult, local_root: Path, uri: str) -> None:
             result.outputs[name] = uri.rstrip("/") + "/" + Path(path).relative_to(local_root).as_posix()
 
 
-def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any], demo_key: bool, progress: bool,
+def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: RunConfig, demo_key: bool, progress: bool,
                   quiet: bool, verify: bool = False) -> PipelineResult:
     """The pipeline on local folders (the flow has resolved the configuration and the storage)."""
-    from radsim.warehouse.config import quarantine_ceiling, save_config
+    from radsim.warehouse.config import save_config
     from radsim.warehouse.keycheck import check_warehouse_key
     from radsim.warehouse.ledger import has_unpublished
     from radsim.warehouse.registry import current_model
@@ -140,7 +141,7 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: dict[str, Any]
     keyer = keyer_from_env(demo=demo_key)
     layout = WarehouseLayout(Path(warehouse))
     check_warehouse_key(layout.root, keyer)  # before any stage writes anything
-    ceiling = quarantine_ceiling(cfg)
+    ceiling = cfg.quarantine_ceiling()
     layout.restricted.mkdir(parents=True, exist_ok=True)
     result = PipelineResult(layout)
     result.outputs["configuration"] = save_config(cfg, layout.root)
@@ -204,12 +205,12 @@ def _nothing_new(layout: WarehouseLayout, ledger: Any, prints: dict, current: di
         write_ledger(refreshed, layout.root)
 
 
-def _label_step(layout: WarehouseLayout, cfg: dict[str, Any], exams: Any, prints: dict, todo: Any, ceiling: Any,
+def _label_step(layout: WarehouseLayout, cfg: RunConfig, exams: Any, prints: dict, todo: Any, ceiling: Any,
                 progress: bool, quiet: bool, result: PipelineResult) -> dict[str, str]:
     from radsim.warehouse.quarantine import file_reason_counts
 
     say(f"[2/6] labelling {len(todo.to_label)} new or amended reports (label_reports flow)", quiet)
-    counts, status, stage_quarantine = label_stage(layout, exams, prints, todo.to_label, cfg.get("paths.vocabulary"),
+    counts, status, stage_quarantine = label_stage(layout, exams, prints, todo.to_label, cfg.paths.vocabulary,
                                                    1, progress, config=cfg)
     result.counts.append(counts)
     result.labelled = sorted(e for e, s in status.items() if s == "done")
@@ -219,7 +220,7 @@ def _label_step(layout: WarehouseLayout, cfg: dict[str, Any], exams: Any, prints
     return status
 
 
-def _shard_step(layout: WarehouseLayout, cfg: dict[str, Any], exams: Any, todo: Any, keyer: Any, ceiling: Any,
+def _shard_step(layout: WarehouseLayout, cfg: RunConfig, exams: Any, todo: Any, keyer: Any, ceiling: Any,
                 demo_key: bool, progress: bool, quiet: bool, result: PipelineResult) -> dict[str, str]:
     from radsim.imaging.shards import QUARANTINE_FILE
 
@@ -236,7 +237,7 @@ def _shard_step(layout: WarehouseLayout, cfg: dict[str, Any], exams: Any, todo: 
     return status
 
 
-def _model_step(layout: WarehouseLayout, cfg: dict[str, Any], ledger: Any, prints: dict, keyer: Any,
+def _model_step(layout: WarehouseLayout, cfg: RunConfig, ledger: Any, prints: dict, keyer: Any,
                 label_status: dict[str, str], shard_status: dict[str, str], train: bool, demo_key: bool,
                 progress: bool, quiet: bool, result: PipelineResult) -> None:
     """Train/publish/evaluate, then record every exam's statuses in the ledger and clear the scratch folder."""
@@ -255,7 +256,7 @@ def _model_step(layout: WarehouseLayout, cfg: dict[str, Any], ledger: Any, print
 
 
 @flow(name="train")
-def train(warehouse: str | None = None, config: dict[str, Any] | None = None, config_path: str | None = None,
+def train(warehouse: str | None = None, config: RunConfig | None = None, config_path: str | None = None,
           demo_key: bool = False, progress: bool = False, quiet: bool = False) -> PipelineResult:
     """Retrain from all shards; promote only a model that is not worse; re-embed and re-publish every exam.
 
@@ -264,20 +265,20 @@ def train(warehouse: str | None = None, config: dict[str, Any] | None = None, co
     """
     from radsim.warehouse.config import resolve_config
 
-    cfg = dict(config) if config is not None else resolve_config({"paths.warehouse": warehouse}, config_path)
-    warehouse = warehouse or cfg.get("paths.warehouse")
+    cfg = config if config is not None else resolve_config({"paths.warehouse": warehouse}, config_path)
+    warehouse = warehouse or cfg.paths.warehouse
     if not warehouse:
         raise UsageError("train needs a warehouse (argument or paths.warehouse in radsim.toml)")
     from radsim.warehouse.storage import open_folder, require_local
 
-    require_local("paths.truth", cfg.get("paths.truth"))
+    require_local("paths.truth", cfg.paths.truth)
     with open_folder(str(warehouse)) as warehouse_dir:
         result = _run_train(warehouse_dir, cfg, demo_key, progress, quiet)
     _show_remote(result, warehouse_dir, str(warehouse))
     return result
 
 
-def _run_train(warehouse: Path, cfg: dict[str, Any], demo_key: bool, progress: bool, quiet: bool) -> PipelineResult:
+def _run_train(warehouse: Path, cfg: RunConfig, demo_key: bool, progress: bool, quiet: bool) -> PipelineResult:
     from radsim.warehouse.config import save_config
     from radsim.warehouse.ledger import mark_published, read_ledger, write_ledger
     from radsim.warehouse.registry import current_model

@@ -16,9 +16,10 @@ from prefect.utilities.annotations import quote  # big arguments: Prefect must n
 
 from radsim.flows.pipeline_tasks import promote_task, relabel_task, say
 from radsim.warehouse.layout import WarehouseLayout
+from radsim.warehouse.run_config import RunConfig
 
 
-def train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger: Any, train: bool, demo_key: bool,
+def train_publish_evaluate(layout: WarehouseLayout, cfg: RunConfig, ledger: Any, train: bool, demo_key: bool,
                            progress: bool, quiet: bool, result: Any) -> set[str]:
     """(Re)train and promote when asked, then embed the shards with the current model, publish, evaluate.
 
@@ -43,11 +44,11 @@ def train_publish_evaluate(layout: WarehouseLayout, cfg: dict[str, Any], ledger:
     return set(embedded.exam_keys)
 
 
-def train_step(layout: WarehouseLayout, cfg: dict[str, Any], current: dict | None, progress: bool, quiet: bool,
+def train_step(layout: WarehouseLayout, cfg: RunConfig, current: dict | None, progress: bool, quiet: bool,
                result: Any) -> tuple[dict | None, bool]:
     """Train a candidate and put it through the gates when there is data enough: (current model, trained?)."""
     from radsim.flows.train_embedding import train_embedding
-    from radsim.warehouse.config import launch_options, training_options
+    from radsim.model.config import train_config
     from radsim.warehouse.registry import current_model
 
     readiness = _readiness(layout, cfg)
@@ -60,15 +61,15 @@ def train_step(layout: WarehouseLayout, cfg: dict[str, Any], current: dict | Non
             say("[6/6] evaluation skipped (no model yet)", quiet)
         return current, False  # a retrain asked for on too little data: the current model stays
     say("[4/6] training the embedding network (train_embedding flow)", quiet)
-    options = {**training_options(cfg), "progress": progress}
+    options = cfg.training_options()
     if readiness.batch_size != readiness.requested:
         options["batch_size"] = readiness.batch_size
         result.notes.append(readiness.message)
         say(f"      {readiness.message}", quiet)
-    trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}", options,
-                              launch=launch_options(cfg))
+    trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}",
+                              train_config(**options), launch=cfg.launch_options(), progress=progress)
     result.promotion = promote_task(str(layout.models), trained["model_dir"],
-                                    int(cfg.get("model.min_val_patients", 30)), bool(cfg.get("model.force_promote")))
+                                    cfg.model.min_val_patients, cfg.model.force_promote)
     result.notes += [line.strip() for line in trained["summary"].splitlines() if "model folder" not in line]
     result.notes.append(f"model {result.promotion['candidate']}: {result.promotion['reason']}")
     result.metrics["validation"] = trained.get("metrics") or {}
@@ -80,7 +81,7 @@ def train_step(layout: WarehouseLayout, cfg: dict[str, Any], current: dict | Non
     return current, True
 
 
-def publish_step(layout: WarehouseLayout, cfg: dict[str, Any], current: dict, trained: bool, progress: bool,
+def publish_step(layout: WarehouseLayout, cfg: RunConfig, current: dict, trained: bool, progress: bool,
                  quiet: bool, result: Any, ledger: Any) -> Any:
     """Embed every sharded image with the current model (reusing what it published) and publish it as current."""
     from radsim.flows.publish_embeddings import prune_task, publish_task, reuse_plan_task
@@ -103,23 +104,24 @@ def publish_step(layout: WarehouseLayout, cfg: dict[str, Any], current: dict, tr
                              f"the current model ({current.get('reason') or 'promoted'})")
     result.published_rows = published.rows
     result.outputs["published embeddings"] = layout.published / "embeddings"
-    keep = int(cfg.get("publish.keep_versions") or 0)
+    keep = cfg.publish.keep_versions
     if keep:
         result.notes.append(prune_task(str(layout.published), keep, str(layout.index)).summary())
     return embedded
 
 
-def _embed(layout: WarehouseLayout, cfg: dict[str, Any], model_dir: str, plan: Any, progress: bool) -> tuple[Any, Any]:
+def _embed(layout: WarehouseLayout, cfg: RunConfig, model_dir: str, plan: Any, progress: bool) -> tuple[Any, Any]:
     """(loaded model, EmbeddedShards) on the configured runner; one task when it is "threads"."""
     from radsim.flows.publish_embeddings import embed_task, run_embed_shards
 
-    runner, dask_address = cfg.get("runner.task_runner") or "threads", cfg.get("runner.dask_address")
-    if runner != "threads" or dask_address:  # groups of shards as tasks on the runner, CPU fp32 like a local run
-        return run_embed_shards(model_dir, str(layout.shards), runner=runner, workers=cfg.get("runner.workers") or 2,
-                                dask_address=dask_address, shards_per_task=cfg.get("runner.shards_per_task") or 1,
-                                batch_size=256, device="cpu", progress=progress, reuse=plan)
+    embed = cfg.embed_config()
+    if cfg.mapped:  # groups of shards as tasks on the runner, CPU fp32 like a local run
+        return run_embed_shards(model_dir, str(layout.shards), runner=cfg.runner.task_runner, workers=embed.workers,
+                                dask_address=cfg.runner.dask_address, shards_per_task=embed.shards_per_task,
+                                batch_size=embed.batch_size, device=embed.device_for(mapped=True), progress=progress,
+                                reuse=plan)
     # one task: torch already uses every core of this process, so threads would only add overhead
-    return embed_task(model_dir, str(layout.shards), 256, "auto", quote(plan))
+    return embed_task(model_dir, str(layout.shards), embed.batch_size, embed.device_for(mapped=False), quote(plan))
 
 
 def _record_embedding(result: Any, embedded: Any, version: str, plan: Any) -> None:
@@ -133,12 +135,12 @@ def _record_embedding(result: Any, embedded: Any, version: str, plan: Any) -> No
                            f"; {plan.note if plan is not None else 'a training run: nothing reused'}"))
 
 
-def evaluate_step(layout: WarehouseLayout, cfg: dict[str, Any], version: str, demo_key: bool, quiet: bool,
+def evaluate_step(layout: WarehouseLayout, cfg: RunConfig, version: str, demo_key: bool, quiet: bool,
                   result: Any) -> None:
     """Evaluate the published version against the validated subset, when one is configured."""
     from radsim.flows.publish_embeddings import evaluate_task, evaluation_artifacts
 
-    truth = cfg.get("paths.truth")
+    truth = cfg.paths.truth
     if not truth:
         say("[6/6] no validated subset configured (paths.truth): evaluation skipped", quiet)
         return
@@ -151,10 +153,8 @@ def evaluate_step(layout: WarehouseLayout, cfg: dict[str, Any], version: str, de
     result.outputs["evaluation report"] = report_dir / "report.md"
 
 
-def _readiness(layout: WarehouseLayout, cfg: dict[str, Any]) -> Any:
+def _readiness(layout: WarehouseLayout, cfg: RunConfig) -> Any:
     """Enough labelled data for a first model (or a retrain)? radsim.model.readiness decides."""
-    from radsim.model.config import TrainConfig
     from radsim.model.readiness import training_readiness
 
-    default_batch = TrainConfig.model_fields["batch_size"].default
-    return training_readiness(layout.shards, int(cfg.get("model.batch_size") or default_batch))
+    return training_readiness(layout.shards, cfg.train_config().batch_size)

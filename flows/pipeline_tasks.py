@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from radsim.data_contracts import StageCounts, load_vocabulary, write_parquet_atomic
 from radsim.warehouse.layout import WarehouseLayout
+from radsim.warehouse.run_config import RunConfig
 
 
 def say(line: str, quiet: bool) -> None:
@@ -93,7 +94,7 @@ def quarantine_task(path: str, records: list, *others: str) -> dict[str, int]:
 
 
 def label_stage(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str], vocabulary_path: str | None,
-                workers: int, progress: bool, config: dict[str, Any] | None = None
+                workers: int, progress: bool, config: RunConfig | None = None
                 ) -> tuple[StageCounts, dict[str, str], str | None]:
     """Label the exams in `ids` that have a report; merge into restricted/labels.parquet.
 
@@ -116,13 +117,13 @@ def label_stage(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str
         layout.work.mkdir(parents=True, exist_ok=True)
         batch = write_parquet_atomic(exams_table_for(exams, set(with_report)), layout.work / "label-batch.parquet")
         out = layout.work / "labels-batch.parquet"
-        runner = (config or {}).get("runner.task_runner") or "threads"
-        dask_address = (config or {}).get("runner.dask_address")
-        if runner != "threads" or dask_address:
-            workers = int((config or {}).get("runner.workers") or workers)
-        summary = run_label_reports(str(batch), str(out), runner=runner, workers=workers, dask_address=dask_address,
-                                    vocabulary_path=vocabulary_path, progress=progress,
-                                    batch_size=(config or {}).get("runner.label_batch_size") or 512)
+        config = config or RunConfig()
+        runner = config.runner
+        if config.mapped:
+            workers = runner.workers
+        summary = run_label_reports(str(batch), str(out), runner=runner.task_runner, workers=workers,
+                                    dask_address=runner.dask_address, vocabulary_path=vocabulary_path,
+                                    progress=progress, batch_size=runner.label_batch_size)
         new = pq.read_table(out)
         labelled = set(new.column("exam_id").to_pylist())
         status.update({e: ("done" if e in labelled else "quarantined") for e in with_report})
@@ -133,14 +134,13 @@ def label_stage(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str
     return counts.check(), status, qpath
 
 
-def shard_stage(layout: WarehouseLayout, cfg: dict[str, Any], exams: Any, to_shard: list[str], keyer: Any,
+def shard_stage(layout: WarehouseLayout, cfg: RunConfig, exams: Any, to_shard: list[str], keyer: Any,
                 demo_key: bool, progress: bool) -> tuple[StageCounts, dict[str, str], dict[str, int]]:
     """Shard the images of the exams in `to_shard` (build_shards flow): counts, ledger statuses, reasons."""
     from datetime import UTC, datetime
 
     from radsim.flows.build_shards import run_build_shards
     from radsim.imaging.shards import QUARANTINE_FILE, shard_refusals
-    from radsim.warehouse.config import shard_settings
     from radsim.warehouse.inbox import exams_table_for
     from radsim.warehouse.ledger import shard_statuses
 
@@ -152,11 +152,10 @@ def shard_stage(layout: WarehouseLayout, cfg: dict[str, Any], exams: Any, to_sha
     layout.work.mkdir(parents=True, exist_ok=True)
     batch = write_parquet_atomic(exams_table_for(exams, set(to_shard)), layout.work / "shard-batch.parquet")
     sharded = run_build_shards(str(batch), str(layout.restricted / "labels.parquet"), str(layout.shards),
-                               runner=cfg["runner.task_runner"], workers=cfg["runner.workers"],
-                               dask_address=cfg.get("runner.dask_address"), demo_key=demo_key,
-                               vocabulary=cfg.get("paths.vocabulary"), quarantine=str(shard_quarantine),
-                               progress=progress, batch_size=cfg.get("runner.decode_batch_size") or 32,
-                               **shard_settings(cfg))
+                               runner=cfg.runner.task_runner, workers=cfg.runner.workers,
+                               dask_address=cfg.runner.dask_address, demo_key=demo_key,
+                               vocabulary=cfg.paths.vocabulary, quarantine=str(shard_quarantine),
+                               progress=progress, batch_size=cfg.runner.decode_batch_size, **cfg.imaging.model_dump())
     counts = StageCounts("shard", n_images, sharded["rows_out"], sharded["quarantined"],
                          n_images - sharded["rows_out"] - sharded["quarantined"])
     status = shard_statuses(to_shard, keyer, layout.shards, shard_refusals(shard_quarantine, run_started))

@@ -20,18 +20,21 @@ configure_prefect()  # before prefect is imported
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from radsim.model.config import TrainConfig, train_config  # noqa: E402
+
 
 @task(name="train-encoder", cache_policy=NO_CACHE)
-def train_task(shards: str, out: str, options: dict[str, Any]) -> dict[str, Any]:
+def train_task(shards: str, out: str, config: TrainConfig, resume: bool, progress: bool) -> dict[str, Any]:
     from radsim.model.train import train_embedding_model
 
-    return _result_dict(train_embedding_model(shards, out, **options))
+    return _result_dict(train_embedding_model(shards, out, config, resume=resume, progress=progress))
 
 
 @task(name="torchrun-train", cache_policy=NO_CACHE)
-def torchrun_task(shards: str, out: str, options: dict[str, Any], launch: dict[str, Any]) -> dict[str, Any]:
+def torchrun_task(shards: str, out: str, config: TrainConfig, resume: bool, progress: bool,
+                  launch: dict[str, Any]) -> dict[str, Any]:
     """Own torchrun's process group for the whole job: stream its lines, stop it all if this run stops."""
-    from radsim.model.config import rank_argv
+    from radsim.model.config import changed_fields, rank_argv
     from radsim.model.data import read_shard_info
     from radsim.model.launch import LaunchSpec, for_console, launch_training
     from radsim.model.train_result import result_from_folder
@@ -46,7 +49,8 @@ def torchrun_task(shards: str, out: str, options: dict[str, Any], launch: dict[s
         if for_console(line):
             print(line, flush=True)
 
-    launch_training(spec, rank_argv(shards, out, options), out, on_line=on_line)
+    kw = {**changed_fields(config), "resume": resume, "progress": progress}
+    launch_training(spec, rank_argv(shards, out, kw), out, on_line=on_line)
     return _result_dict(result_from_folder(out))
 
 
@@ -115,16 +119,22 @@ def _artifact(result: dict[str, Any]) -> None:
 
 
 @flow(name="train_embedding")
-def train_embedding(shards: str | Path, out: str | Path, options: dict[str, Any] | None = None,
-                    launch: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train an encoder on SHARDS into OUT; `options` are train_embedding_model's keyword arguments.
+def train_embedding(shards: str | Path, out: str | Path, config: TrainConfig | None = None,
+                    launch: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
+                    options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train an encoder on SHARDS into OUT with `config` (a TrainConfig, shown as the run's parameters).
 
-    `launch` (LaunchSpec fields: nproc_per_node, nnodes, ...) trains under torchrun with DDP.
+    `options` (train_embedding_model's keyword arguments: TrainConfig fields, `resume`,
+    `progress`) override it. `launch` (LaunchSpec fields: nproc_per_node, nnodes, ...) trains
+    under torchrun with DDP.
     """
+    values = dict(options or {})
+    resume, progress = bool(values.pop("resume", resume)), bool(values.pop("progress", progress))
+    config = train_config(**{**(config.model_dump() if config is not None else {}), **values})
     if launch:
-        result = torchrun_task(str(shards), str(out), dict(options or {}), dict(launch))
+        result = torchrun_task(str(shards), str(out), config, resume, progress, dict(launch))
     else:
-        result = train_task(str(shards), str(out), dict(options or {}))
+        result = train_task(str(shards), str(out), config, resume, progress)
     _artifact(result)
     return result
 

@@ -2,9 +2,10 @@
 
 Kept in its own small module with picklable inputs and outputs so a process pool (or a
 Prefect task runner) can run it anywhere. Each item comes back as written-ready bytes, a
-rejection with its reason code (an `ImageRejected`: bad input, quarantined), "unchanged", or
-"failed": an error that is not bad input (a bug, a broken codec install). A failed item is
-never quarantined: the shard stage stops the run and names the exception (DESIGN §12).
+rejection with its reason code (bad input, quarantined), "unchanged", or "failed": an error
+that is not bad input (a bug, a broken codec install). Which is which is the options' error
+policy (QUARANTINE_BAD_IMAGES by default). A failed item is never quarantined: the shard stage
+stops the run and names the exception (DESIGN §12).
 """
 from __future__ import annotations
 
@@ -12,9 +13,24 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from radsim.data_contracts.error_policy import ErrorPolicy, Refusal
+
 from .config import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS
 from .decode import ImageRejected, decode_bytes, read_source_bytes
 from .normalise import normalise_to_png
+
+
+def _rejected(exc: BaseException) -> Refusal:
+    return Refusal(exc.reason_code, exc.message)  # type: ignore[attr-defined]
+
+
+def _out_of_memory(exc: BaseException) -> Refusal:
+    return Refusal("implausible_size", "out of memory while decoding")
+
+
+# An image the decoder refuses, or one too large to hold, is bad input; anything else fails the run.
+QUARANTINE_BAD_IMAGES = ErrorPolicy("quarantine-bad-images", ((ImageRejected, _rejected),
+                                                              (MemoryError, _out_of_memory)))
 
 
 @dataclass(frozen=True)
@@ -22,6 +38,7 @@ class DecodeOptions:
     image_size: int = DEFAULT_IMAGE_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     digest_key: bytes = b""  # keys the source-file digest, so it cannot confirm a guessed file
+    policy: ErrorPolicy = QUARANTINE_BAD_IMAGES  # which errors are bad input (radsim.data_contracts.error_policy)
 
 
 @dataclass(frozen=True)
@@ -57,11 +74,10 @@ def decode_item(item: WorkItem, opts: DecodeOptions) -> DecodeResult:
         del data
         png, sha = normalise_to_png(image.pixels, opts.image_size)
         return DecodeResult(item.position, "ok", png=png, image_sha256=sha, view_position=image.view_position, source_digest=digest)
-    except ImageRejected as exc:
-        return DecodeResult(item.position, "rejected", reason_code=exc.reason_code, message=exc.message)
-    except MemoryError:
-        return DecodeResult(item.position, "rejected", reason_code="implausible_size", message="out of memory while decoding")
-    except Exception as exc:  # noqa: BLE001 - not bad input: reported as "failed", never quarantined
+    except Exception as exc:  # noqa: BLE001 - the policy decides: bad input is refused, the rest fails the run
+        refusal = opts.policy.judge(exc)
+        if refusal is not None:
+            return DecodeResult(item.position, "rejected", reason_code=refusal.reason_code, message=refusal.message)
         text = str(exc).replace(item.uri, "<image>")[:300]  # the path names raw ids: it stays out of the message
         return DecodeResult(item.position, "failed", message=f"{type(exc).__name__}: {text}")
 

@@ -84,6 +84,12 @@ def train_config(**values: Any) -> TrainConfig:
     return build(TrainConfig, values, "training")
 
 
+def changed_fields(config: TrainConfig) -> dict[str, Any]:
+    """The fields of `config` that differ from the defaults: what a rank's command line must carry."""
+    defaults = TrainConfig()
+    return {name: value for name, value in config if value != getattr(defaults, name)}
+
+
 def rank_argv(shards: str, out: str, kw: dict) -> list[str]:
     """`radsim train` arguments that give back `kw` when parsed: what each torchrun rank runs.
 

@@ -28,12 +28,11 @@ from .data import float_images_at
 from .embed import embed_images
 from radsim.imaging.manifest import manifest_metadata
 
+from .embed_config import DEFAULT_BATCH_SIZE
 from .embedded import EmbeddedPart, EmbeddedShards, shard_digests, shard_row_counts
 from .reuse import ReusePlan, embed_reusing
 from .train_core import resolve_device
 
-
-DEFAULT_BATCH_SIZE = 256
 
 
 PartSubmitter = Callable[[list[str]], Any]

@@ -25,6 +25,7 @@ from radsim.data_contracts.vocabulary import Vocabulary, default_vocabulary
 
 from . import worker
 from .chunks import label_chunk
+from .config import DEFAULT_BATCH
 from .reading import ReportRecord, open_reports
 from .version import LABELER_VERSION
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:  # the parent of worker processes never imports spaCy
     from .labeler import Labeler
 
 STAGE = "label"
-DEFAULT_BATCH = 512
 VALUE_NAMES = {1: "positive", 0: "negative", -1: "uncertain"}
 
 

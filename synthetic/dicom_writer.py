@@ -76,6 +76,16 @@ def build_dataset(img: np.ndarray, spec: ExamSpec, image_index: int, *, modality
     ds.StudyID = spec.exam_id[-6:]
     ds.SeriesNumber = 1 + image_index
     ds.InstanceNumber = 1
+    _pixel_module(ds, arr, variant)
+    if variant.compression in _TS:
+        ds.compress(_TS[variant.compression], arr, generate_instance_uid=False)
+    else:
+        ds.PixelData = arr.tobytes()
+    return ds
+
+
+def _pixel_module(ds: Dataset, arr: np.ndarray, variant: DicomVariant) -> None:
+    """Image pixel, spacing, rescale and window attributes for the stored `arr`."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = variant.photometric
     ds.PresentationLUTShape = "INVERSE" if variant.photometric == "MONOCHROME1" else "IDENTITY"
@@ -94,11 +104,6 @@ def build_dataset(img: np.ndarray, spec: ExamSpec, image_index: int, *, modality
     ds.WindowCenter = f"{(top + 1) / 2:.1f}"
     ds.WindowWidth = f"{top + 1:d}"
     ds.VOILUTFunction = "LINEAR"
-    if variant.compression in _TS:
-        ds.compress(_TS[variant.compression], arr, generate_instance_uid=False)
-    else:
-        ds.PixelData = arr.tobytes()
-    return ds
 
 
 def write_dicom(path: str | Path, img: np.ndarray, spec: ExamSpec, image_index: int, **kwargs) -> Path:

@@ -18,6 +18,8 @@ Where each finding lives (so that a CNN, and a simple regional statistic, can te
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -60,158 +62,226 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.array(Image.fromarray(img, mode="F").resize((size, size), Image.BILINEAR), dtype=np.float32)
 
 
+@dataclass
+class _Chest:
+    """The frontal image being drawn, and the anatomy the findings are placed against."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    img: np.ndarray
+    lw: float  # chest width
+    lh: float
+    d0: float  # diaphragm dome height
+    lungs: list = field(default_factory=list)  # (side, centre x, mask, radius, dome) per hemithorax
+    lung: Any = None
+    heart: Any = None
+    ribs: Any = None
+
+    def side_lung(self, side: float) -> tuple:
+        return self.lungs[0 if side < 0 else 1]
+
+
 def render_frontal(findings: Mapping[str, Mapping[str, Any]], rng: np.random.Generator, size: int) -> np.ndarray:
-    """A PA/AP chest image showing exactly the findings in `findings` (name -> attributes)."""
+    """A PA/AP chest image showing exactly the findings in `findings` (name -> attributes).
+
+    The random draws happen in a fixed order (pose, anatomy, then each finding in
+    FRONTAL_FINDINGS order), so a seed always gives the same image.
+    """
     n = min(size, WORK_MAX)
+    chest = _frontal_anatomy(*_pose(rng, n), findings, rng, n)
+    for name, paint in FRONTAL_FINDINGS:
+        if name in findings:
+            paint(chest, findings[name], rng)
+    return _finish(chest.img, rng, size)
+
+
+def _pose(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised coordinates after a small rotation, shift and scale."""
     gx, gy = _grid(n)
-    # pose: small rotation, shift and scale
     th = np.deg2rad(rng.uniform(-4, 4))
     dx, dy, sc = rng.uniform(-0.04, 0.04), rng.uniform(-0.04, 0.04), rng.uniform(0.95, 1.04)
     c, s = np.float32(np.cos(th)), np.float32(np.sin(th))
-    X = (c * (gx - dx) + s * (gy - dy)) / sc
-    Y = (-s * (gx - dx) + c * (gy - dy)) / sc
-    # anatomy
-    lw = rng.uniform(0.93, 1.05)  # chest width
+    return (c * (gx - dx) + s * (gy - dy)) / sc, (-s * (gx - dx) + c * (gy - dy)) / sc
+
+
+def _frontal_anatomy(X: np.ndarray, Y: np.ndarray, f: Mapping[str, Mapping[str, Any]], rng: np.random.Generator,
+                     n: int) -> _Chest:
+    lw = rng.uniform(0.93, 1.05)
     lh = rng.uniform(0.95, 1.05)
     hw = rng.uniform(0.92, 1.06)  # heart width
-    d0 = rng.uniform(0.34, 0.42)  # diaphragm dome height
+    d0 = rng.uniform(0.34, 0.42)
     dk = 0.16
-    f = findings
-    if "emphysema" in f:
+    if "emphysema" in f:  # low flat diaphragm, taller lungs
         d0 += 0.11
         dk = 0.04
         lh *= 1.06
-    img = np.full((n, n), 0.04, dtype=np.float32)
+    chest = _Chest(X, Y, np.full((n, n), 0.04, dtype=np.float32), lw, lh, d0)
     body, _ = _ellipse(X, Y, 0.0, 0.12, 0.96 * lw, 1.2, 0.06)
-    img += 0.36 * body
-    lungs = []
+    chest.img += 0.36 * body
     for side in (-1.0, 1.0):
         cx = side * 0.36 * lw
         ell, r = _ellipse(X, Y, cx, -0.1, 0.27 * lw, 0.64 * lh, 0.1)
         dome = d0 - (0.02 if side < 0 else 0.0) + dk * ((X - cx) / (0.3 * lw)) ** 2
-        m = ell * _ramp(dome - Y, 0.03)
-        lungs.append((side, cx, m, r, dome))
-    lung = lungs[0][2] + lungs[1][2]
-    img -= 0.25 * lung
-    # vessels: brighter towards the hila
-    img += lung * (0.07 * _ramp(0.55 - np.abs(np.abs(X) - 0.12), 0.55))
-    # ribs (posterior arcs), only over the hemithoraces
-    thorax, _ = _ellipse(X, Y, 0.0, -0.1, 0.7 * lw, 0.78 * lh, 0.06)
+        chest.lungs.append((side, cx, ell * _ramp(dome - Y, 0.03), r, dome))
+    chest.lung = chest.lungs[0][2] + chest.lungs[1][2]
+    chest.img -= 0.25 * chest.lung
+    chest.img += chest.lung * (0.07 * _ramp(0.55 - np.abs(np.abs(X) - 0.12), 0.55))  # vessels, towards the hila
+    _ribs(chest, f, rng)
+    _heart_and_mediastinum(chest, f, rng, hw, body)
+    gb, _ = _ellipse(X, Y, 0.33 * lw, d0 + 0.12, 0.09, 0.05, 0.3)  # gastric bubble under the left hemidiaphragm
+    chest.img -= 0.12 * gb
+    return chest
+
+
+def _ribs(chest: _Chest, f: Mapping[str, Mapping[str, Any]], rng: np.random.Generator) -> None:
+    """Posterior rib arcs over the hemithoraces (a fracture steps one and adds callus), and the clavicles."""
+    X, Y, lw = chest.X, chest.Y, chest.lw
+    thorax, _ = _ellipse(X, Y, 0.0, -0.1, 0.7 * lw, 0.78 * chest.lh, 0.06)
     rib_phase = (Y + 0.45 * X * X) / 0.145 + rng.uniform(0, 1)
     if "fracture" in f:
         fs = SIDE[f["fracture"].get("side", "left")]
         fy = rng.uniform(-0.45, -0.28)
         zone, _ = _ellipse(X, Y, fs * 0.62 * lw, fy, 0.16, 0.1, 0.3)
         rib_phase = rib_phase + 0.5 * zone * (X * fs > 0.62 * lw)
-    ribs = _ramp(np.cos(2 * np.pi * rib_phase) - 0.45, 0.35) * thorax * (np.abs(X) > 0.08)
-    img += 0.085 * ribs
+    chest.ribs = _ramp(np.cos(2 * np.pi * rib_phase) - 0.45, 0.35) * thorax * (np.abs(X) > 0.08)
+    chest.img += 0.085 * chest.ribs
     if "fracture" in f:
         callus, _ = _ellipse(X, Y, fs * 0.62 * lw, fy, 0.055, 0.045, 0.4)
-        img += 0.24 * callus
-    # clavicles
+        chest.img += 0.24 * callus
     for side in (-1.0, 1.0):
-        img += 0.13 * _segments(X, Y, [(side * 0.08, -0.72), (side * 0.62 * lw, -0.84)], 0.025, 0.02)
-    # heart
+        chest.img += 0.13 * _segments(X, Y, [(side * 0.08, -0.72), (side * 0.62 * lw, -0.84)], 0.025, 0.02)
+
+
+def _heart_and_mediastinum(chest: _Chest, f: Mapping[str, Mapping[str, Any]], rng: np.random.Generator, hw: float,
+                           body: np.ndarray) -> None:
+    """The heart (wider with cardiomegaly), the mediastinum (wider above when enlarged), spine and trachea."""
+    X, Y, img = chest.X, chest.Y, chest.img
     hwf = hw * (1.0 + {"mild": 0.28, "moderate": 0.38, "severe": 0.48}[f["cardiomegaly"].get("severity", "moderate")]
                 if "cardiomegaly" in f else 1.0)
-    heart, _ = _ellipse(X, Y, 0.09 + (0.06 if "cardiomegaly" in f else 0.0), 0.25, 0.27 * hwf, 0.22, 0.15)
-    img += heart * (0.18 + 0.25 * lung)  # the heart hides the lung behind it
-    # mediastinum (wider above when enlarged) and spine, trachea
+    chest.heart, _ = _ellipse(X, Y, 0.09 + (0.06 if "cardiomegaly" in f else 0.0), 0.25, 0.27 * hwf, 0.22, 0.15)
+    img += chest.heart * (0.18 + 0.25 * chest.lung)  # the heart hides the lung behind it
     mw = 0.1 + (rng.uniform(0.1, 0.13) if "enlarged_cardiomediastinum" in f else 0.0)
     upper = _ramp(0.15 - Y, 0.2) * _ramp(Y + 0.95, 0.05)
     width = np.where(Y < 0.0, mw, 0.1 + (mw - 0.1) * _ramp(0.25 - Y, 0.25))
     img += 0.27 * upper * _ramp(width - np.abs(X - 0.01), 0.03)
     img += (0.12 + 0.03 * np.cos(2 * np.pi * Y / 0.085)) * _ramp(0.06 - np.abs(X), 0.015) * body
     img -= 0.14 * _ramp(0.028 - np.abs(X), 0.01) * _ramp(-0.32 - Y, 0.05)
-    # gastric bubble under the left hemidiaphragm
-    gb, _ = _ellipse(X, Y, 0.33 * lw, d0 + 0.12, 0.09, 0.05, 0.3)
-    img -= 0.12 * gb
-    # ---- findings
-    if "emphysema" in f:
-        img -= 0.075 * lung
-    if "edema" in f:
-        for side in (-1.0, 1.0):
-            haze, _ = _ellipse(X, Y, side * 0.2, -0.02, 0.24, 0.3, 0.8)
-            img += 0.16 * haze * lung
-    if "lung_opacity" in f:
-        side = SIDE[f["lung_opacity"].get("side", "right")]
-        img += 0.13 * lungs[0 if side < 0 else 1][2]
-    if "pleural_other" in f:
-        side = SIDE[f["pleural_other"].get("side", "right")]
-        _, cx, m, r, _ = lungs[0 if side < 0 else 1]
-        band = _ramp(r - 0.6, 0.08) * _ramp(1.04 - r, 0.04) * _ramp(X * side - 0.4 * lw, 0.05)
-        band *= _ramp(Y + 0.3, 0.06) * _ramp(0.3 - Y, 0.06)
-        img += 0.22 * band
-        for _ in range(int(rng.integers(2, 4))):  # calcified plaques along the wall
-            py = rng.uniform(-0.2, 0.2)
-            plaque, _ = _ellipse(X, Y, side * 0.57 * lw, py, 0.025, 0.05, 0.4)
-            img += 0.18 * plaque
-    if "consolidation" in f:
-        side = SIDE[f["consolidation"].get("side", "right")]
-        m = lungs[0 if side < 0 else 1][2]
-        cx, cy = side * rng.uniform(0.37, 0.43) * lw, rng.uniform(0.0, 0.1)
-        patch = np.zeros_like(img)
-        for _ in range(4):
-            e, _ = _ellipse(X, Y, cx + rng.uniform(-0.07, 0.07), cy + rng.uniform(-0.05, 0.05),
-                            rng.uniform(0.08, 0.12), rng.uniform(0.07, 0.1), 0.35)
-            patch = np.maximum(patch, e)
-        img += 0.27 * patch * m
-    if "pneumonia" in f:
-        side = SIDE[f["pneumonia"].get("side", "right")]
-        m = lungs[0 if side < 0 else 1][2]
-        cx, cy = side * rng.uniform(0.32, 0.4) * lw, rng.uniform(-0.38, -0.25)
-        fluff = np.zeros_like(img)
-        for _ in range(12):
-            e, _ = _ellipse(X, Y, cx + rng.normal(0, 0.08), cy + rng.normal(0, 0.07),
-                            rng.uniform(0.03, 0.05), rng.uniform(0.03, 0.05), 0.9)
-            fluff += e
-        img += 0.23 * np.minimum(fluff, 1.3) * m
-    if "atelectasis" in f:
-        side = SIDE[f["atelectasis"].get("side", "right")]
-        m = lungs[0 if side < 0 else 1][2]
-        y0, tilt = rng.uniform(0.02, 0.12), rng.uniform(-0.08, 0.08)
-        band = _segments(X, Y, [(side * 0.14, y0 - tilt), (side * 0.58 * lw, y0 + tilt)], 0.018, 0.012)
-        img += 0.24 * band * np.minimum(m * 1.5, 1.0)
-    if "fibrosis" in f:
-        ph1, ph2, p = rng.uniform(0, 1), rng.uniform(0, 1), 0.075
-        net = np.maximum(_ramp(np.cos(2 * np.pi * ((X + 0.5 * Y) / p + ph1)) - 0.6, 0.25),
-                         _ramp(np.cos(2 * np.pi * ((Y - 0.4 * X) / p + ph2)) - 0.6, 0.25))
-        img += 0.13 * net * lung * _ramp(Y + 0.05, 0.15)
-    if "lung_lesion" in f:
-        side = SIDE[f["lung_lesion"].get("side", "right")]
-        for k in range(int(f["lung_lesion"].get("count", 1))):
-            r0 = rng.uniform(0.04, 0.065) * (1.5 if f["lung_lesion"].get("kind") == "mass" and k == 0 else 1.0)
-            nod, _ = _ellipse(X, Y, side * rng.uniform(0.22, 0.5) * lw, rng.uniform(-0.45, 0.05), r0, r0, 0.3)
-            img += 0.3 * nod
-    if "pleural_effusion" in f:
-        size_h = {"small": 0.12, "moderate": 0.2, "large": 0.32}[f["pleural_effusion"].get("size", "moderate")]
-        sides = (-1.0, 1.0) if f["pleural_effusion"].get("side") == "bilateral" else (SIDE[f["pleural_effusion"].get("side", "right")],)
-        for side in sides:
-            _, cx, m, r, dome = lungs[0 if side < 0 else 1]
-            ell = _ramp(1.0 - r, 0.1)
-            level = (d0 + 0.02 - size_h) - 1.2 * size_h * np.clip((X * side - 0.28 * lw) / (0.36 * lw), 0, 1) ** 2
-            fluid = ell * _ramp(Y - level, 0.05) * _ramp(dome + 0.1 - Y, 0.05)
-            img += 0.3 * fluid * (1.0 - 0.6 * heart)
-    if "pneumothorax" in f:
-        side = SIDE[f["pneumothorax"].get("side", "right")]
-        _, cx, m, r, _ = lungs[0 if side < 0 else 1]
-        depth = {"small": 0.2, "moderate": 0.28, "large": 0.38}[f["pneumothorax"].get("size", "moderate")]
-        # the collapsed lung: an ellipse pulled medially and down, inside the hemithorax
-        ecx = cx - side * depth * 0.45
-        _, rc = _ellipse(X, Y, ecx, -0.1 + depth * 0.6, 0.27 * lw - depth * 0.3, 0.64 * lh - depth * 0.6)
-        air = m * _ramp(rc - 1.0, 0.03) * _ramp(0.1 - Y, 0.1)
-        img -= 0.13 * air + 0.07 * air * ribs
-        line = m * _ramp(0.018 - np.abs(rc - 1.0), 0.012) * _ramp(0.1 - Y, 0.1)
-        img += 0.14 * line
-    if "hiatus_hernia" in f:
-        hx, hy, hr = rng.uniform(0.0, 0.1), rng.uniform(0.24, 0.32), rng.uniform(0.075, 0.1)
-        bub, _ = _ellipse(X, Y, hx, hy, hr, hr * 0.9, 0.15)
-        lvl = hy + rng.uniform(-0.01, 0.02)
-        img -= 0.3 * bub * _ramp(lvl - Y, 0.01)
-        img += 0.06 * bub * _ramp(Y - lvl, 0.01)
-    if "support_devices" in f:
-        _devices(img, X, Y, f["support_devices"].get("devices", ("ett",)), d0)
-    return _finish(img, rng, size)
+
+
+def _emphysema(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    ch.img -= 0.075 * ch.lung
+
+
+def _edema(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    for side in (-1.0, 1.0):
+        haze, _ = _ellipse(ch.X, ch.Y, side * 0.2, -0.02, 0.24, 0.3, 0.8)
+        ch.img += 0.16 * haze * ch.lung
+
+
+def _lung_opacity(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    ch.img += 0.13 * ch.side_lung(SIDE[spec.get("side", "right")])[2]
+
+
+def _pleural_other(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    side = SIDE[spec.get("side", "right")]
+    X, Y, r = ch.X, ch.Y, ch.side_lung(side)[3]
+    band = _ramp(r - 0.6, 0.08) * _ramp(1.04 - r, 0.04) * _ramp(X * side - 0.4 * ch.lw, 0.05)
+    band *= _ramp(Y + 0.3, 0.06) * _ramp(0.3 - Y, 0.06)
+    ch.img += 0.22 * band
+    for _ in range(int(rng.integers(2, 4))):  # calcified plaques along the wall
+        py = rng.uniform(-0.2, 0.2)
+        plaque, _ = _ellipse(X, Y, side * 0.57 * ch.lw, py, 0.025, 0.05, 0.4)
+        ch.img += 0.18 * plaque
+
+
+def _consolidation(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    side = SIDE[spec.get("side", "right")]
+    cx, cy = side * rng.uniform(0.37, 0.43) * ch.lw, rng.uniform(0.0, 0.1)
+    patch = np.zeros_like(ch.img)
+    for _ in range(4):
+        e, _ = _ellipse(ch.X, ch.Y, cx + rng.uniform(-0.07, 0.07), cy + rng.uniform(-0.05, 0.05),
+                        rng.uniform(0.08, 0.12), rng.uniform(0.07, 0.1), 0.35)
+        patch = np.maximum(patch, e)
+    ch.img += 0.27 * patch * ch.side_lung(side)[2]
+
+
+def _pneumonia(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    side = SIDE[spec.get("side", "right")]
+    cx, cy = side * rng.uniform(0.32, 0.4) * ch.lw, rng.uniform(-0.38, -0.25)
+    fluff = np.zeros_like(ch.img)
+    for _ in range(12):
+        e, _ = _ellipse(ch.X, ch.Y, cx + rng.normal(0, 0.08), cy + rng.normal(0, 0.07),
+                        rng.uniform(0.03, 0.05), rng.uniform(0.03, 0.05), 0.9)
+        fluff += e
+    ch.img += 0.23 * np.minimum(fluff, 1.3) * ch.side_lung(side)[2]
+
+
+def _atelectasis(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    side = SIDE[spec.get("side", "right")]
+    y0, tilt = rng.uniform(0.02, 0.12), rng.uniform(-0.08, 0.08)
+    band = _segments(ch.X, ch.Y, [(side * 0.14, y0 - tilt), (side * 0.58 * ch.lw, y0 + tilt)], 0.018, 0.012)
+    ch.img += 0.24 * band * np.minimum(ch.side_lung(side)[2] * 1.5, 1.0)
+
+
+def _fibrosis(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    X, Y = ch.X, ch.Y
+    ph1, ph2, p = rng.uniform(0, 1), rng.uniform(0, 1), 0.075
+    net = np.maximum(_ramp(np.cos(2 * np.pi * ((X + 0.5 * Y) / p + ph1)) - 0.6, 0.25),
+                     _ramp(np.cos(2 * np.pi * ((Y - 0.4 * X) / p + ph2)) - 0.6, 0.25))
+    ch.img += 0.13 * net * ch.lung * _ramp(Y + 0.05, 0.15)
+
+
+def _lung_lesion(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    side = SIDE[spec.get("side", "right")]
+    for k in range(int(spec.get("count", 1))):
+        r0 = rng.uniform(0.04, 0.065) * (1.5 if spec.get("kind") == "mass" and k == 0 else 1.0)
+        nod, _ = _ellipse(ch.X, ch.Y, side * rng.uniform(0.22, 0.5) * ch.lw, rng.uniform(-0.45, 0.05), r0, r0, 0.3)
+        ch.img += 0.3 * nod
+
+
+def _pleural_effusion(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    size_h = {"small": 0.12, "moderate": 0.2, "large": 0.32}[spec.get("size", "moderate")]
+    sides = (-1.0, 1.0) if spec.get("side") == "bilateral" else (SIDE[spec.get("side", "right")],)
+    for side in sides:
+        _, cx, m, r, dome = ch.side_lung(side)
+        ell = _ramp(1.0 - r, 0.1)
+        level = (ch.d0 + 0.02 - size_h) - 1.2 * size_h * np.clip((ch.X * side - 0.28 * ch.lw) / (0.36 * ch.lw), 0, 1) ** 2
+        fluid = ell * _ramp(ch.Y - level, 0.05) * _ramp(dome + 0.1 - ch.Y, 0.05)
+        ch.img += 0.3 * fluid * (1.0 - 0.6 * ch.heart)
+
+
+def _pneumothorax(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    side = SIDE[spec.get("side", "right")]
+    _, cx, m, r, _ = ch.side_lung(side)
+    depth = {"small": 0.2, "moderate": 0.28, "large": 0.38}[spec.get("size", "moderate")]
+    # the collapsed lung: an ellipse pulled medially and down, inside the hemithorax
+    ecx = cx - side * depth * 0.45
+    _, rc = _ellipse(ch.X, ch.Y, ecx, -0.1 + depth * 0.6, 0.27 * ch.lw - depth * 0.3, 0.64 * ch.lh - depth * 0.6)
+    air = m * _ramp(rc - 1.0, 0.03) * _ramp(0.1 - ch.Y, 0.1)
+    ch.img -= 0.13 * air + 0.07 * air * ch.ribs
+    line = m * _ramp(0.018 - np.abs(rc - 1.0), 0.012) * _ramp(0.1 - ch.Y, 0.1)
+    ch.img += 0.14 * line
+
+
+def _hiatus_hernia(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    hx, hy, hr = rng.uniform(0.0, 0.1), rng.uniform(0.24, 0.32), rng.uniform(0.075, 0.1)
+    bub, _ = _ellipse(ch.X, ch.Y, hx, hy, hr, hr * 0.9, 0.15)
+    lvl = hy + rng.uniform(-0.01, 0.02)
+    ch.img -= 0.3 * bub * _ramp(lvl - ch.Y, 0.01)
+    ch.img += 0.06 * bub * _ramp(ch.Y - lvl, 0.01)
+
+
+def _support_devices(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Generator) -> None:
+    _devices(ch.img, ch.X, ch.Y, spec.get("devices", ("ett",)), ch.d0)
+
+
+# Drawing order (and so the order of the random draws) of the frontal findings.
+FRONTAL_FINDINGS: tuple[tuple[str, Callable[[_Chest, Mapping[str, Any], np.random.Generator], None]], ...] = (
+    ("emphysema", _emphysema), ("edema", _edema), ("lung_opacity", _lung_opacity), ("pleural_other", _pleural_other),
+    ("consolidation", _consolidation), ("pneumonia", _pneumonia), ("atelectasis", _atelectasis),
+    ("fibrosis", _fibrosis), ("lung_lesion", _lung_lesion), ("pleural_effusion", _pleural_effusion),
+    ("pneumothorax", _pneumothorax), ("hiatus_hernia", _hiatus_hernia), ("support_devices", _support_devices),
+)
 
 
 def _devices(img, X, Y, devices, d0) -> None:

@@ -18,6 +18,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # Tests never use a real site key.
 os.environ.pop("RADSIM_ID_KEY", None)
 
+# Fixtures used by more than one folder (tiny radiographs; a sharded cohort and a model folder).
+pytest_plugins = ["radsim_test_fixtures.images", "radsim_test_fixtures.published_cohort"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DICOM_DIR = Path(os.environ.get("RADSIM_SHARED_DICOM", REPO_ROOT.parent / "shared" / "data" / "dicom"))
 

@@ -2,8 +2,9 @@
 
 Precedence (DESIGN §4): CLI flag > environment (RADSIM_<SECTION>_<KEY>, e.g. RADSIM_MODEL_BACKBONE,
 or the short names in ENV_ALIASES) > radsim.toml > defaults. The resolved configuration is saved
-as `config.json` in the warehouse, so every run says what it ran with. An unknown key or a wrong
-type is a one-line usage error naming the key (exit 2).
+as `config.json` in the warehouse, so every run says what it ran with. An unknown key, a wrong
+type or a value out of its bounds is a one-line usage error naming the key (exit 2). The keys,
+their types, defaults and bounds are those of `RunConfig` (radsim.warehouse.run_config).
 
     [paths]      inbox, warehouse, truth, vocabulary          (paths or fsspec URIs)
     [imaging]    image_size, compact_after (merge the small shards at the end of the manifest once there are
@@ -27,51 +28,20 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from radsim.data_contracts import UsageError, settings
+from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import atomic_output
-from radsim.imaging.config import ShardOptions
+
+from .run_config import ENV_ALIASES, TASK_RUNNERS, RunConfig, check_cron, schema
+
+__all__ = ["CONFIG_FILE", "ENV_ALIASES", "SCHEMA", "TASK_RUNNERS", "RunConfig", "check_cron", "env_name",
+           "launch_options", "quarantine_ceiling", "read_env", "read_toml", "resolve_config", "save_config",
+           "shard_settings", "training_options"]
 
 CONFIG_FILE = "config.json"
-TASK_RUNNERS = ("threads", "processes", "dask")
-
-# dotted key → (type, default). `None` defaults mean "not set".
-SCHEMA: dict[str, tuple[type, Any]] = {
-    "paths.inbox": (str, None),
-    "paths.warehouse": (str, None),
-    "paths.truth": (str, None),
-    "paths.vocabulary": (str, None),
-    "imaging.image_size": (int, ShardOptions.model_fields["image_size"].default),
-    "imaging.compact_after": (int, ShardOptions.model_fields["compact_after"].default),
-    "model.backbone": (str, "small"),
-    "model.loss": (str, "ml2"),
-    "model.image_size": (int, 128),
-    "model.max_minutes": (float, 5.0),
-    "model.max_steps": (int, None),
-    "model.batch_size": (int, None),
-    "model.seed": (int, 0),
-    "model.nproc_per_node": (int, 1),
-    "model.min_val_patients": (int, 30),
-    "model.force_promote": (bool, False),
-    "runner.task_runner": (str, "threads"),
-    "runner.workers": (int, 2),
-    "runner.dask_address": (str, None),
-    "runner.label_batch_size": (int, 512),
-    "runner.decode_batch_size": (int, 32),
-    "runner.shards_per_task": (int, 1),
-    "publish.keep_versions": (int, 0),
-    "schedule.cron": (str, "0 2 * * *"),
-    "quarantine.max_fraction": (float, 0.2),
-    "quarantine.min_count": (int, 10),
-}
-ENV_ALIASES = {"paths.inbox": "RADSIM_INBOX", "paths.warehouse": "RADSIM_WAREHOUSE", "paths.truth": "RADSIM_TRUTH",
-               "paths.vocabulary": "RADSIM_VOCABULARY", "imaging.image_size": "RADSIM_IMAGE_SIZE",
-               "runner.task_runner": "RADSIM_TASK_RUNNER", "runner.workers": "RADSIM_WORKERS",
-               "runner.dask_address": "RADSIM_DASK_ADDRESS",
-               "schedule.cron": "RADSIM_CRON"}
+SCHEMA: dict[str, tuple[type, Any]] = schema()  # dotted key → (type, default), derived from RunConfig
 
 
 def env_name(key: str) -> str:
@@ -79,6 +49,7 @@ def env_name(key: str) -> str:
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:
+    """A TOML, environment or command-line value as the key's type (bounds are RunConfig's to check)."""
     kind = SCHEMA[key][0]
     if kind is bool:
         if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
@@ -130,88 +101,47 @@ def read_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return out
 
 
-def check_cron(expr: str) -> str:
-    """A cron string that does not parse is a usage error now, not a schedule that never fires."""
-    from cronsim import CronSim, CronSimError
-
-    try:
-        CronSim(expr, datetime(2026, 1, 1))
-    except (CronSimError, ValueError, IndexError) as exc:
-        raise UsageError(f"schedule.cron {expr!r} is not a valid cron string (minute hour day month weekday): {exc}") \
-            from None
-    return expr
-
-
 def resolve_config(cli: Mapping[str, Any] | None = None, toml_path: str | Path | None = None,
-                   environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+                   environ: Mapping[str, str] | None = None) -> RunConfig:
     """Defaults < radsim.toml < environment < CLI flags (None flags mean "not given")."""
-    resolved = {key: default for key, (_, default) in SCHEMA.items()}
+    resolved: dict[str, Any] = {}
     sources = {key: "default" for key in SCHEMA}
     layers = [(read_toml(toml_path) if toml_path else {}, "radsim.toml"), (read_env(environ), "environment"),
-              ({k: _coerce(k, v, "command line") for k, v in (cli or {}).items() if v is not None}, "command line")]
+              ({k: _coerce(k, v, "command line") for k, v in (cli or {}).items()
+                if v is not None and k in SCHEMA}, "command line")]
+    unknown = sorted(set(cli or {}) - set(SCHEMA))
+    if unknown:
+        raise UsageError(f"unknown configuration key {unknown[0]!r}")
     for layer, origin in layers:
         for key, value in layer.items():
-            if key not in SCHEMA:
-                raise UsageError(f"unknown configuration key {key!r}")
             resolved[key], sources[key] = value, origin
-    if resolved["runner.task_runner"] not in TASK_RUNNERS:
-        raise UsageError(f"runner.task_runner must be one of {TASK_RUNNERS}, got {resolved['runner.task_runner']!r}")
-    _check_stage_settings(resolved)
-    for key in ("model.nproc_per_node", "runner.workers", "runner.label_batch_size", "runner.decode_batch_size",
-                "runner.shards_per_task"):
-        if resolved[key] < 1:
-            raise UsageError(f"{key} must be positive, got {resolved[key]}")
-    if not 0 < resolved["quarantine.max_fraction"] <= 1:
-        raise UsageError(f"quarantine.max_fraction must be in (0, 1], got {resolved['quarantine.max_fraction']}")
-    for key in ("quarantine.min_count", "publish.keep_versions"):
-        if resolved[key] < 0:
-            raise UsageError(f"{key} must be at least 0, got {resolved[key]}")
-    check_cron(resolved["schedule.cron"])
-    resolved["_sources"] = sources
-    return resolved
+    return RunConfig.from_flat(resolved, sources)
 
 
-def _check_stage_settings(resolved: Mapping[str, Any]) -> None:
-    """[imaging] and [model] values checked by the stage configs that declare their bounds."""
-    from radsim.model.config import TrainConfig
-
-    settings.build(ShardOptions, shard_settings(resolved), "configuration [imaging]")
-    settings.build(TrainConfig, training_options(resolved), "configuration [model]")
-
-
-def shard_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+# The stage settings a flow runs with, from a resolved configuration (RunConfig methods, by name).
+def shard_settings(config: RunConfig) -> dict[str, Any]:
     """The imaging section as ShardOptions fields."""
-    return {key: config[f"imaging.{key}"] for key in ("image_size", "compact_after")}
+    return config.imaging.model_dump()
 
 
-def quarantine_ceiling(config: Mapping[str, Any]) -> Any:
-    from radsim.data_contracts import QuarantineCeiling
-
-    return QuarantineCeiling(float(config.get("quarantine.max_fraction", 0.2)), int(config.get("quarantine.min_count", 10)))
+def quarantine_ceiling(config: RunConfig) -> Any:
+    return config.quarantine_ceiling()
 
 
-def training_options(config: Mapping[str, Any]) -> dict[str, Any]:
+def training_options(config: RunConfig) -> dict[str, Any]:
     """The model section as `train_embedding_model` keyword arguments (unset ones left out)."""
-    out = {}
-    for key in ("backbone", "loss", "image_size", "max_minutes", "max_steps", "batch_size", "seed"):
-        value = config.get(f"model.{key}")
-        if value is not None:
-            out[key] = value
-    return out
+    return config.training_options()
 
 
-def launch_options(config: Mapping[str, Any]) -> dict[str, Any] | None:
-    """model.nproc_per_node > 1 → the torchrun layout for train_embedding (radsim.model.launch), else None."""
-    n = int(config.get("model.nproc_per_node") or 1)
-    return {"nproc_per_node": n} if n > 1 else None
+def launch_options(config: RunConfig) -> dict[str, Any] | None:
+    return config.launch_options()
 
 
-def save_config(config: Mapping[str, Any], folder: str | Path) -> Path:
+def save_config(config: RunConfig, folder: str | Path) -> Path:
     """Write the resolved configuration (with where each value came from) as folder/config.json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    doc = {"settings": {k: v for k, v in config.items() if not k.startswith("_")},
-           "sources": dict(config.get("_sources", {}))}
+    doc = {"settings": config.flat(), "sources": {**{k: "default" for k in SCHEMA}, **config.sources}}
     with atomic_output(folder / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return folder / CONFIG_FILE

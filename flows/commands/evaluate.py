@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radsim.data_contracts import settings
+from radsim.evaluation.config import CLI_FIELDS, EvalConfig
+
 NAME = "evaluate"
 
 
@@ -25,12 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "subset), hashed through the key; used instead of the published report-derived labels")
     p.add_argument("--demo-key", action="store_true", help="hash --truth ids with the public demo key (synthetic data only)")
     p.add_argument("--shards", metavar="SHARDS_DIR", help="shard folder, to draw the query gallery (skipped without it)")
-    p.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
-                   help="split to evaluate (default: %(default)s)")
-    p.add_argument("--max-queries", type=int, default=5000, metavar="N",
-                   help="retrieval queries at most (seeded sample; the gallery is always every exam) (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline, k-means and samples (default: %(default)s)")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    settings.add_arguments(p, EvalConfig, CLI_FIELDS, metavars={"max_queries": "N"})
     p.set_defaults(func=run)
 
 
@@ -38,18 +36,19 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from radsim.data_contracts import UsageError, keyer_from_env
+    from radsim.data_contracts import keyer_from_env
     from radsim.evaluation.report import run_evaluation
 
-    if args.max_queries < 1:
-        raise UsageError(f"--max-queries must be at least 1 (got {args.max_queries})")
+    config = settings.from_arguments(EvalConfig, args)
     keyer = keyer_from_env(demo=args.demo_key) if args.truth else None
     result = run_evaluation(args.embeddings, args.out, model_version=args.model_version, truth=args.truth, keyer=keyer,
-                            shards=args.shards, split=args.split, seed=args.seed, max_queries=args.max_queries,
-                            plots=not args.no_plots)
-    config = {k: (str(v) if v is not None else None) for k, v in vars(args).items() if k not in ("func",)}
-    config["model_version"] = result.model_version
-    (Path(args.out) / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+                            shards=args.shards, split=config.split, seed=config.seed, max_queries=config.max_queries,
+                            plots=config.plots)
+    inputs = {"embeddings": args.embeddings, "out": args.out, "truth": args.truth, "shards": args.shards,
+              "demo_key": args.demo_key}
+    doc = {**{k: (str(v) if v is not None else None) for k, v in inputs.items()}, **config.model_dump(),
+           "model_version": result.model_version}
+    (Path(args.out) / "config.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(result.summary())
     sys.stdout.flush()
     return 0

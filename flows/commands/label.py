@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from radsim.flows.task_runners import add_runner_arguments, runner_from_args
 import sys
+
+from radsim.data_contracts import settings
+from radsim.flows.task_runners import add_runner_arguments, runner_from_args
+from radsim.nlp.config import CLI_FIELDS, LabelConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,13 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CSV, Parquet or JSONL with exam_id and report_text columns (an exams table with "
                    "image_index is collapsed to one report per exam), or a folder of *.txt files (stem = exam_id)")
     p.add_argument("--out", metavar="LABELS.parquet", help="output labels table (required unless --explain)")
-    p.add_argument("--vocabulary", metavar="FILE",
-                   help="YAML vocabulary that extends the default (new findings, extra synonyms)")
-    p.add_argument("--replace-vocabulary", action="store_true",
-                   help="use --vocabulary instead of the default vocabulary rather than extending it")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=512, metavar="N",
-                   help="reports per batch sent to a worker and written at once (default: %(default)s)")
+    settings.add_arguments(p, LabelConfig, CLI_FIELDS, metavars={"vocabulary": "FILE", "workers": "N",
+                                                                 "batch_size": "N"})
     p.add_argument("--explain", metavar="EXAM_ID", help="label only this exam and print its evidence per finding")
     p.add_argument("--flow", action="store_true", help="run through the Prefect flow label_reports (ephemeral mode)")
     add_runner_arguments(p, "exam batches (of --batch-size reports)")
@@ -38,13 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from radsim.data_contracts.errors import UsageError
     from radsim.data_contracts.vocabulary import load_vocabulary
 
-    if args.replace_vocabulary and not args.vocabulary:
-        raise UsageError("--replace-vocabulary needs --vocabulary FILE")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1 (got {args.workers})")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    vocabulary = load_vocabulary(args.vocabulary, replace=args.replace_vocabulary)
+    config = settings.from_arguments(LabelConfig, args)
+    vocabulary = load_vocabulary(config.vocabulary, replace=config.replace_vocabulary)
 
     if args.explain is not None:
         from radsim.nlp.labeler import BadReport, Labeler
@@ -67,14 +60,14 @@ def run(args: argparse.Namespace) -> int:
         from radsim.flows.label_reports import run_label_reports
 
         summary = run_label_reports(args.input, args.out, runner=runner or "threads", dask_address=args.dask_address,
-                                    vocabulary_path=args.vocabulary,
-                                replace_vocabulary=args.replace_vocabulary, workers=args.workers,
-                                batch_size=args.batch_size, progress=not args.no_progress)
+                                    vocabulary_path=config.vocabulary,
+                                    replace_vocabulary=config.replace_vocabulary, workers=config.workers,
+                                    batch_size=config.batch_size, progress=not args.no_progress)
     else:
         from radsim.nlp.runner import label_file
 
-        summary = label_file(args.input, args.out, vocabulary=vocabulary, workers=args.workers,
-                             batch_size=args.batch_size, progress=not args.no_progress)
+        summary = label_file(args.input, args.out, vocabulary=vocabulary, workers=config.workers,
+                             batch_size=config.batch_size, progress=not args.no_progress)
     print("\n".join(summary.lines()))
     sys.stdout.flush()
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radsim.data_contracts import settings
 from radsim.flows.task_runners import add_runner_arguments, runner_from_args
+from radsim.model.embed_config import CLI_FIELDS, EmbedConfig
 
 NAME = "publish"
 
@@ -25,28 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder (model.pt + model_card.json)")
     p.add_argument("--shards", required=True, metavar="SHARDS_DIR", help="shard folder with manifest.parquet")
     p.add_argument("--out", required=True, metavar="PUBLISHED_DIR", help="published folder (e.g. warehouse/published)")
-    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per forward pass (default: %(default)s)")
-    p.add_argument("--device", help="auto (GPU when present), cpu or cuda[:N] (default: auto; cpu for the tasks "
-                   "of --task-runner, so a split run computes like a local CPU run)")
     add_runner_arguments(p, "shard groups (of --shards-per-task shards)")
-    p.add_argument("--workers", type=int, default=2, metavar="N",
-                   help="task runner workers: threads, processes or local Dask workers (default: %(default)s)")
-    p.add_argument("--shards-per-task", type=int, default=1, metavar="N",
-                   help="shards embedded by one task with --task-runner; results are assembled in manifest "
-                   "order and equal a local run's (default: %(default)s). Dask workers need MODEL_DIR and "
-                   "SHARDS_DIR at the same path")
-    p.add_argument("--no-current", action="store_true",
-                   help="publish beside the current version without making this one current (to compare models)")
+    settings.add_arguments(p, EmbedConfig, CLI_FIELDS, metavars={"batch_size": "N", "workers": "N",
+                                                                 "shards_per_task": "N"})
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from radsim.data_contracts import UsageError
-
-    for name in ("batch_size", "workers", "shards_per_task"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
+    config = settings.from_arguments(EmbedConfig, args)
     progress = not args.no_progress and sys.stderr.isatty()
     runner = runner_from_args(args)
     if runner:
@@ -57,16 +46,16 @@ def run(args: argparse.Namespace) -> int:
 
         # a missing model or manifest, or shards that do not fit, are usage errors before any cluster starts
         check_compatible(load_model(args.model), manifest_metadata(args.shards), args.shards)
-        out = run_publish_embeddings(args.model, args.shards, args.out, runner=runner, workers=args.workers,
-                                     dask_address=args.dask_address, device=args.device or "cpu",
-                                     batch_size=args.batch_size, shards_per_task=args.shards_per_task,
-                                     progress=progress, make_current=not args.no_current)
+        out = run_publish_embeddings(args.model, args.shards, args.out, runner=runner, workers=config.workers,
+                                     dask_address=args.dask_address, device=config.device_for(mapped=True),
+                                     batch_size=config.batch_size, shards_per_task=config.shards_per_task,
+                                     progress=progress, make_current=config.current)
         summary, record = out["summary"], out["record_path"]
     else:
         from radsim.model.publish import publish
 
-        result = publish(args.model, args.shards, args.out, batch_size=args.batch_size, device=args.device or "auto",
-                         progress=progress, make_current=not args.no_current)
+        result = publish(args.model, args.shards, args.out, batch_size=config.batch_size,
+                         device=config.device_for(mapped=False), progress=progress, make_current=config.current)
         summary, record = result.summary(), result.record_path
     print(summary)
     print(f"  publish record: {record}")

@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     toml_path = args.config or ("radsim.toml" if Path("radsim.toml").is_file() else None)
     cfg = resolve_config({"paths.inbox": args.inbox, "paths.warehouse": args.warehouse, "paths.truth": args.truth,
                           "imaging.image_size": args.image_size, "model.force_promote": args.force_promote}, toml_path)
-    inbox, warehouse = cfg["paths.inbox"], cfg["paths.warehouse"]
-    require_extras("imaging", "training", *(("evaluation",) if cfg["paths.truth"] else ()))  # before any flow starts
+    inbox, warehouse = cfg.paths.inbox, cfg.paths.warehouse
+    require_extras("imaging", "training", *(("evaluation",) if cfg.paths.truth else ()))  # before any flow starts
     if not inbox:
         raise UsageError("no inbox given: pass INBOX or set paths.inbox in radsim.toml")
     if not warehouse:

@@ -9,7 +9,7 @@ import pytest
 from radsim.warehouse.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 16,
-        "model.force_promote": True}  # these tests are about runs, not the promotion gates (test_warehouse_promotion)
+        "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)
 
 
 @pytest.fixture(scope="module")
@@ -37,25 +37,40 @@ def _published(warehouse: Path):
 
 
 def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
-    from radsim.flows.pipeline import pipeline
-
+    """Five runs over a growing inbox: each does only what is new (its steps below)."""
     a, b = cohorts
     inbox, wh = tmp_path / "inbox", tmp_path / "wh"
     cfg = resolve_config(TINY, environ={})
     ids_a = _copy(a.inbox, inbox)
+    first = _first_run(inbox, wh, cfg, ids_a)
+    ids_b = _copy(b.inbox, inbox, prefix="B")
+    second, early, early_report, early_row, ledger = _images_before_their_report(inbox, wh, cfg, ids_a, ids_b, first)
+    _nothing_new_changes_nothing(inbox, wh, cfg, ledger)
+    _amended_and_late_reports(inbox, wh, cfg, ids_a, early, early_report, early_row, second)
+    _resent_pixels_are_quarantined(inbox, wh, cfg, ids_a)
 
-    first = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+
+def _run(inbox, wh, cfg):
+    from radsim.flows.pipeline import pipeline
+
+    return pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+
+
+def _first_run(inbox, wh, cfg, ids_a):
+    first = _run(inbox, wh, cfg)
     assert set(first.labelled) == ids_a and set(first.sharded) == ids_a
     assert first.promotion and first.promotion["promoted"]
-    n_a = _published(wh).num_rows
-    assert n_a == first.published_rows > 0
+    assert _published(wh).num_rows == first.published_rows > 0
     assert (wh / "config.json").exists() and (wh / "restricted" / "ledger.parquet").exists()
+    return first
 
-    ids_b = _copy(b.inbox, inbox, prefix="B")
+
+def _images_before_their_report(inbox, wh, cfg, ids_a, ids_b, first):
+    n_a = first.published_rows
     early = sorted(ids_b)[0]  # its images arrive before its report
     early_report = (inbox / early / "report.txt").read_text()
     (inbox / early / "report.txt").unlink()
-    second = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    second = _run(inbox, wh, cfg)
     assert set(second.labelled) == ids_b - {early} and set(second.sharded) == ids_b
     assert second.promotion is None and second.model_version == first.model_version
     stages = {c.stage: c for c in second.counts}
@@ -70,19 +85,24 @@ def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
     early_pub = [r for r in published.select(["exam_key", "no_finding"]).to_pylist()
                  if r["exam_key"] == early_row["exam_key"]]
     assert early_pub and all(r["no_finding"] is None for r in early_pub)  # published unlabelled, not quarantined
+    return second, early, early_report, early_row, ledger
 
+
+def _nothing_new_changes_nothing(inbox, wh, cfg, ledger):
     shards_before = sorted(p.name for p in (wh / "shards").glob("*.tar"))
-    third = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    third = _run(inbox, wh, cfg)
     assert third.nothing_new and third.labelled == [] and third.sharded == []
     assert any("nothing new" in n for n in third.notes)
     assert sorted(p.name for p in (wh / "shards").glob("*.tar")) == shards_before
     assert pq.read_table(wh / "restricted" / "ledger.parquet").equals(ledger)
 
-    # an amended report: that exam alone is re-labelled and re-published with its new labels
+
+def _amended_and_late_reports(inbox, wh, cfg, ids_a, early, early_report, early_row, second):
+    """An amended report: that exam alone is re-labelled and re-published with its new labels."""
     amended = sorted(ids_a)[0]
     (inbox / amended / "report.txt").write_text("FINDINGS: Large right pneumothorax.\nIMPRESSION: Pneumothorax.")
     (inbox / early / "report.txt").write_text(early_report)  # the late report arrives
-    fourth = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    fourth = _run(inbox, wh, cfg)
     assert fourth.labelled == sorted([amended, early]) and fourth.sharded == []
     assert fourth.published_rows == second.published_rows
     labels = pq.read_table(wh / "restricted" / "labels.parquet").to_pylist()
@@ -96,11 +116,13 @@ def test_pipeline_is_incremental(prefect_harness, cohorts, tmp_path):
     assert all(r["no_finding"] is not None for r in _published(wh).select(["exam_key", "no_finding"]).to_pylist()
                if r["exam_key"] == early_key)
 
-    # a re-send with other pixels: shards are never rewritten, so the image is quarantined and the
-    # ledger says so instead of marking the exam sharded
+
+def _resent_pixels_are_quarantined(inbox, wh, cfg, ids_a):
+    """A re-send with other pixels: shards are never rewritten, so the image is quarantined and the
+    ledger says so instead of marking the exam sharded."""
     resent, donor = sorted(ids_a)[1], sorted(ids_a)[2]
     shutil.copy(inbox / donor / "0.dcm", inbox / resent / "0.dcm")
-    fifth = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
+    fifth = _run(inbox, wh, cfg)
     assert fifth.sharded == [resent]
     resent_row = next(r for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist() if r["exam_id"] == resent)
     assert resent_row["shard_status"] == "quarantined"
@@ -120,7 +142,7 @@ def test_train_flow_promotes_only_through_the_gates(prefect_harness, cohorts, tm
     _copy(a.inbox, inbox)
     first = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
     # 24 exams leave a validation split of a few patients: the gates cannot tell a model from noise
-    gated = train(str(wh), config={**cfg, "model.seed": 1, "model.force_promote": False}, demo_key=True, quiet=True)
+    gated = train(str(wh), config=cfg.updated({"model.seed": 1, "model.force_promote": False}), demo_key=True, quiet=True)
     decision = gated.promotion
     assert decision["current"] == first.model_version
     assert decision["outcome"] == "undecided" and not decision["promoted"] and "patients, fewer than the 30" in decision["reason"]
@@ -137,7 +159,7 @@ def test_train_flow_promotes_only_through_the_gates(prefect_harness, cohorts, tm
 
     assert current_version(wh / "published") == first.model_version
     # TINY forces promotion; keep_versions = 1 prunes the first version once the new one is current
-    forced = train(str(wh), config={**cfg, "model.seed": 2, "publish.keep_versions": 1}, demo_key=True, quiet=True)
+    forced = train(str(wh), config=cfg.updated({"model.seed": 2, "publish.keep_versions": 1}), demo_key=True, quiet=True)
     assert forced.promotion["promoted"] and forced.promotion["forced"] and forced.promotion["outcome"] == "undecided"
     current = json.loads((wh / "models" / "current.json").read_text())
     assert current["model_version"] == forced.promotion["candidate"] and current["decision"]["forced"]

@@ -13,7 +13,7 @@ import pytest
 from radsim.warehouse.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8,
-        "model.force_promote": True}  # these tests are about runs, not the promotion gates (test_warehouse_promotion)
+        "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)
 
 
 def test_pipeline_on_memory_urls_matches_the_local_run_and_survives_a_crash(prefect_harness, tmp_path, memory_root,

@@ -15,7 +15,7 @@ from radsim.data_contracts.errors import QuarantineCeilingExceeded, UnexpectedSt
 from radsim.warehouse.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 2, "model.batch_size": 16,
-        "model.force_promote": True}  # these tests are about runs, not the promotion gates (test_warehouse_promotion)
+        "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)
 _OPENED: list[str] | None = None  # paths opened while a test records (see _record_opens)
 
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from radsim.warehouse.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 16,
-        "model.force_promote": True}  # these tests are about runs, not the promotion gates (test_warehouse_promotion)
+        "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)
 # DICOM elements that identify a patient, an exam or a person
 IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyID", "InstitutionName",
                "ReferringPhysicianName", "OperatorsName", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")

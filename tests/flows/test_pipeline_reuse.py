@@ -16,7 +16,7 @@ import pytest
 from radsim.warehouse.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8,
-        "model.force_promote": True}  # these tests are about runs, not the promotion gates (test_warehouse_promotion)
+        "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_pipeline_embeds_only_new_shards(prefect_harness, one_torch_thread, coho
     assert _published(wh, v).equals(_full_reembed(wh, v, tmp_path / "full4"))
 
     # a retrain embeds everything, whichever model ends up current
-    fifth = pipeline(str(inbox), str(wh), retrain=True, config={**cfg, "model.seed": 3}, demo_key=True, quiet=True)
+    fifth = pipeline(str(inbox), str(wh), retrain=True, config=cfg.updated({"model.seed": 3}), demo_key=True, quiet=True)
     assert fifth.metrics["embedding"]["shards_reused"] == 0 and fifth.metrics["embedding"]["rows_reused"] == 0
     assert any("a training run: nothing reused" in n for n in fifth.notes)
     assert _published(wh, fifth.model_version).equals(_full_reembed(wh, fifth.model_version, tmp_path / "full5"))

@@ -57,6 +57,27 @@ def _stop(proc: subprocess.Popen) -> int | None:
     return signal.SIGKILL
 
 
+def _start_server(port: int, env: dict, cwd: Path, log: Path, limit_s: float) -> subprocess.Popen:
+    """`prefect server start` on loopback, returned once /health answers; stopped again if it never does."""
+    started = time.monotonic()
+    with open(log, "w") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        while True:
+            try:
+                if _get(f"http://127.0.0.1:{port}/api/health") is True:
+                    return proc
+            except OSError:
+                pass
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() - started < limit_s, f"Prefect server not healthy within {limit_s:.0f} s"
+            time.sleep(0.5)
+    except BaseException:
+        _stop(proc)
+        raise
+
+
 def _group_gone(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -87,18 +108,7 @@ def test_pipeline_deployment_runs_on_a_real_server(tmp_path):
     started = time.monotonic()
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                      env=env, cwd=tmp_path, stdout=open(logs / "server.log", "w"),
-                                      stderr=subprocess.STDOUT, start_new_session=True))
-        while True:
-            try:
-                if _get(f"{api}/health") is True:
-                    break
-            except OSError:
-                pass
-            assert procs[0].poll() is None, (logs / "server.log").read_text()[-2000:]
-            assert time.monotonic() - started < 90, "Prefect server not healthy within 90 s"
-            time.sleep(0.5)
+        procs.append(_start_server(port, env, tmp_path, logs / "server.log", 90))
 
         def cli(*args: str) -> str:
             done = subprocess.run([*PREFECT, "--no-prompt", *args], env=client_env, cwd=REPO, capture_output=True,

@@ -38,6 +38,7 @@ SCRIPT = textwrap.dedent("""
     from radsim.nlp.runner import label_file
     from radsim.synthetic import generate_cohort
     from radsim.warehouse.inbox import ingest_inbox
+    from radsim.warehouse.run_config import RunConfig
 
     if __name__ == "__main__":
         root = Path(sys.argv[1])
@@ -54,7 +55,7 @@ SCRIPT = textwrap.dedent("""
 
         table = pq.read_table(exams)
         prints = fingerprints(table)
-        config = {"runner.task_runner": "dask", "runner.workers": 2, "runner.dask_address": None}
+        config = RunConfig.from_flat({"runner.task_runner": "dask", "runner.workers": 2, "runner.dask_address": None})
         label_stage(WarehouseLayout(root / "warehouse"), table, prints, sorted(prints), None, 1, False, config)
         common = dict(image_size=64, demo_key=True, batch_size=4, maxcount=5, progress=False)
         run_build_shards(str(exams), str(root / "local-labels.parquet"), str(root / "local-shards"),
@@ -142,19 +143,7 @@ def test_dask_runner_matches_local_run(tmp_path):
     started = time.monotonic()
     procs: list[subprocess.Popen] = []
     try:
-        with open(logs / "server.log", "w") as log:  # the child keeps its own descriptor
-            procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                           "--port", str(port)], env=env, cwd=tmp_path, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
-        while True:
-            try:
-                if _server._get(f"{api}/health") is True:
-                    break
-            except OSError:
-                pass
-            assert procs[0].poll() is None, (logs / "server.log").read_text()[-2000:]
-            assert time.monotonic() - started < 60, "Prefect server not healthy within 60 s"
-            time.sleep(0.5)
+        procs.append(_server._start_server(port, env, tmp_path, logs / "server.log", 60))
         run_log = logs / "run.log"
         with open(run_log, "w") as log:
             procs.append(subprocess.Popen([sys.executable, str(tmp_path / "run_dask.py"), str(tmp_path)],
@@ -174,6 +163,10 @@ def test_dask_runner_matches_local_run(tmp_path):
         for proc in reversed(procs):
             _server._stop(proc)
 
+    _assert_dask_outputs_equal_local_ones(tmp_path)
+
+
+def _assert_dask_outputs_equal_local_ones(tmp_path: Path) -> None:
     local, dask = _shard_bytes(tmp_path / "local-shards"), _shard_bytes(tmp_path / "dask-shards")
     assert local and local == dask
     assert (pq.read_table(tmp_path / "local-shards" / "manifest.parquet")
@@ -212,6 +205,6 @@ def test_pipeline_label_and_embed_stages_follow_the_configured_runner(tmp_path):
     assert not (tmp_path / "wh" / "restricted" / "labels.parquet").exists()
     with pytest.raises(UsageError, match="unreachable"):
         run_embed_shards(str(tmp_path / "model"), str(tmp_path / "shards"), runner="dask", dask_address=address)
-    assert resolve_config({}, environ={})["runner.shards_per_task"] == 1
+    assert resolve_config({}, environ={}).runner.shards_per_task == 1
     with pytest.raises(UsageError, match="runner.shards_per_task"):
         resolve_config({}, environ={"RADSIM_RUNNER_SHARDS_PER_TASK": "0"})

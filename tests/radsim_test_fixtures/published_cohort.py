@@ -18,11 +18,6 @@ DIM = 16
 UNLABELLED = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Every test here runs torch on one thread (see tests/conftest.py)."""
-
-
 @dataclass(frozen=True)
 class Cohort:
     root: Path

@@ -1,4 +1,4 @@
-"""Scheduler, device choice and batched embedding on a toy problem (the loop itself: test_model_training)."""
+"""Scheduler, device choice and batched embedding on a toy problem (the loop itself: test_train)."""
 from __future__ import annotations
 
 import math

@@ -8,6 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from radsim.flows.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # torch on one thread, as in tests/model/
+
 
 def test_cli_publishes_and_republishes(cohort, model_dir, tmp_path, capsys):
     out = tmp_path / "published"

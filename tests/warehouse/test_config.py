@@ -24,11 +24,12 @@ def test_precedence_cli_over_env_over_toml_over_defaults(tmp_path):
                            '[runner]\nworkers = 3\n[schedule]\ncron = "30 1 * * *"\n')
     cfg = resolve_config({"imaging.image_size": 96}, toml, environ={"RADSIM_MODEL_BACKBONE": "densenet121",
                                                                    "RADSIM_WORKERS": "4"})
-    assert cfg["imaging.image_size"] == 96 and cfg["_sources"]["imaging.image_size"] == "command line"
-    assert cfg["model.backbone"] == "densenet121" and cfg["_sources"]["model.backbone"] == "environment"
-    assert cfg["runner.workers"] == 4
-    assert cfg["model.max_steps"] == 7 and cfg["schedule.cron"] == "30 1 * * *"
-    assert cfg["model.loss"] == "ml2" and cfg["_sources"]["model.loss"] == "default"
+    flat = cfg.flat()
+    assert flat["imaging.image_size"] == 96 and cfg.sources["imaging.image_size"] == "command line"
+    assert flat["model.backbone"] == "densenet121" and cfg.sources["model.backbone"] == "environment"
+    assert flat["runner.workers"] == 4
+    assert flat["model.max_steps"] == 7 and flat["schedule.cron"] == "30 1 * * *"
+    assert flat["model.loss"] == "ml2" and cfg.sources["model.loss"] == "default"
     assert training_options(cfg)["max_steps"] == 7 and "batch_size" not in training_options(cfg)
     saved = json.loads(save_config(cfg, tmp_path / "wh").read_text())
     assert saved["settings"]["imaging.image_size"] == 96 and saved["sources"]["model.backbone"] == "environment"
@@ -72,8 +73,9 @@ def test_batch_sizes_and_ddp_processes_are_settings():
     from radsim.warehouse.config import launch_options
 
     cfg = resolve_config({"model.nproc_per_node": 4, "runner.label_batch_size": 64}, environ={})
+    flat = cfg.flat()
     assert launch_options(cfg) == {"nproc_per_node": 4}
-    assert cfg["runner.label_batch_size"] == 64 and cfg["runner.decode_batch_size"] == 32
+    assert flat["runner.label_batch_size"] == 64 and flat["runner.decode_batch_size"] == 32
     assert launch_options(resolve_config({}, environ={})) is None  # one plain process by default
     for key in ("model.nproc_per_node", "runner.decode_batch_size"):
         with pytest.raises(UsageError, match=key):

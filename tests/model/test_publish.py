@@ -9,7 +9,7 @@ from radsim.data_contracts import demo_keyer, load_contract
 from radsim.data_contracts.atomic import sha256_file
 from radsim.warehouse.published import open_version, version_dir
 
-DIM = 16  # tests/publish/conftest.py builds D=16 models
+DIM = 16  # tests/radsim_test_fixtures/published_cohort.py builds D=16 models
 
 
 def _part(published):

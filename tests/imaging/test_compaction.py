@@ -13,7 +13,7 @@ from radsim.data_contracts import UsageError, demo_keyer
 from radsim.imaging import shards as sh
 from radsim.imaging.compaction import small_tail
 
-from .test_imaging_shards import SIZE, assert_consistent, shard_samples, write_exams_csv
+from .test_shards import SIZE, assert_consistent, shard_samples, write_exams_csv
 
 N = 30
 

@@ -1,0 +1,202 @@
+"""`RunConfig`: a scheduled run's settings, composed of the stage configs (DESIGN §4).
+
+Each radsim.toml table is a section model. Where a setting is a stage's, the section takes
+that stage config's field (its type, help and bounds) through `settings.field_of`; only what
+the pipeline itself decides (paths, the runner, the gates, the schedule) is declared here. The
+TOML keys, the `RADSIM_<SECTION>_<KEY>` variables, `config.json` and the stage configs the
+flows run with all derive from these models. Constructing a RunConfig validates every value,
+the stage configs' own rules included.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Mapping
+
+from pydantic import Field, field_validator, model_validator
+
+from radsim.data_contracts import UsageError, settings
+from radsim.data_contracts.reconcile import QuarantineCeiling
+from radsim.data_contracts.settings import Settings, field_of
+from radsim.imaging.config import ShardOptions
+from radsim.model.config import TrainConfig
+from radsim.model.embed_config import EmbedConfig
+from radsim.nlp.config import LabelConfig
+
+TaskRunner = Literal["threads", "processes", "dask"]
+TASK_RUNNERS: tuple[str, ...] = TaskRunner.__args__  # type: ignore[attr-defined]
+
+
+def check_cron(expr: str) -> str:
+    """A cron string that does not parse is a usage error now, not a schedule that never fires."""
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(expr, datetime(2026, 1, 1))
+    except (CronSimError, ValueError, IndexError) as exc:
+        raise UsageError(f"schedule.cron {expr!r} is not a valid cron string (minute hour day month weekday): {exc}") \
+            from None
+    return expr
+
+
+def _path(help_text: str) -> Any:
+    return Field(None, description=f"{help_text} (a path or an fsspec URI)")
+
+
+class PathsSection(Settings):
+    """[paths]: where the run reads and writes."""
+
+    inbox: str | None = _path("exam folders or an exams manifest")
+    warehouse: str | None = _path("the warehouse the run keeps")
+    truth: str | None = Field(None, description="validated labels (labels contract) to evaluate against; none: "
+                              "evaluation skipped")
+    vocabulary: str | None = field_of(LabelConfig, "vocabulary")[1]
+
+
+ImagingSection = settings.section("ImagingSection", "[imaging]: the shard stage's settings.", {
+    "image_size": field_of(ShardOptions, "image_size"),
+    "compact_after": field_of(ShardOptions, "compact_after"),
+})
+
+ModelSection = settings.section("ModelSection", "[model]: training and promotion.", {
+    "backbone": field_of(TrainConfig, "backbone"),
+    "loss": field_of(TrainConfig, "loss"),
+    # a scheduled CPU run trains the small CNN at 128 px for at most 5 minutes (DESIGN §8)
+    "image_size": field_of(TrainConfig, "image_size", default=128),
+    "max_minutes": field_of(TrainConfig, "max_minutes", default=5.0),
+    "max_steps": field_of(TrainConfig, "max_steps"),
+    "batch_size": field_of(TrainConfig, "batch_size", optional=True, default=None,
+                           description="images per step and process; none: training's default, shrunk to fit "
+                           "a first cohort too small for it"),
+    "seed": field_of(TrainConfig, "seed"),
+    "nproc_per_node": (int, Field(1, ge=1, description="more than 1: train with DDP under torchrun, one process "
+                                  "per GPU")),
+    "min_val_patients": (int, Field(30, ge=0, description="the promotion gates decide only with this many "
+                                    "validation patients")),
+    "force_promote": (bool, Field(False, description="publish or promote a model the gates refuse; recorded as "
+                                  "forced")),
+})
+
+RunnerSection = settings.section("RunnerSection", "[runner]: where the CPU stages' tasks run.", {
+    "task_runner": (TaskRunner, Field("threads", description="threads, processes or dask")),
+    "workers": (int, Field(2, ge=1, description="task runner workers")),
+    "dask_address": (str | None, Field(None, description="Dask scheduler, tcp://HOST:PORT")),
+    "label_batch_size": field_of(LabelConfig, "batch_size"),
+    "decode_batch_size": field_of(ShardOptions, "batch_size"),
+    "shards_per_task": field_of(EmbedConfig, "shards_per_task"),
+})
+
+
+class PublishSection(Settings):
+    """[publish]: what stays published."""
+
+    keep_versions: int = Field(0, ge=0, description="after each publication keep the N versions first published "
+                               "last and the current one; 0 keeps every version")
+
+
+class ScheduleSection(Settings):
+    """[schedule]: when a deployment runs."""
+
+    cron: str = Field("0 2 * * *", description="cron string (minute hour day month weekday)")
+
+    @field_validator("cron")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        return check_cron(value)
+
+
+class QuarantineSection(Settings):
+    """[quarantine]: how much refused input fails a run."""
+
+    max_fraction: float = Field(QuarantineCeiling.max_fraction, gt=0, le=1,
+                                description="a stage that refuses more of a run's input fails the run")
+    min_count: int = Field(QuarantineCeiling.min_count, ge=0, description="fewer refusals than this never fail it")
+
+
+SECTIONS: dict[str, type[Settings]] = {
+    "paths": PathsSection, "imaging": ImagingSection, "model": ModelSection, "runner": RunnerSection,
+    "publish": PublishSection, "schedule": ScheduleSection, "quarantine": QuarantineSection,
+}
+# the short variable names a deployment may use instead of RADSIM_<SECTION>_<KEY>
+ENV_ALIASES = {"paths.inbox": "RADSIM_INBOX", "paths.warehouse": "RADSIM_WAREHOUSE", "paths.truth": "RADSIM_TRUTH",
+               "paths.vocabulary": "RADSIM_VOCABULARY", "imaging.image_size": "RADSIM_IMAGE_SIZE",
+               "runner.task_runner": "RADSIM_TASK_RUNNER", "runner.workers": "RADSIM_WORKERS",
+               "runner.dask_address": "RADSIM_DASK_ADDRESS", "schedule.cron": "RADSIM_CRON"}
+
+
+class RunConfig(Settings):
+    """Every setting of a run, by section; `sources` says where each dotted key's value came from."""
+
+    paths: PathsSection = Field(default_factory=PathsSection)
+    imaging: ImagingSection = Field(default_factory=ImagingSection)  # type: ignore[valid-type]
+    model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[valid-type]
+    runner: RunnerSection = Field(default_factory=RunnerSection)  # type: ignore[valid-type]
+    publish: PublishSection = Field(default_factory=PublishSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
+    quarantine: QuarantineSection = Field(default_factory=QuarantineSection)
+    sources: dict[str, str] = Field(default_factory=dict, description="dotted key → default, radsim.toml, "
+                                    "environment or command line")
+
+    @model_validator(mode="after")
+    def _stage_rules(self) -> "RunConfig":
+        """The stage configs' own rules (compact_after is never 1, say) hold for the sections too."""
+        self.shard_options()
+        self.train_config()
+        return self
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any], sources: Mapping[str, str] | None = None,
+                  origin: str = "configuration") -> "RunConfig":
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            section, _, name = key.partition(".")
+            nested.setdefault(section, {})[name] = value
+        return settings.build(cls, {**nested, "sources": dict(sources or {})}, origin)
+
+    def flat(self) -> dict[str, Any]:
+        """{"section.key": value} for every setting: what config.json records."""
+        return {f"{name}.{key}": value for name in SECTIONS for key, value in getattr(self, name).model_dump().items()}
+
+    def updated(self, values: Mapping[str, Any], origin: str = "caller") -> "RunConfig":
+        """This configuration with some dotted keys set (validated again)."""
+        unknown = sorted(set(values) - set(self.flat()))
+        if unknown:
+            raise UsageError(f"unknown configuration key(s) {unknown}")
+        return RunConfig.from_flat({**self.flat(), **values}, {**self.sources, **{k: origin for k in values}})
+
+    def shard_options(self) -> ShardOptions:
+        return settings.build(ShardOptions, self.imaging.model_dump(), "configuration [imaging]")
+
+    def training_options(self) -> dict[str, Any]:
+        """The [model] settings training takes, as `train_embedding_model` keywords (unset ones left out)."""
+        wanted = ("backbone", "loss", "image_size", "max_minutes", "max_steps", "batch_size", "seed")
+        return {key: value for key, value in self.model.model_dump(include=set(wanted)).items() if value is not None}
+
+    def train_config(self) -> TrainConfig:
+        return settings.build(TrainConfig, self.training_options(), "configuration [model]")
+
+    def launch_options(self) -> dict[str, Any] | None:
+        """model.nproc_per_node > 1 → the torchrun layout for train_embedding (radsim.model.launch), else None."""
+        n = self.model.nproc_per_node
+        return {"nproc_per_node": n} if n > 1 else None
+
+    def embed_config(self) -> EmbedConfig:
+        return EmbedConfig(workers=self.runner.workers, shards_per_task=self.runner.shards_per_task)
+
+    def quarantine_ceiling(self) -> QuarantineCeiling:
+        return QuarantineCeiling(self.quarantine.max_fraction, self.quarantine.min_count)
+
+    @property
+    def mapped(self) -> bool:
+        """Do the CPU stages run as tasks on a runner (not in this process)?"""
+        return self.runner.task_runner != "threads" or bool(self.runner.dask_address)
+
+
+def schema() -> dict[str, tuple[Any, Any]]:
+    """dotted key → (base type, default), derived from the section models."""
+    out = {}
+    for name, model in SECTIONS.items():
+        for key, field in model.model_fields.items():
+            base, _ = settings.scalar_type(field.annotation)
+            out[f"{name}.{key}"] = (str if base not in (bool, int, float) else base,
+                                    field.get_default(call_default_factory=True))
+    return out
