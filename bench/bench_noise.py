@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # `python bench/bench_noise.py`: make `bench.benc
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_train import split_images, truth_matrix
+from bench.cohorts import label_and_shard
 
 METRICS = ("precision_at_10", "map_at_r", "nmi", "normal_auc")
 HEADS = {"precision_at_10": "P@10", "map_at_r": "mAP@R", "nmi": "NMI", "normal_auc": "normal AUC"}
@@ -50,10 +51,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_noise.json"
 # ------------------------------------------------------------------------------ cohorts
 def build_level(work: Path, n_exams: int, noise: float, render_size: int, shard_size: int, seed: int = 0) -> Path:
     """synth (noise in the reports only) -> ingest -> label -> shard (demo key); reused when present."""
-    from radsim.data_contracts import demo_keyer, load_contract, write_parquet_atomic
-    from radsim.data_contracts.ingest import ingest_manifests
-    from radsim.imaging.shards import write_shards
-    from radsim.nlp.runner import label_file
     from radsim.synthetic import generate_cohort
 
     shards = work / "shards"
@@ -63,11 +60,7 @@ def build_level(work: Path, n_exams: int, noise: float, render_size: int, shard_
     t0 = time.perf_counter()
     cohort = generate_cohort(work / "cohort", n_exams, seed=seed, omission_rate=noise, overcall_rate=noise,
                              image_size=render_size, progress=False, overwrite=True)
-    exams = ingest_manifests([cohort.exams_path]).exams
-    write_parquet_atomic(exams, work / "exams.parquet", load_contract("exams"))
-    label_file(work / "exams.parquet", work / "labels.parquet", progress=False)
-    write_shards(work / "exams.parquet", work / "labels.parquet", shards, keyer=demo_keyer(), image_size=shard_size,
-                 workers=1, progress=False)
+    label_and_shard(cohort, work, shards, shard_size, workers=1)
     print(f"cohort noise {noise:.0%}: {n_exams} exams rendered at {render_size} px, labelled, sharded at "
           f"{shard_size} px in {time.perf_counter() - t0:.1f} s", flush=True)
     return work

@@ -31,25 +31,22 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+if __package__ in (None, ""):  # `python bench/bench_train.py`: make `bench.cohorts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def make_cohort(work: Path, n_exams: int, image_size: int, render_size: int, seed: int = 0) -> Path:
     """synth -> ingest -> label -> shard (demo key); reused when WORK already holds it."""
-    from radsim.data_contracts import demo_keyer, load_contract, write_parquet_atomic
-    from radsim.data_contracts.ingest import ingest_manifests
-    from radsim.imaging.shards import write_shards
-    from radsim.nlp.runner import label_file
     from radsim.synthetic import generate_cohort
+
+    from bench.cohorts import label_and_shard
 
     shards = work / "shards"
     if (shards / "manifest.parquet").exists():
         return shards
     t0 = time.perf_counter()
     cohort = generate_cohort(work / "cohort", n_exams, seed=seed, image_size=render_size, progress=False, overwrite=True)
-    exams = ingest_manifests([cohort.exams_path]).exams
-    write_parquet_atomic(exams, work / "exams.parquet", load_contract("exams"))
-    label_file(work / "exams.parquet", work / "labels.parquet", progress=False)
-    write_shards(work / "exams.parquet", work / "labels.parquet", shards, keyer=demo_keyer(), image_size=image_size,
-                 workers=2, progress=False)
+    label_and_shard(cohort, work, shards, image_size, workers=2)
     print(f"cohort: {n_exams} exams rendered at {render_size} px, sharded at {image_size} px in "
           f"{time.perf_counter() - t0:.1f} s ({work})", flush=True)
     return shards

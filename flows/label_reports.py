@@ -18,19 +18,19 @@ from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from radsim.nlp.config import DEFAULT_BATCH  # noqa: E402
+from radsim.nlp.config import LabelConfig  # noqa: E402
 from radsim.nlp.runner import LabelRunSummary, label_file  # noqa: E402
 
 _LABELERS: dict[bytes, Any] = {}  # per worker process: one labeler per vocabulary, built once
 
 
 @task(name="label-file", cache_policy=NO_CACHE)
-def label_file_task(input: str, out: str, vocabulary_path: str | None, replace_vocabulary: bool, workers: int,
-                    batch_size: int, progress: bool) -> LabelRunSummary:
+def label_file_task(input: str, out: str, config: LabelConfig, progress: bool) -> LabelRunSummary:
     from radsim.data_contracts.vocabulary import load_vocabulary
 
-    vocabulary = load_vocabulary(vocabulary_path, replace=replace_vocabulary)
-    return label_file(input, out, vocabulary=vocabulary, workers=workers, batch_size=batch_size, progress=progress)
+    vocabulary = load_vocabulary(config.vocabulary, replace=config.replace_vocabulary)
+    return label_file(input, out, vocabulary=vocabulary, workers=config.workers, batch_size=config.batch_size,
+                      progress=progress)
 
 
 @task(name="label-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -46,36 +46,34 @@ def label_batch_task(items: list[tuple[str, object]], inner: int, vocabulary: An
     return label_chunk(_LABELERS[key], vocabulary, items, inner)
 
 
-def label_file_mapped(input: str, out: str, vocabulary_path: str | None, replace_vocabulary: bool, workers: int,
-                      batch_size: int, progress: bool) -> LabelRunSummary:
+def label_file_mapped(input: str, out: str, config: LabelConfig, progress: bool) -> LabelRunSummary:
     """`label_file` with its exam batches mapped as tasks on the flow's task runner (same bytes out).
 
     The labels file is still written here, from the batch results in input order.
     """
     from radsim.data_contracts.vocabulary import load_vocabulary
 
-    vocabulary = load_vocabulary(vocabulary_path, replace=replace_vocabulary)
+    vocabulary = load_vocabulary(config.vocabulary, replace=config.replace_vocabulary)
 
     def submit(items: list[tuple[str, object]], inner: int) -> Any:
         return label_batch_task.submit(items, inner, vocabulary)
 
-    return label_file(input, out, vocabulary=vocabulary, workers=max(1, workers), batch_size=batch_size,
+    return label_file(input, out, vocabulary=vocabulary, workers=config.workers, batch_size=config.batch_size,
                       progress=progress, submit=submit)
 
 
 @flow(name="label-reports")
-def label_reports(input: str | Path, out: str | Path, vocabulary_path: str | None = None,
-                  replace_vocabulary: bool = False, workers: int = 1, batch_size: int = DEFAULT_BATCH,
-                  progress: bool = True, mapped: bool = False) -> LabelRunSummary:
-    """Label INPUT into OUT (+ OUT.quarantine.parquet); publish counts per finding as an artifact.
+def label_reports(input: str | Path, out: str | Path, config: LabelConfig | None = None, progress: bool = True,
+                  mapped: bool = False) -> LabelRunSummary:
+    """Label INPUT into OUT (+ OUT.quarantine.parquet) with `config`; publish counts per finding as an artifact.
 
     `mapped=True` labels exam batches as tasks on the flow's task runner (Dask: see run_label_reports).
     """
-    vpath = None if vocabulary_path is None else str(vocabulary_path)
+    config = config or LabelConfig()
     if mapped:
-        summary = label_file_mapped(str(input), str(out), vpath, replace_vocabulary, workers, batch_size, progress)
+        summary = label_file_mapped(str(input), str(out), config, progress)
     else:
-        summary = label_file_task(str(input), str(out), vpath, replace_vocabulary, workers, batch_size, progress)
+        summary = label_file_task(str(input), str(out), config, progress)
     c = summary.counts
     create_table_artifact(
         key="label-counts",
@@ -86,19 +84,26 @@ def label_reports(input: str | Path, out: str | Path, vocabulary_path: str | Non
     return summary
 
 
-def run_label_reports(input: str | Path, out: str | Path, *, runner: str = "threads", workers: int = 1,
-                      dask_address: str | None = None, **kwargs: Any) -> LabelRunSummary:
-    """Run the flow; with `runner="dask"` the exam batches are labelled on a Dask cluster."""
+def run_label_reports(input: str | Path, out: str | Path, config: LabelConfig | None = None, *,
+                      runner: str = "threads", dask_address: str | None = None, progress: bool = True,
+                      **values: Any) -> LabelRunSummary:
+    """Run the flow; with `runner="dask"` the exam batches are labelled on a Dask cluster.
+
+    `values` (LabelConfig fields) override `config`; its `workers` also size the task runner.
+    """
+    from radsim.data_contracts import settings
+
+    config = settings.build(LabelConfig, {**(config.model_dump() if config else {}), **values}, "labelling")
     if runner == "dask" or dask_address:
         from radsim.flows.task_runners import make_task_runner
 
-        return label_reports.with_options(task_runner=make_task_runner(runner, workers, dask_address))(
-            input, out, workers=workers, mapped=True, **kwargs)
+        return label_reports.with_options(task_runner=make_task_runner(runner, config.workers, dask_address))(
+            input, out, config, progress=progress, mapped=True)
     if runner not in ("threads", "processes"):
         from radsim.flows.task_runners import make_task_runner
 
-        make_task_runner(runner, workers)  # raises the one-line UsageError
-    return label_reports(input, out, workers=workers, **kwargs)
+        make_task_runner(runner, config.workers)  # raises the one-line UsageError
+    return label_reports(input, out, config, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:

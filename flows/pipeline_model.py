@@ -116,10 +116,8 @@ def _embed(layout: WarehouseLayout, cfg: RunConfig, model_dir: str, plan: Any, p
 
     embed = cfg.embed_config()
     if cfg.mapped:  # groups of shards as tasks on the runner, CPU fp32 like a local run
-        return run_embed_shards(model_dir, str(layout.shards), runner=cfg.runner.task_runner, workers=embed.workers,
-                                dask_address=cfg.runner.dask_address, shards_per_task=embed.shards_per_task,
-                                batch_size=embed.batch_size, device=embed.device_for(mapped=True), progress=progress,
-                                reuse=plan)
+        return run_embed_shards(model_dir, str(layout.shards), embed, runner=cfg.runner.task_runner,
+                                dask_address=cfg.runner.dask_address, progress=progress, reuse=plan)
     # one task: torch already uses every core of this process, so threads would only add overhead
     return embed_task(model_dir, str(layout.shards), embed.batch_size, embed.device_for(mapped=False), quote(plan))
 

@@ -118,12 +118,9 @@ def label_stage(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str
         batch = write_parquet_atomic(exams_table_for(exams, set(with_report)), layout.work / "label-batch.parquet")
         out = layout.work / "labels-batch.parquet"
         config = config or RunConfig()
-        runner = config.runner
-        if config.mapped:
-            workers = runner.workers
-        summary = run_label_reports(str(batch), str(out), runner=runner.task_runner, workers=workers,
-                                    dask_address=runner.dask_address, vocabulary_path=vocabulary_path,
-                                    progress=progress, batch_size=runner.label_batch_size)
+        summary = run_label_reports(str(batch), str(out), config.label_config(vocabulary_path, workers),
+                                    runner=config.runner.task_runner, dask_address=config.runner.dask_address,
+                                    progress=progress)
         new = pq.read_table(out)
         labelled = set(new.column("exam_id").to_pylist())
         status.update({e: ("done" if e in labelled else "quarantined") for e in with_report})

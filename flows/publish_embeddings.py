@@ -24,6 +24,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
+from radsim.model.embed_config import EmbedConfig
+
 
 @task(name="embed-shards", cache_policy=NO_CACHE)
 def embed_task(model_dir: str, shards: str, batch_size: int, device: str, reuse: Any = None) -> tuple[Any, Any]:
@@ -75,49 +77,58 @@ def embed_part_task(model_dir: str, shards: str, names: list[str], batch_size: i
     return embed_part(cached_model(model_dir), shards, names, batch_size=batch_size, device=device)
 
 
-def embed_mapped(model_dir: str, shards: str, *, batch_size: int = 256, device: str = "cpu",
-                 shards_per_task: int = 1, workers: int = 2, progress: bool = False,
+def embed_mapped(model_dir: str, shards: str, config: EmbedConfig, progress: bool = False,
                  only: list[str] | None = None) -> tuple[Any, Any]:
     """`embed_shards` with its shard groups mapped as tasks on the current flow's task runner.
 
     Returns (loaded model, EmbeddedShards) like `embed_task`; at most 2 × workers groups are in flight.
-    `only` embeds just those shards (a ReusePlan's `embed`).
+    `only` embeds just those shards (a ReusePlan's `embed`). Tasks embed on CPU unless the config
+    names a device, so every worker computes in fp32 like a local CPU run.
     """
     from radsim.model.checkpoint import load_model
     from radsim.model.publish import embed_shards
 
     loaded = load_model(model_dir)
+    device = config.device_for(mapped=True)
 
     def submit(names: list[str]) -> Any:
-        return embed_part_task.submit(model_dir, shards, names, batch_size, device)
+        return embed_part_task.submit(model_dir, shards, names, config.batch_size, device)
 
-    return loaded, embed_shards(loaded, shards, batch_size=batch_size, device=device, progress=progress,
-                                shards_per_task=shards_per_task, submit=submit, window=2 * max(1, workers),
-                                only=only)
+    return loaded, embed_shards(loaded, shards, batch_size=config.batch_size, device=device, progress=progress,
+                                shards_per_task=config.shards_per_task, submit=submit,
+                                window=2 * config.workers, only=only)
 
 
 @flow(name="embed-shards")
-def embed_shards_flow(model_dir: str, shards: str, batch_size: int = 256, device: str = "cpu",
-                      shards_per_task: int = 1, workers: int = 2, progress: bool = False,
+def embed_shards_flow(model_dir: str, shards: str, config: EmbedConfig | None = None, progress: bool = False,
                       only: list[str] | None = None) -> tuple[Any, Any]:
     """Embed every sharded image (or the `only` shards), groups of shards as tasks on this flow's task runner."""
-    return embed_mapped(str(model_dir), str(shards), batch_size=batch_size, device=device,
-                        shards_per_task=shards_per_task, workers=workers, progress=progress, only=only)
+    return embed_mapped(str(model_dir), str(shards), config or EmbedConfig(), progress=progress, only=only)
 
 
-def run_embed_shards(model_dir: str, shards: str, *, runner: str = "threads", workers: int = 2,
-                     dask_address: str | None = None, reuse: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+def embed_config(config: EmbedConfig | None, values: dict[str, Any]) -> EmbedConfig:
+    """`config` (or the defaults) with `values` (EmbedConfig fields) set, validated."""
+    from radsim.data_contracts import settings
+
+    return settings.build(EmbedConfig, {**(config.model_dump() if config else {}), **values}, "embedding")
+
+
+def run_embed_shards(model_dir: str, shards: str, config: EmbedConfig | None = None, *, runner: str = "threads",
+                     dask_address: str | None = None, reuse: Any = None, progress: bool = False,
+                     **values: Any) -> tuple[Any, Any]:
     """(loaded model, EmbeddedShards) with the shard groups on the chosen task runner (threads, processes, dask).
 
-    With `reuse` (a ReusePlan) only the plan's shards go to the runner, and the reused rows are
-    merged in here: the plan holds vectors, so it never becomes a flow parameter.
+    `values` (EmbedConfig fields) override `config`. With `reuse` (a ReusePlan) only the plan's
+    shards go to the runner, and the reused rows are merged in here: the plan holds vectors, so
+    it never becomes a flow parameter.
     """
     from radsim.flows.task_runners import make_task_runner
     from radsim.model.reuse import embed_reusing
 
-    embed_flow = embed_shards_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address))
-    return embed_reusing(reuse, shards, lambda only: embed_flow(str(model_dir), str(shards), workers=workers,
-                                                                only=only, **kwargs))
+    config = embed_config(config, values)
+    embed_flow = embed_shards_flow.with_options(task_runner=make_task_runner(runner, config.workers, dask_address))
+    return embed_reusing(reuse, shards, lambda only: embed_flow(str(model_dir), str(shards), config,
+                                                                progress=progress, only=only))
 
 
 @task(name="publish-table", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -163,23 +174,22 @@ def evaluation_artifacts(evaluation: Any) -> None:
 
 
 @flow(name="publish_embeddings")
-def publish_embeddings(model_dir: str, shards: str, published_dir: str, report_dir: str | None = None,
-                       truth: str | None = None, demo_key: bool = False, batch_size: int = 256,
-                       device: str = "auto", split: str = "test", mapped: bool = False, shards_per_task: int = 1,
-                       workers: int = 2, progress: bool = False, make_current: bool = True) -> dict[str, Any]:
-    """Embed, publish (as the current version unless `make_current` is False) and, with `report_dir`, evaluate.
+def publish_embeddings(model_dir: str, shards: str, published_dir: str, config: EmbedConfig | None = None,
+                       report_dir: str | None = None, truth: str | None = None, demo_key: bool = False,
+                       split: str = "test", mapped: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Embed, publish (as the current version unless `config.current` is False) and, with `report_dir`, evaluate.
 
     Returns the publish summary and headline lines.
 
-    `mapped=True` embeds groups of `shards_per_task` shards as tasks on the flow's task runner.
+    `mapped=True` embeds groups of `config.shards_per_task` shards as tasks on the flow's task runner.
     """
+    config = config or EmbedConfig()
     if mapped:
-        loaded, embedded = embed_mapped(str(model_dir), str(shards), batch_size=batch_size, device=device,
-                                        shards_per_task=shards_per_task, workers=workers, progress=progress)
+        loaded, embedded = embed_mapped(str(model_dir), str(shards), config, progress=progress)
     else:
-        loaded, embedded = embed_task(str(model_dir), str(shards), batch_size, device)
-    published = publish_task(quote(embedded), loaded, str(published_dir), make_current,  # quote: Prefect must
-                             "published with radsim publish" if make_current else None)  # not walk every row
+        loaded, embedded = embed_task(str(model_dir), str(shards), config.batch_size, config.device_for(mapped=False))
+    published = publish_task(quote(embedded), loaded, str(published_dir), config.current,  # quote: Prefect must
+                             "published with radsim publish" if config.current else None)  # not walk every row
     out: dict[str, Any] = {"model_version": published.model_version, "rows": published.rows,
                            "path": str(published.path), "summary": published.summary(),
                            "record_path": str(published.record_path),
@@ -193,15 +203,16 @@ def publish_embeddings(model_dir: str, shards: str, published_dir: str, report_d
     return out
 
 
-def run_publish_embeddings(model_dir: str, shards: str, published_dir: str, *, runner: str = "threads",
-                           workers: int = 2, dask_address: str | None = None, device: str = "cpu",
-                           **kwargs: Any) -> dict[str, Any]:
+def run_publish_embeddings(model_dir: str, shards: str, published_dir: str, config: EmbedConfig | None = None, *,
+                           runner: str = "threads", dask_address: str | None = None, progress: bool = False,
+                           **values: Any) -> dict[str, Any]:
     """Run the flow with the shard groups embedded on the chosen task runner (threads, processes or dask).
 
-    Tasks embed on CPU unless `device` says otherwise, so every worker computes in fp32 like a local
-    CPU run. Only the embedding leaves this process; the publication (and evaluation) stay here.
+    `values` (EmbedConfig fields) override `config`. Only the embedding leaves this process; the
+    publication (and evaluation) stay here.
     """
     from radsim.flows.task_runners import make_task_runner
 
-    return publish_embeddings.with_options(task_runner=make_task_runner(runner, workers, dask_address))(
-        str(model_dir), str(shards), str(published_dir), device=device, mapped=True, workers=workers, **kwargs)
+    config = embed_config(config, values)
+    return publish_embeddings.with_options(task_runner=make_task_runner(runner, config.workers, dask_address))(
+        str(model_dir), str(shards), str(published_dir), config, mapped=True, progress=progress)

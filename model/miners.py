@@ -25,6 +25,10 @@ def _as_distance(mat: torch.Tensor, distance: BaseDistance) -> torch.Tensor:
     return -mat if distance.is_inverted else mat
 
 
+def _pairs(labels: torch.Tensor, uncertain: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive and negative pair masks of a batch's label sets (radsim.model.labelsets)."""
+    return pair_masks(label_sets(labels, uncertain).to(device))
+
 class MultiLabelTripletMiner(nn.Module):
     """Triplets per (anchor, positive) pair, with the negative chosen by `strategy`:
 
@@ -47,8 +51,7 @@ class MultiLabelTripletMiner(nn.Module):
 
     @torch.no_grad()
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        sets = label_sets(labels, self.uncertain).to(embeddings.device)
-        pos, neg = pair_masks(sets)
+        pos, neg = _pairs(labels, self.uncertain, embeddings.device)
         a, p = torch.nonzero(pos, as_tuple=True)
         if a.numel() == 0 or not bool(neg.any()):
             e = _EMPTY.to(embeddings.device)
@@ -81,8 +84,7 @@ class MultiLabelPairMiner(nn.Module):
 
     @torch.no_grad()
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        sets = label_sets(labels, self.uncertain).to(embeddings.device)
-        pos, neg = pair_masks(sets)
+        pos, neg = _pairs(labels, self.uncertain, embeddings.device)
         a1, p = torch.nonzero(pos, as_tuple=True)
         a2, n = torch.nonzero(neg, as_tuple=True)
         return a1, p, a2, n

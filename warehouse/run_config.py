@@ -179,6 +179,11 @@ class RunConfig(Settings):
         n = self.model.nproc_per_node
         return {"nproc_per_node": n} if n > 1 else None
 
+    def label_config(self, vocabulary: str | None, workers: int) -> LabelConfig:
+        """The label stage's settings for `vocabulary` (runner.workers when the batches are mapped)."""
+        return LabelConfig(vocabulary=vocabulary, workers=self.runner.workers if self.mapped else workers,
+                           batch_size=self.runner.label_batch_size)
+
     def embed_config(self) -> EmbedConfig:
         return EmbedConfig(workers=self.runner.workers, shards_per_task=self.runner.shards_per_task)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radsim.flows.commands.summary import print_counts_and_notes
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -42,10 +44,6 @@ def run(args: argparse.Namespace) -> int:
         print("Test split, against the image truth (value, then chance and random-embedding levels):")
         for line in result.headline:
             print(f"  {line}")
-    print("Counts (rows in = out + quarantined + skipped):")
-    for counts in result.counts:
-        print(f"  {counts.summary()}")
-    for line in result.notes:
-        print(f"  {line}")
+    print_counts_and_notes(result, "Counts (rows in = out + quarantined + skipped):")
     sys.stdout.flush()
     return 0

@@ -59,10 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.flow or runner:
         from radsim.flows.label_reports import run_label_reports
 
-        summary = run_label_reports(args.input, args.out, runner=runner or "threads", dask_address=args.dask_address,
-                                    vocabulary_path=config.vocabulary,
-                                    replace_vocabulary=config.replace_vocabulary, workers=config.workers,
-                                    batch_size=config.batch_size, progress=not args.no_progress)
+        summary = run_label_reports(args.input, args.out, config, runner=runner or "threads",
+                                    dask_address=args.dask_address, progress=not args.no_progress)
     else:
         from radsim.nlp.runner import label_file
 

@@ -46,10 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
         # a missing model or manifest, or shards that do not fit, are usage errors before any cluster starts
         check_compatible(load_model(args.model), manifest_metadata(args.shards), args.shards)
-        out = run_publish_embeddings(args.model, args.shards, args.out, runner=runner, workers=config.workers,
-                                     dask_address=args.dask_address, device=config.device_for(mapped=True),
-                                     batch_size=config.batch_size, shards_per_task=config.shards_per_task,
-                                     progress=progress, make_current=config.current)
+        out = run_publish_embeddings(args.model, args.shards, args.out, config, runner=runner,
+                                     dask_address=args.dask_address, progress=progress)
         summary, record = out["summary"], out["record_path"]
     else:
         from radsim.model.publish import publish

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from radsim.flows.commands.summary import print_counts_and_notes
+
 NAME = "run"
 
 
@@ -99,11 +101,7 @@ def run(args: argparse.Namespace) -> int:
                           progress=not args.no_progress, verify=args.verify)
     shown = warehouse if is_remote(warehouse) else Path(warehouse).resolve()
     print(f"\nradsim run finished in {result.seconds:.0f} s; warehouse {shown}")
-    print("Counts (rows in = out + quarantined + skipped as already processed):")
-    for counts in result.counts:
-        print(f"  {counts.summary()}")
-    for line in result.notes:
-        print(f"  {line}")
+    print_counts_and_notes(result, "Counts (rows in = out + quarantined + skipped as already processed):")
     if result.headline:
         print("Test split, against the validated subset:")
         for line in result.headline:

@@ -10,21 +10,21 @@ def test_missing_inbox_exits_2(tmp_path, capsys):
     assert "nope" in err and "does not exist" in err and "Traceback" not in err
 
 
-def test_bad_config_key_exits_2_naming_it(tmp_path, capsys):
+def _run_with_config(tmp_path, text: str) -> int:
     (tmp_path / "inbox").mkdir()
     toml = tmp_path / "radsim.toml"
-    toml.write_text('[model]\nbackbone = "small"\nmax_step = 3\n')
-    assert main(["run", str(tmp_path / "inbox"), "--warehouse", str(tmp_path / "wh"), "--demo-key",
-                 "--config", str(toml)]) == 2
+    toml.write_text(text)
+    return main(["run", str(tmp_path / "inbox"), "--warehouse", str(tmp_path / "wh"), "--demo-key",
+                 "--config", str(toml)])
+
+
+def test_bad_config_key_exits_2_naming_it(tmp_path, capsys):
+    assert _run_with_config(tmp_path, '[model]\nbackbone = "small"\nmax_step = 3\n') == 2
     assert "model.max_step" in capsys.readouterr().err
 
 
 def test_bad_cron_exits_2(tmp_path, capsys):
-    (tmp_path / "inbox").mkdir()
-    toml = tmp_path / "radsim.toml"
-    toml.write_text('[schedule]\ncron = "at two every night"\n')
-    assert main(["run", str(tmp_path / "inbox"), "--warehouse", str(tmp_path / "wh"), "--demo-key",
-                 "--config", str(toml)]) == 2
+    assert _run_with_config(tmp_path, '[schedule]\ncron = "at two every night"\n') == 2
     assert "schedule.cron" in capsys.readouterr().err
 
 

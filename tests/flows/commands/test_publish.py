@@ -51,10 +51,11 @@ def test_missing_model_or_shards_exit_2(cohort, model_dir, tmp_path, capsys):
 
 def test_flow_embeds_publishes_and_evaluates_through_prefect(prefect_harness, cohort, model_dir, tmp_path):
     from radsim.flows.publish_embeddings import publish_embeddings
+    from radsim.model.embed_config import EmbedConfig
 
-    result = publish_embeddings(str(model_dir), str(cohort.shards), str(tmp_path / "pub"),
-                                   report_dir=str(tmp_path / "report"), truth=str(cohort.truth), demo_key=True,
-                                   device="cpu", split="all")
+    result = publish_embeddings(str(model_dir), str(cohort.shards), str(tmp_path / "pub"), EmbedConfig(device="cpu"),
+                                report_dir=str(tmp_path / "report"), truth=str(cohort.truth), demo_key=True,
+                                split="all")
     assert result["model_version"] == "v1" and result["rows"] == pq.read_table(
         tmp_path / "pub" / "embeddings" / "v1").num_rows
     records = json.loads((tmp_path / "report" / "evaluation.json").read_text())
