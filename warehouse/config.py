@@ -37,8 +37,7 @@ from radsim.data_contracts.atomic import atomic_output
 from .run_config import ENV_ALIASES, TASK_RUNNERS, RunConfig, check_cron, schema
 
 __all__ = ["CONFIG_FILE", "ENV_ALIASES", "SCHEMA", "TASK_RUNNERS", "RunConfig", "check_cron", "env_name",
-           "launch_options", "quarantine_ceiling", "read_env", "read_toml", "resolve_config", "save_config",
-           "shard_settings", "training_options"]
+           "read_env", "read_toml", "resolve_config", "save_config"]
 
 CONFIG_FILE = "config.json"
 SCHEMA: dict[str, tuple[type, Any]] = schema()  # dotted key → (type, default), derived from RunConfig
@@ -116,25 +115,6 @@ def resolve_config(cli: Mapping[str, Any] | None = None, toml_path: str | Path |
         for key, value in layer.items():
             resolved[key], sources[key] = value, origin
     return RunConfig.from_flat(resolved, sources)
-
-
-# The stage settings a flow runs with, from a resolved configuration (RunConfig methods, by name).
-def shard_settings(config: RunConfig) -> dict[str, Any]:
-    """The imaging section as ShardOptions fields."""
-    return config.imaging.model_dump()
-
-
-def quarantine_ceiling(config: RunConfig) -> Any:
-    return config.quarantine_ceiling()
-
-
-def training_options(config: RunConfig) -> dict[str, Any]:
-    """The model section as `train_embedding_model` keyword arguments (unset ones left out)."""
-    return config.training_options()
-
-
-def launch_options(config: RunConfig) -> dict[str, Any] | None:
-    return config.launch_options()
 
 
 def save_config(config: RunConfig, folder: str | Path) -> Path:

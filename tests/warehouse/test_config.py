@@ -9,7 +9,6 @@ from radsim.warehouse.config import (
     check_cron,
     resolve_config,
     save_config,
-    training_options,
 )
 
 
@@ -30,7 +29,7 @@ def test_precedence_cli_over_env_over_toml_over_defaults(tmp_path):
     assert flat["runner.workers"] == 4
     assert flat["model.max_steps"] == 7 and flat["schedule.cron"] == "30 1 * * *"
     assert flat["model.loss"] == "ml2" and cfg.sources["model.loss"] == "default"
-    assert training_options(cfg)["max_steps"] == 7 and "batch_size" not in training_options(cfg)
+    assert cfg.training_options()["max_steps"] == 7 and "batch_size" not in cfg.training_options()
     saved = json.loads(save_config(cfg, tmp_path / "wh").read_text())
     assert saved["settings"]["imaging.image_size"] == 96 and saved["sources"]["model.backbone"] == "environment"
 
@@ -70,13 +69,11 @@ def test_malformed_toml_is_a_usage_error(tmp_path):
 
 
 def test_batch_sizes_and_ddp_processes_are_settings():
-    from radsim.warehouse.config import launch_options
-
     cfg = resolve_config({"model.nproc_per_node": 4, "runner.label_batch_size": 64}, environ={})
     flat = cfg.flat()
-    assert launch_options(cfg) == {"nproc_per_node": 4}
+    assert cfg.launch_options() == {"nproc_per_node": 4}
     assert flat["runner.label_batch_size"] == 64 and flat["runner.decode_batch_size"] == 32
-    assert launch_options(resolve_config({}, environ={})) is None  # one plain process by default
+    assert resolve_config({}, environ={}).launch_options() is None  # one plain process by default
     for key in ("model.nproc_per_node", "runner.decode_batch_size"):
         with pytest.raises(UsageError, match=key):
             resolve_config({key: 0}, environ={})
