@@ -38,8 +38,10 @@ def build(model: type[M], values: dict[str, Any], origin: str = "settings", as_f
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         loc = [str(p) for p in first.get("loc", ())]
-        name = (flag(loc[-1]) if as_flags else ".".join(loc)) if loc else "?"
         msg = str(first.get("msg")).removeprefix("Value error, ")
+        if not loc:  # a rule across settings (a model validator): its message names them
+            raise UsageError(f"{origin}: {msg}") from None
+        name = flag(loc[-1]) if as_flags else ".".join(loc)
         raise UsageError(f"{origin}: {name}: {msg} (got {first.get('input')!r})") from None
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-
 import sys
 
 from radsim.data_contracts import settings

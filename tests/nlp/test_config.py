@@ -8,8 +8,8 @@ from radsim.nlp.config import LabelConfig
 
 
 def test_replacing_the_vocabulary_needs_a_file():
-    with pytest.raises(UsageError, match="--replace-vocabulary needs --vocabulary"):
-        settings.build(LabelConfig, {"replace_vocabulary": True})
+    with pytest.raises(UsageError, match=r"^labelling: --replace-vocabulary needs --vocabulary FILE$"):
+        settings.build(LabelConfig, {"replace_vocabulary": True}, "labelling")
     assert settings.build(LabelConfig, {"replace_vocabulary": True, "vocabulary": "v.yaml"}).replace_vocabulary
 
 
