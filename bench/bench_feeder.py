@@ -29,12 +29,12 @@ TARGET = 0.8
 def _decode_shard(path: str) -> int:
     """Decode the PNGs of one shard that the feeder would deliver (train split, labelled, frontal)."""
     from radsim.imaging.normalise import decode_png
-    from radsim.imaging.reader import FRONTAL, _keep
+    from radsim.imaging.reader import FRONTAL, _selected
     from radsim.imaging.tarshard import iter_tar_samples
 
     n = 0
     for sample in iter_tar_samples(Path(path)):
-        if _keep(json.loads(sample["json"]), "train", True, FRONTAL):
+        if _selected(sample, split="train", labelled_only=True, views=FRONTAL):
             decode_png(sample["png"])
             n += 1
     return n

@@ -45,6 +45,15 @@ def build(model: type[M], values: dict[str, Any], origin: str = "settings", as_f
         raise UsageError(f"{origin}: {name}: {msg} (got {first.get('input')!r})") from None
 
 
+def with_values(model: type[M], base: M | None, values: dict[str, Any], origin: str = "settings",
+                as_flags: bool = False) -> M:
+    """`base` (or the defaults) with the `values` that are not None set, validated again."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return base if base is not None else build(model, {}, origin)
+    return build(model, {**(base.model_dump() if base is not None else {}), **given}, origin, as_flags)
+
+
 def field_of(model: type[pydantic.BaseModel], name: str, optional: bool = False,
              **overrides: Any) -> tuple[Any, FieldInfo]:
     """A field of another stage's config, for a section that exposes it (same help and bounds).
@@ -100,10 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, mod
 
 def from_arguments(model: type[M], args: argparse.Namespace, base: M | None = None, origin: str = "command line") -> M:
     """The model with every option the user gave; the others keep `base`'s values (or the defaults)."""
-    given = {name: getattr(args, name) for name in model.model_fields
-             if getattr(args, name, None) is not None}
-    start = base.model_dump() if base is not None else {}
-    return build(model, {**start, **given}, origin, as_flags=True)
+    return with_values(model, base, {name: getattr(args, name, None) for name in model.model_fields}, origin,
+                       as_flags=True)
 
 
 def to_argv(config: pydantic.BaseModel, include: Iterable[str] | None = None) -> list[str]:
@@ -118,12 +125,3 @@ def to_argv(config: pydantic.BaseModel, include: Iterable[str] | None = None) ->
         else:
             argv += [flag(name), str(value)]
     return argv
-
-
-def describe(model: type[pydantic.BaseModel]) -> list[dict[str, Any]]:
-    """Name, type, default and help of each field: for documentation and config.json."""
-    out = []
-    for name, field in model.model_fields.items():
-        out.append({"name": name, "default": field.get_default(call_default_factory=True),
-                    "help": field.description or "", "type": str(field.annotation)})
-    return out

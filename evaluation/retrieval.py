@@ -158,9 +158,10 @@ class _Accumulator:
             pk = (top_rel[:, :kk].sum(1) / kk)[c.valid]
             self.p_sum[k] += float(pk.sum())
             self._kept(f"p{k}", pk)
-        self.p_chance_sum += float((c.r[c.valid] / self.others).sum())
+        chance = c.r[c.valid] / self.others
+        self.p_chance_sum += float(chance.sum())
         self._kept("items", c.qi[c.valid])
-        self._kept("chance", c.r[c.valid] / self.others)
+        self._kept("chance", chance)
 
     def _map(self, c: _Chunk) -> None:
         assert c.order is not None
@@ -187,8 +188,9 @@ class _Accumulator:
             best = -np.partition(-gain, kk - 1, axis=1)[:, :kk]  # kk <= n-1 < n
             idcg = (-np.sort(-best, axis=1) * disc).sum(1)
             ok = c.valid & (idcg > 0)
-            self.nd_sum[k] += float((dcg[ok] / idcg[ok]).sum())
-            self._kept(f"nd{k}", dcg[ok] / idcg[ok])
+            nd = dcg[ok] / idcg[ok]
+            self.nd_sum[k] += float(nd.sum())
+            self._kept(f"nd{k}", nd)
             self._kept(f"ndi{k}", c.qi[ok])
             self.nd_chance_sum[k] += float((mean_gain[ok] * disc.sum() / idcg[ok]).sum())
 

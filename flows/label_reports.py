@@ -91,9 +91,9 @@ def run_label_reports(input: str | Path, out: str | Path, config: LabelConfig | 
 
     `values` (LabelConfig fields) override `config`; its `workers` also size the task runner.
     """
-    from radsim.data_contracts import settings
+    from radsim.data_contracts.settings import with_values
 
-    config = settings.build(LabelConfig, {**(config.model_dump() if config else {}), **values}, "labelling")
+    config = with_values(LabelConfig, config, values, "labelling")
     if runner == "dask" or dask_address:
         from radsim.flows.task_runners import make_task_runner
 

@@ -24,6 +24,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
+from radsim.data_contracts.settings import with_values
 from radsim.model.embed_config import EmbedConfig
 
 
@@ -106,13 +107,6 @@ def embed_shards_flow(model_dir: str, shards: str, config: EmbedConfig | None = 
     return embed_mapped(str(model_dir), str(shards), config or EmbedConfig(), progress=progress, only=only)
 
 
-def embed_config(config: EmbedConfig | None, values: dict[str, Any]) -> EmbedConfig:
-    """`config` (or the defaults) with `values` (EmbedConfig fields) set, validated."""
-    from radsim.data_contracts import settings
-
-    return settings.build(EmbedConfig, {**(config.model_dump() if config else {}), **values}, "embedding")
-
-
 def run_embed_shards(model_dir: str, shards: str, config: EmbedConfig | None = None, *, runner: str = "threads",
                      dask_address: str | None = None, reuse: Any = None, progress: bool = False,
                      **values: Any) -> tuple[Any, Any]:
@@ -125,7 +119,7 @@ def run_embed_shards(model_dir: str, shards: str, config: EmbedConfig | None = N
     from radsim.flows.task_runners import make_task_runner
     from radsim.model.reuse import embed_reusing
 
-    config = embed_config(config, values)
+    config = with_values(EmbedConfig, config, values, "embedding")
     embed_flow = embed_shards_flow.with_options(task_runner=make_task_runner(runner, config.workers, dask_address))
     return embed_reusing(reuse, shards, lambda only: embed_flow(str(model_dir), str(shards), config,
                                                                 progress=progress, only=only))
@@ -213,6 +207,6 @@ def run_publish_embeddings(model_dir: str, shards: str, published_dir: str, conf
     """
     from radsim.flows.task_runners import make_task_runner
 
-    config = embed_config(config, values)
+    config = with_values(EmbedConfig, config, values, "embedding")
     return publish_embeddings.with_options(task_runner=make_task_runner(runner, config.workers, dask_address))(
         str(model_dir), str(shards), str(published_dir), config, mapped=True, progress=progress)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from radsim.data_contracts.settings import Settings, build
+from radsim.data_contracts.settings import Settings, with_values
 
 from .splits import check_fractions
 
@@ -57,7 +57,4 @@ class ShardOptions(Settings):
 
 def shard_options(options: ShardOptions | None = None, **values: Any) -> ShardOptions:
     """`options` (or the defaults) with `values` set: the one place shard settings are validated."""
-    if not values:
-        return options or ShardOptions()
-    start = options.model_dump() if options is not None else {}
-    return build(ShardOptions, {**start, **{k: v for k, v in values.items() if v is not None}}, "shard options")
+    return with_values(ShardOptions, options, values, "shard options")

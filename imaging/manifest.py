@@ -99,6 +99,7 @@ def manifest_metadata(shard_dir: str | Path) -> dict[str, str]:
     if not path.exists():
         raise UsageError(f"no {MANIFEST_FILE} in {shard_dir}: run 'radsim shard' first")
     try:
-        return table_metadata(pq.read_schema(path))
+        schema = pq.read_schema(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
         raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    return table_metadata(schema)  # outside the try: a bug here is not an unreadable file

@@ -293,6 +293,6 @@ def embed_reusing(plan: ReusePlan | None, shard_dir: str | Path,
     used, embedded = embed(only)
     if only is None:
         return used, embedded
-    if loaded is not None or plan.checked_for(used) is plan:
+    if used is loaded or plan.checked_for(used) is plan:
         return used, merge_reused(plan, embedded, shard_dir)
     return embed(None)

@@ -107,8 +107,8 @@ def embed_part(loaded: LoadedModel, shard_dir: str | Path, shards: Sequence[str]
 
 
 def _in_order(groups: list[list[str]], submit: PartSubmitter, window: int) -> Iterator[EmbeddedPart]:
-    """Submit shard groups with at most `window` in flight; yield their parts in manifest order."""
-    for names, part in in_order(groups, submit, window + 1):  # window + 1 out while the oldest is awaited
+    """Submit shard groups, `window` more while the oldest is awaited; yield their parts in manifest order."""
+    for names, part in in_order(groups, submit, window + 1):  # the awaited one + `window` submitted behind it
         yield _checked(part, names)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -185,8 +185,10 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
                            n_exams=len({p.exam_id for p in pairs}), n_pairs=len(pairs), bootstrap=bootstrap, notes=notes)
 
 
+Counts = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]  # exam weights -> (tp, fp, fn)
 
-def _bootstrap(counts: Any, weight: np.ndarray, cluster: np.ndarray, members: list[np.ndarray], n_clusters: int,
+
+def _bootstrap(counts: Counts, weight: np.ndarray, cluster: np.ndarray, members: list[np.ndarray], n_clusters: int,
                n_f: int, replicates: int, seed: int) -> np.ndarray:
     """[replicate, precision/recall/F1, finding... then macro, micro]: each stratum's exams redrawn."""
     rng = np.random.default_rng(seed)

@@ -214,8 +214,8 @@ class _PoolResult:
 
 def _windowed(chunks: Iterable[tuple[list[tuple[str, object]], list[QuarantineRecord], int]],
               submit: ChunkSubmitter, inner: int, window: int, finish: Callable[..., LabelBatch]) -> Iterator[LabelBatch]:
-    """Submit chunks with at most `window` in flight; yield finished batches in input order."""
-    # window + 1 out while the oldest is awaited, as before the shared helper
+    """Submit chunks, `window` more while the oldest is awaited; yield finished batches in input order."""
+    # the awaited chunk + `window` submitted behind it, as before the shared helper
     for (_, bad, n_in), (table, failures) in in_order(chunks, lambda chunk: submit(chunk[0], inner), window + 1):
         yield finish(table, failures, bad, n_in)
 

@@ -158,10 +158,11 @@ class RunConfig(Settings):
 
     def updated(self, values: Mapping[str, Any], origin: str = "caller") -> "RunConfig":
         """This configuration with some dotted keys set (validated again)."""
-        unknown = sorted(set(values) - set(self.flat()))
+        current = self.flat()
+        unknown = sorted(set(values) - set(current))
         if unknown:
             raise UsageError(f"unknown configuration key(s) {unknown}")
-        return RunConfig.from_flat({**self.flat(), **values}, {**self.sources, **{k: origin for k in values}})
+        return RunConfig.from_flat({**current, **values}, {**self.sources, **{k: origin for k in values}})
 
     def shard_options(self) -> ShardOptions:
         return settings.build(ShardOptions, self.imaging.model_dump(), "configuration [imaging]")
