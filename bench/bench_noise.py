@@ -104,14 +104,16 @@ def test_set(level_dir: Path):
 
 # ------------------------------------------------------------------------------ one run
 def score(emb: np.ndarray, truth: np.ndarray, findings: list[str], seed: int = 0) -> dict:
-    from radsim.evaluation import cluster_scores, retrieval_scores
+    """P@10, mAP@R, NMI and the normal AUC, each with its true null at this size (radsim.evaluation)."""
+    from radsim.evaluation import evaluate_embeddings
+    from radsim.evaluation.evaluate import EvaluationOptions
 
-    s = retrieval_scores(emb, truth, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=findings.index("no_finding"))
-    c = cluster_scores(emb, truth, seed=seed)
-    return {"precision_at_10": s.precision_at_k[10], "map_at_r": s.map_at_r, "nmi": c.nmi,
-            "normal_auc": s.normal_auc,
-            "chance": {"precision_at_10": s.precision_at_k_chance[10], "map_at_r": s.map_at_r_chance,
-                       "nmi": c.nmi_chance, "normal_auc": 0.5}}
+    options = EvaluationOptions(ks=(10,), ndcg_k=None, with_findings=False, random_draws=0, seed=seed)
+    records = evaluate_embeddings(emb, truth, model_version="bench", split="test", finding_names=findings,
+                                  normal_index=findings.index("no_finding"), options=options)
+    names = {"precision_at_k": "precision_at_10", "map_at_r": "map_at_r", "nmi": "nmi", "normal_auc": "normal_auc"}
+    by = {names[r.metric]: r for r in records if r.metric in names}
+    return {**{name: r.value for name, r in by.items()}, "chance": {name: r.chance_value for name, r in by.items()}}
 
 
 def train_and_score(shards: Path, model_dir: Path, images, truth: np.ndarray, findings: list[str], *, loss: str,

@@ -142,26 +142,29 @@ def split_mean_intervals(parts: list[tuple], *, replicates: int, seed: int) -> d
     from radsim.evaluation.intervals import Interval, bias_corrected, group_draws, percentile_bounds, weighted_auc
     from radsim.evaluation import roc_auc
 
-    def stats(s, mult_q, mult_v) -> dict[str, float]:
-        def mean(values, w):
-            return float((w * values).sum() / w.sum()) if w.sum() else float("nan")
+    def stats(s, g, mult) -> dict[str, float]:
+        def mean(name):
+            kept = s.per_query[name]
+            w = mult[g[kept.items]]
+            return float((w * kept.values).sum() / w.sum()) if w.sum() else float("nan")
 
-        return {"precision_at_10": mean(s.query_precision[10], mult_q),
-                "precision_at_chance": mean(s.query_precision_chance, mult_q),
-                "map_at_r": mean(s.query_ap, mult_q), "map_at_r_chance": mean(s.query_ap_chance, mult_q),
-                "normal_auc": weighted_auc(s.votes, s.vote_truth, mult_v)}
+        return {"precision_at_10": mean("precision_at_10"), "map_at_r": mean("map_at_r"),
+                "normal_auc": weighted_auc(s.votes.values, s.vote_truth, mult[g[s.votes.items]])}
 
     per_split, draws = [], []
     for i, (s, groups) in enumerate(parts):
         _, g = np.unique(np.asarray([str(x) for x in groups]), return_inverse=True)
-        per_split.append(stats(s, np.ones(s.query_items.size), np.ones(s.vote_items.size)))
-        per_split[-1]["normal_auc"] = float(roc_auc(s.votes, s.vote_truth))
-        boot = [stats(s, m[g[s.query_items]], m[g[s.vote_items]])
-                for m in group_draws(int(g.max()) + 1, replicates, seed + 7919 * i)]
+        per_split.append({**stats(s, g, np.ones(g.size)), "normal_auc": float(roc_auc(s.votes.values, s.vote_truth)),
+                          "precision_at_chance": s.precision_at_k_chance[10], "map_at_r_chance": s.map_at_r_chance})
+        boot = [stats(s, g, m) for m in group_draws(int(g.max()) + 1, replicates, seed + 7919 * i)]
         draws.append(boot)
     out = {}
     for name in per_split[0]:
         point = float(np.nanmean([d[name] for d in per_split]))
+        if name.endswith("_chance"):  # the random-ranking expectation: a level, not an estimate
+            out[name] = {"value": point, "ci_low": None, "ci_high": None,
+                         "per_split": [round(d[name], 4) for d in per_split]}
+            continue
         boot = np.array([np.nanmean([draws[i][r][name] for i in range(len(parts))]) for r in range(replicates)])
         interval = bias_corrected(point, boot) if name == "normal_auc" else Interval(point, *percentile_bounds(boot))
         out[name] = interval.as_dict()
@@ -206,7 +209,7 @@ def run(args: argparse.Namespace) -> dict:
                     model.load_state_dict(read_checkpoint(result.model_dir / "model.pt")["state_dict"])
                     emb = embed_images(model, test.float_images(), device="cpu")
                     per[name].append((_scores(emb, test.labels, normal), test.groups))
-                    print(f"{split} {name}: P@10 {per[name][-1][0].query_precision[10].mean():.3f}, "
+                    print(f"{split} {name}: P@10 {per[name][-1][0].precision_at_k[10]:.3f}, "
                           f"AUC {per[name][-1][0].normal_auc:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
                 torch.manual_seed(args.seed)
                 untrained = build_encoder("small", embedding_dim=128)

@@ -5,17 +5,18 @@ findings. So an interval resamples *patients* with replacement, and every query 
 normal-AUC item) of a drawn patient counts as often as the patient was drawn. The gallery stays
 fixed: the resampling describes the uncertainty of the query set, as the paper's protocol does.
 
-Pair statistics (the AUC) and clustering scores are biased by duplicated patients; their
-percentile intervals are shifted back by the bootstrap's bias (`bias_corrected`).
+The AUC, a pair statistic, is biased by duplicated patients; its percentile interval is shifted
+back by the bootstrap's bias (`bias_corrected`).
 
-A metric is *distinguishable from chance* only when its interval lies above both its chance level
-(random ranking) and its random-embedding value; otherwise the report and the CLI say so.
+radsim.evaluation.judge uses them only where a metric has no permutation null (mAP@R at a size
+whose rankings do not fit); elsewhere the inverted permutation test is the interval, because a
+bootstrap over few patients ignores that queries share their neighbours and claims too much.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -33,11 +34,6 @@ class Interval:
     @property
     def defined(self) -> bool:
         return all(math.isfinite(x) for x in (self.value, self.low, self.high))
-
-    def above(self, *levels: float | None) -> bool:
-        """Does the whole interval lie above every given level (chance, random, a baseline)?"""
-        known = [float(x) for x in levels if x is not None and math.isfinite(float(x))]
-        return self.defined and all(self.low > x for x in known)
 
     def text(self, spec: str = ".3f") -> str:
         if not math.isfinite(self.value):
@@ -84,72 +80,39 @@ def group_draws(n_groups: int, replicates: int, seed: int):
 
 def retrieval_intervals(scores: RetrievalScores, item_groups: Sequence[object], *, replicates: int = DEFAULT_REPLICATES,
                         seed: int = 0) -> dict[str, Interval]:
-    """Intervals of P@k, mAP@R and the normal AUC (and of their chance levels) from per-query values.
+    """Bootstrap intervals of every metric kept per query (P@k, mAP@R, NDCG@k, per-finding P@k) and the normal AUC.
 
     `item_groups[i]` is item i's patient (any hashable); `scores` must come from
-    `retrieval_scores(..., per_query=True)`.
+    `retrieval_scores(..., per_query=True)`. Keys are those of `RetrievalScores.values()`.
     """
-    if scores.query_items is None:
+    if not scores.per_query and scores.votes is None:
         raise ValueError("retrieval_intervals needs retrieval_scores(..., per_query=True)")
     _, groups = np.unique(np.asarray([str(g) for g in item_groups]), return_inverse=True)
     n_groups = int(groups.max()) + 1 if groups.size else 0
-    q = scores.query_items
-    means: dict[str, np.ndarray] = {f"precision_at_{k}": v for k, v in scores.query_precision.items()}
-    means.update({"precision_at_chance": scores.query_precision_chance, "map_at_r": scores.query_ap,
-                  "map_at_r_chance": scores.query_ap_chance})
-    means = {k: v for k, v in means.items() if v is not None and v.size}
-    items = {k: q for k in means}
-    for k, values in scores.query_ndcg.items():
-        if values.size:
-            means[f"ndcg_at_{k}"], items[f"ndcg_at_{k}"] = values, scores.ndcg_items[k]
-    has_auc = scores.votes is not None and scores.votes.size > 0
-    boot: dict[str, list[float]] = {k: [] for k in [*means, *(["normal_auc"] if has_auc else [])]}
-    item_groups_of = {name: groups[idx] for name, idx in items.items()}
-    vg = groups[scores.vote_items] if has_auc else None
+    kept = {name: qv for name, qv in scores.per_query.items() if qv.values.size}
+    has_auc = scores.votes is not None and scores.votes.values.size > 0
+    boot: dict[str, list[float]] = {name: [] for name in kept}
+    auc_boot: list[float] = []
     for mult in group_draws(n_groups, replicates, seed):
-        for name, values in means.items():
-            w = mult[item_groups_of[name]]
+        for name, qv in kept.items():
+            w = mult[groups[qv.items]]
             total = w.sum()
-            boot[name].append(float((w * values).sum() / total) if total else float("nan"))
+            boot[name].append(float((w * qv.values).sum() / total) if total else float("nan"))
         if has_auc:
-            boot["normal_auc"].append(weighted_auc(scores.votes, scores.vote_truth, mult[vg]))
-    out = {name: Interval(float(values.mean()), *percentile_bounds(np.array(boot[name]))) for name, values in means.items()}
+            auc_boot.append(weighted_auc(scores.votes.values, scores.vote_truth, mult[groups[scores.votes.items]]))
+    out = {name: Interval(float(qv.values.mean()), *percentile_bounds(np.array(boot[name]))) for name, qv in kept.items()}
     if has_auc:
         point = float(scores.normal_auc) if scores.normal_auc is not None else float("nan")
-        out["normal_auc"] = bias_corrected(point, np.array(boot["normal_auc"]))
+        out["normal_auc"] = bias_corrected(point, np.array(auc_boot))
     return out
-
-
-def cluster_intervals(scores: Any, item_groups: Sequence[object], *, replicates: int = 300,
-                      seed: int = 0) -> dict[str, Interval]:
-    """Intervals of k-means NMI and purity: the clustering is kept, the clustered items resampled by patient.
-
-    Drawing items with replacement duplicates them, which inflates both scores; the interval is
-    shifted back by that bias (the mean bootstrap value minus the point value).
-    """
-    from .clustering import nmi, purity
-
-    if scores.items is None or scores.pred is None or not math.isfinite(scores.nmi):
-        return {}
-    _, groups = np.unique(np.asarray([str(g) for g in item_groups]), return_inverse=True)
-    own = groups[scores.items]
-    boot: dict[str, list[float]] = {"nmi": [], "purity": []}
-    for mult in group_draws(int(groups.max()) + 1, replicates, seed):
-        take = np.repeat(np.arange(own.size), mult[own])
-        if take.size < 2:
-            continue
-        boot["nmi"].append(nmi(scores.pred[take], scores.classes[take]))
-        boot["purity"].append(purity(scores.pred[take], scores.classes[take]))
-    return {name: bias_corrected(point, np.array(boot[name])) for name, point in (("nmi", scores.nmi),
-                                                                                     ("purity", scores.purity))}
 
 
 def bias_corrected(point: float, samples: np.ndarray) -> Interval:
     """Percentile interval shifted by the bootstrap's bias.
 
-    Drawing a patient twice duplicates its items: that inflates NMI and purity, and it doubles the
-    weight of the pairs within a patient in the AUC (a pair statistic), which a patient's own films
-    make hard to rank. The shift puts the interval back around the point value.
+    Drawing a patient twice doubles the weight of the pairs within a patient in the AUC (a pair
+    statistic), which a patient's own films make hard to rank. The shift puts the interval back
+    around the point value.
     """
     lo, hi = percentile_bounds(samples)
     finite = samples[np.isfinite(samples)] if samples.size else samples

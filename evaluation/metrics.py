@@ -22,7 +22,10 @@ Definitions (DESIGN §9), all numpy, all leave-one-out (the query never retrieve
   having f, and a neighbour counts when it also has f (not merely any shared label);
   findings present on fewer than 2 items are left out. Chance = (count_f - 1)/(n - 1).
 * **Normal AUC**: each labelled query's score is the fraction of its k = 10 neighbours
-  with `no_finding`; ROC AUC of that score against the query's own `no_finding`. Chance 0.5.
+  with `no_finding`; ROC AUC of that score against the query's own `no_finding`. Its chance is
+  not 0.5: leaving the query out gives a normal query one normal neighbour fewer to find, so
+  the AUC is 0 by construction at n <= k + 1 and below 0.5 at small n. Its chance is measured
+  by permutation (radsim.evaluation.nulls), as every metric's interval is.
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .labelsets import (as_label_matrix, discounts, map_at_r_expected, mean_or_nan)
+from .labelindex import LabelIndex
+from .labelsets import as_label_matrix, discounts, map_at_r_expected, mean_or_nan
 from .retrieval import retrieval_scores
 
 
@@ -67,57 +71,37 @@ def normal_auc(embeddings: np.ndarray, labels: np.ndarray, k: int = 10, normal_i
 
 
 # -------------------------------------------------------------- chance from labels only
-def _label_chunks(lab: np.ndarray, chunk_size: int | None = None):
-    n = lab.shape[0]
-    step = chunk_size or max(1, min(n, 16_000_000 // max(n, 1)))
-    lab_f = lab.astype(np.float32)
-    for start in range(0, n, step):
-        qi = np.arange(start, min(n, start + step))
-        inter = lab_f[qi] @ lab_f.T
-        inter[np.arange(len(qi)), qi] = 0.0
-        yield qi, inter
-
-
-def _valid_r(lab: np.ndarray) -> np.ndarray:
-    """R per scored query (labelled, >= 1 relevant other)."""
-    rs = []
-    for qi, inter in _label_chunks(lab):
-        r = (inter > 0).sum(1)
-        rs.append(r[(lab[qi].sum(1) > 0) & (r > 0)])
-    return np.concatenate(rs)
+def _scored(index: LabelIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(set id, R) of each scored query: labelled, with >= 1 relevant other."""
+    sets = index.item_set
+    r = index.relevant[sets]
+    ok = (index.size[sets] > 0) & (r > 0)
+    return sets[ok], r[ok]
 
 
 def precision_at_k_chance(labels: np.ndarray) -> float:
     """Expected P@k under random ranking: mean over scored queries of R_q / (n-1)."""
-    lab = as_label_matrix(labels)
-    r = _valid_r(lab)
-    return float((r / (lab.shape[0] - 1)).mean()) if r.size else float("nan")
+    index = LabelIndex.build(labels)
+    _, r = _scored(index)
+    return float((r / (index.n_items - 1)).mean()) if r.size else float("nan")
 
 
 def map_at_r_chance(labels: np.ndarray) -> float:
     """Expected mAP@R under random ranking (exact, see module docstring)."""
-    lab = as_label_matrix(labels)
-    r = _valid_r(lab)
-    return float(map_at_r_expected(r, lab.shape[0] - 1).mean()) if r.size else float("nan")
+    index = LabelIndex.build(labels)
+    _, r = _scored(index)
+    return float(map_at_r_expected(r, index.n_items - 1).mean()) if r.size else float("nan")
 
 
 def ndcg_at_k_chance(labels: np.ndarray, k: int = 10) -> float:
     """Expected NDCG@k (Jaccard gain) under random ranking."""
-    lab = as_label_matrix(labels)
-    n = lab.shape[0]
-    kk = min(k, n - 1)
-    disc = discounts(kk)
-    size = lab.sum(1).astype(np.float32)
-    total, count = 0.0, 0
-    for qi, inter in _label_chunks(lab):
-        union = size[qi][:, None] + size[None, :] - inter
-        gain = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        gain[np.arange(len(qi)), qi] = 0.0
-        idcg = (-np.sort(-gain, axis=1)[:, :kk] * disc).sum(1)
-        ok = (size[qi] > 0) & (idcg > 0)
-        total += float((gain.sum(1)[ok] / (n - 1) * disc.sum() / idcg[ok]).sum())
-        count += int(ok.sum())
-    return mean_or_nan(total, count)
+    index = LabelIndex.build(labels)
+    kk = min(k, index.n_items - 1)
+    sets, _ = _scored(index)
+    ideal = index.ideal_dcg(kk)[sets]
+    ok = ideal > 0
+    chance = index.mean_gain[sets][ok] * discounts(kk).sum() / ideal[ok]
+    return mean_or_nan(float(chance.sum()), int(ok.sum()))
 
 
 def finding_precision_chance(labels: np.ndarray, finding_names: Sequence[str] | None = None) -> dict[str, float]:

@@ -8,14 +8,21 @@ from typing import Any
 
 import pyarrow as pa
 
+from .judge import TOO_FEW
+
+_FLOATS = ("value", "chance_value", "random_value", "random_sd", "ci_low", "ci_high")
+
 
 @dataclass(frozen=True)
 class MetricRecord:
-    """(model_version, split, metric, k, clusters) is the key; chance/random values and the interval sit beside.
+    """(model_version, split, metric, k, clusters) is the key; chance, random and the judged interval sit beside.
 
     `k` is a neighbour count (P@k, NDCG@k, the kNN vote of the normal AUC); `clusters` is the k-means
-    cluster count of NMI and purity. `ci_low`/`ci_high` bound the 95% bootstrap interval (patients
-    resampled); a value whose interval reaches its chance or random value is not distinguishable.
+    cluster count of NMI and purity. `chance_value` is the metric's true null at this size (the mean
+    over label permutations that keep patients together); `random_value` the mean over several
+    random embeddings, `random_sd` their spread. `verdict` is one of radsim.evaluation.judge.VERDICTS;
+    a record "too few to judge" has no interval (`note` says why) but keeps its value and n.
+    `decision` and `collapsed` are the model's gate decision and collapse check, when known.
     """
 
     model_version: str
@@ -28,22 +35,24 @@ class MetricRecord:
     ci_low: float | None = None
     ci_high: float | None = None
     clusters: int | None = None
+    verdict: str = TOO_FEW
+    n_queries: int | None = None
+    n_patients: int | None = None
+    random_sd: float | None = None
+    note: str | None = None
+    decision: str | None = None
+    collapsed: bool | None = None
 
     @property
-    def distinguishable(self) -> bool | None:
-        """Does the interval lie above both the chance and the random-embedding value? None without one."""
-        if self.ci_low is None or not math.isfinite(self.ci_low):
-            return None
-        levels = [v for v in (self.chance_value, self.random_value) if v is not None and math.isfinite(v)]
-        return all(self.ci_low > v for v in levels)
+    def judged(self) -> bool:
+        return self.verdict != TOO_FEW
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: NaN becomes None (JSON has no NaN)."""
         d = asdict(self)
-        for key in ("value", "chance_value", "random_value", "ci_low", "ci_high"):
+        for key in _FLOATS:
             v = d[key]
             d[key] = None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-        d["distinguishable_from_chance"] = self.distinguishable
         return d
 
 

@@ -40,16 +40,9 @@ def _mapped(plan: ShardPlan, window: int) -> Iterator[DecodeResult]:
 
 
 def _artifact(summary: Any) -> None:
-    try:
-        from prefect.artifacts import create_table_artifact
-        from prefect.context import FlowRunContext
+    from radsim.flows.artifacts import table_artifact
 
-        if FlowRunContext.get() is None:  # called through .fn: no run to attach it to
-            return
-
-        create_table_artifact(key="shard-counts", table=[summary.counts.as_dict()], description=summary.summary())
-    except Exception:  # noqa: BLE001 - an artifact is a nicety; the run's outputs are on disk
-        pass
+    table_artifact("shard-counts", [summary.counts.as_dict()], summary.summary())
 
 
 @flow(name="build_shards", task_runner=ThreadPoolTaskRunner(max_workers=2))

@@ -15,9 +15,9 @@ from radsim.flows.prefect_env import configure_prefect
 configure_prefect()
 
 from prefect import flow, task  # noqa: E402
-from prefect.artifacts import create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from radsim.flows.artifacts import table_artifact  # noqa: E402
 from radsim.nlp.config import LabelConfig  # noqa: E402
 from radsim.nlp.runner import LabelRunSummary, label_file  # noqa: E402
 
@@ -75,10 +75,10 @@ def label_reports(input: str | Path, out: str | Path, config: LabelConfig | None
     else:
         summary = label_file_task(str(input), str(out), config, progress)
     c = summary.counts
-    create_table_artifact(
-        key="label-counts",
-        table=summary.finding_table(),
-        description=f"Labels per finding for {Path(str(input)).name}: {c.rows_in} in = {c.rows_out} labelled + "
+    table_artifact(
+        "label-counts",
+        summary.finding_table(),
+        f"Labels per finding for {Path(str(input)).name}: {c.rows_in} in = {c.rows_out} labelled + "
         f"{c.quarantined} quarantined + {c.skipped} skipped ({summary.vocabulary}, {summary.labeler_version})",
     )
     return summary

@@ -37,8 +37,8 @@ from radsim.flows.pipeline_tasks import (
     quarantine_task,
     say,
     shard_stage,
-    table_artifact,
 )
+from radsim.flows.artifacts import table_artifact
 from radsim.warehouse.layout import WarehouseLayout
 from radsim.warehouse.run_config import RunConfig
 

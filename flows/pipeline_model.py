@@ -69,7 +69,7 @@ def train_step(layout: WarehouseLayout, cfg: RunConfig, current: dict | None, pr
     trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}",
                               train_config(**options), launch=cfg.launch_options(), progress=progress)
     result.promotion = promote_task(str(layout.models), trained["model_dir"],
-                                    cfg.model.min_val_patients, cfg.model.force_promote)
+                                    cfg.model.min_val_patients, cfg.force_source())
     result.notes += [line.strip() for line in trained["summary"].splitlines() if "model folder" not in line]
     result.notes.append(f"model {result.promotion['candidate']}: {result.promotion['reason']}")
     result.metrics["validation"] = trained.get("metrics") or {}

@@ -25,23 +25,6 @@ def say(line: str, quiet: bool) -> None:
         print(line, flush=True)
 
 
-def in_flow_run() -> bool:
-    from prefect.context import FlowRunContext
-
-    return FlowRunContext.get() is not None
-
-
-def table_artifact(key: str, table: list[dict[str, Any]], description: str) -> None:
-    if not in_flow_run():
-        return
-    try:
-        from prefect.artifacts import create_table_artifact
-
-        create_table_artifact(key=key, table=table, description=description)
-    except Exception:  # noqa: BLE001 - an artifact is a nicety; the warehouse holds the outputs
-        pass
-
-
 @task(name="ingest-inbox", cache_policy=NO_CACHE)
 def ingest_task(inbox: str, index_path: str | None) -> Any:
     """The inbox's exams; with an index, folders whose stats are unchanged are not opened."""
@@ -69,14 +52,19 @@ def diff_task(exams: Any, warehouse: str, files_stat: dict[str, str | None], ver
 
 
 @task(name="register-and-promote", cache_policy=NO_CACHE)
-def promote_task(models: str, trained_dir: str, min_val_patients: int = 30, force: bool = False) -> dict[str, Any]:
+def promote_task(models: str, trained_dir: str, min_val_patients: int = 30, force: str | None = None) -> dict[str, Any]:
     from radsim.warehouse.gates import GatePolicy
     from radsim.warehouse.promotion import promote_through_gates
     from radsim.warehouse.registry import register_model
 
+    from radsim.flows.train_embedding import card_artifact
+    from radsim.warehouse.card import read_card
+
     model_dir = register_model(trained_dir, models)
-    return promote_through_gates(models, model_dir.name, policy=GatePolicy(min_val_patients=min_val_patients),
-                                 force=force).as_dict()
+    decision = promote_through_gates(models, model_dir.name, policy=GatePolicy(min_val_patients=min_val_patients),
+                                     force=force)
+    card_artifact(model_dir.name, read_card(model_dir).__dict__)  # again, now with the gates' decision
+    return decision.as_dict()
 
 
 @task(name="relabel-embedded", cache_policy=NO_CACHE)

@@ -127,10 +127,18 @@ def run_embed_shards(model_dir: str, shards: str, config: EmbedConfig | None = N
 
 @task(name="publish-table", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
 def publish_task(embedded: Any, loaded: Any, published_dir: str, make_current: bool = False,
-                 reason: str | None = None) -> Any:
+                 reason: str | None = None, promotion: dict[str, Any] | None = None) -> Any:
     from radsim.model.publish import publish_embedded
 
-    return publish_embedded(embedded, loaded, published_dir, make_current=make_current, current_reason=reason)
+    return publish_embedded(embedded, loaded, published_dir, make_current=make_current, current_reason=reason,
+                            promotion=promotion)
+
+
+@task(name="publication-gates", cache_policy=NO_CACHE)
+def gate_task(model_dir: str, published_dir: str, make_current: bool, force: str | None) -> Any:
+    from radsim.model.publish import current_choice
+
+    return current_choice(model_dir, published_dir, make_current, force)
 
 
 @task(name="prune-published", cache_policy=NO_CACHE)
@@ -152,41 +160,40 @@ def evaluate_task(published_dir: str, report_dir: str, model_version: str, truth
 
 
 def evaluation_artifacts(evaluation: Any) -> None:
-    try:
-        from prefect.artifacts import create_markdown_artifact, create_table_artifact
-        from prefect.context import FlowRunContext
+    from radsim.flows.artifacts import markdown_artifact, table_artifact
 
-        if FlowRunContext.get() is None:  # called through .fn: no run to attach them to
-            return
-        create_markdown_artifact(key="evaluation-report", markdown=evaluation.files["report"].read_text(encoding="utf-8"),
-                                 description=f"Evaluation of model version {evaluation.model_version}")
-        create_table_artifact(key="evaluation-headline",
-                              table=[r.to_dict() for r in evaluation.records if "/" not in r.split and "/" not in r.metric],
-                              description="Headline metrics with chance and random values")
-    except Exception:  # noqa: BLE001 - an artifact is a nicety; the report is on disk
-        pass
+    markdown_artifact("evaluation-report", evaluation.files["report"].read_text(encoding="utf-8"),
+                      f"Evaluation of model version {evaluation.model_version}")
+    table_artifact("evaluation-headline",
+                   [r.to_dict() for r in evaluation.records if "/" not in r.split and "/" not in r.metric],
+                   "Headline metrics: value, 95% interval, verdict, chance (true null) and random embeddings")
 
 
 @flow(name="publish_embeddings")
 def publish_embeddings(model_dir: str, shards: str, published_dir: str, config: EmbedConfig | None = None,
                        report_dir: str | None = None, truth: str | None = None, demo_key: bool = False,
-                       split: str = "test", mapped: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Embed, publish (as the current version unless `config.current` is False) and, with `report_dir`, evaluate.
+                       split: str = "test", mapped: bool = False, progress: bool = False,
+                       force: str | None = None) -> dict[str, Any]:
+    """The gates' decision, then embed, publish and, with `report_dir`, evaluate.
+
+    The version becomes current when `config.current` and the gates promoted the model, or with
+    `force` (where a force came from: "--force-promote"), recorded as forced.
 
     Returns the publish summary and headline lines.
 
     `mapped=True` embeds groups of `config.shards_per_task` shards as tasks on the flow's task runner.
     """
     config = config or EmbedConfig()
+    choice = gate_task(str(model_dir), str(published_dir), config.current, force)
     if mapped:
         loaded, embedded = embed_mapped(str(model_dir), str(shards), config, progress=progress)
     else:
         loaded, embedded = embed_task(str(model_dir), str(shards), config.batch_size, config.device_for(mapped=False))
-    published = publish_task(quote(embedded), loaded, str(published_dir), config.current,  # quote: Prefect must
-                             "published with radsim publish" if config.current else None)  # not walk every row
+    published = publish_task(quote(embedded), loaded, str(published_dir), choice.current,  # quote: Prefect must
+                             choice.reason, choice.decision)  # not walk every row
     out: dict[str, Any] = {"model_version": published.model_version, "rows": published.rows,
-                           "path": str(published.path), "summary": published.summary(),
-                           "record_path": str(published.record_path),
+                           "path": str(published.path), "summary": published.summary() + "\n" + choice.summary(),
+                           "record_path": str(published.record_path), "current": choice.current,
                            "embed_images_per_s": embedded.images_per_s}
     if report_dir is not None:
         evaluation = evaluate_task(str(published_dir), str(report_dir), published.model_version,
@@ -199,7 +206,7 @@ def publish_embeddings(model_dir: str, shards: str, published_dir: str, config: 
 
 def run_publish_embeddings(model_dir: str, shards: str, published_dir: str, config: EmbedConfig | None = None, *,
                            runner: str = "threads", dask_address: str | None = None, progress: bool = False,
-                           **values: Any) -> dict[str, Any]:
+                           force: str | None = None, **values: Any) -> dict[str, Any]:
     """Run the flow with the shard groups embedded on the chosen task runner (threads, processes or dask).
 
     `values` (EmbedConfig fields) override `config`. Only the embedding leaves this process; the
@@ -209,4 +216,4 @@ def run_publish_embeddings(model_dir: str, shards: str, published_dir: str, conf
 
     config = with_values(EmbedConfig, config, values, "embedding")
     return publish_embeddings.with_options(task_runner=make_task_runner(runner, config.workers, dask_address))(
-        str(model_dir), str(shards), str(published_dir), config, mapped=True, progress=progress)
+        str(model_dir), str(shards), str(published_dir), config, mapped=True, progress=progress, force=force)

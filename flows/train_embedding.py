@@ -78,44 +78,25 @@ def _result_dict(result: Any) -> dict[str, Any]:
             "summary": result.summary()}
 
 
-def metrics_markdown(result: dict[str, Any]) -> str:
-    """The card's validation metrics next to chance and the baselines, as a markdown table."""
-    m = result.get("metrics") or {}
-    base = result.get("baseline_metrics") or {}
-    untrained, rand = base.get("untrained_encoder") or {}, base.get("random_embedding") or {}
+def card_artifact(model_version: str, card: dict[str, Any], note: str = "") -> None:
+    """The model card as a markdown artifact: validation metrics with intervals and n, baselines, collapse, decision.
 
-    def f(x: Any) -> str:
-        return "n/a" if x is None else f"{x:.3f}"
+    One key for every model, so the UI shows the cards' history; the pipeline writes it again once
+    the gates have decided.
+    """
+    from radsim.evaluation.display import model_card_markdown
+    from radsim.flows.artifacts import markdown_artifact
 
-    lines = [
-        f"# {result['model_version']}",
-        "",
-        f"Stopped: {result['stopped']} after {result['steps']} steps; best epoch {result['best_epoch']}; "
-        f"{result['images_per_s']:.0f} images/s. Validation split, labelled frontal films.",
-        "",
-        "| metric | model | chance | untrained encoder | random embedding |",
-        "|---|---|---|---|---|",
-        f"| P@10 | {f(m.get('precision_at_10'))} | {f(m.get('precision_at_10_chance'))} | "
-        f"{f(untrained.get('precision_at_10'))} | {f(rand.get('precision_at_10'))} |",
-        f"| normal AUC (kNN, k=10) | {f(m.get('normal_auc'))} | 0.500 | {f(untrained.get('normal_auc'))} | "
-        f"{f(rand.get('normal_auc'))} |",
-        "",
-        "Not a medical device.",
-    ]
-    return "\n".join(lines)
+    markdown_artifact("model-card", model_card_markdown(model_version, card.get("metrics") or {},
+                                                        card.get("baseline_metrics") or {}, card.get("promotion"), note),
+                      f"model card of {model_version}")
 
 
 def _artifact(result: dict[str, Any]) -> None:
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is None:  # called through .fn: no run to attach it to
-        return
-    try:
-        create_markdown_artifact(key="model-card-metrics", markdown=metrics_markdown(result),
-                                 description=f"validation metrics of {result['model_version']}")
-    except Exception:  # noqa: BLE001 - an artifact is a nicety; the model folder is on disk
-        pass
+    note = (f"Stopped: {result['stopped']} after {result['steps']} steps; best epoch {result['best_epoch']}; "
+            f"{result['images_per_s']:.0f} images/s.")
+    card_artifact(result["model_version"], {"metrics": result.get("metrics"),
+                                            "baseline_metrics": result.get("baseline_metrics")}, note)
 
 
 @flow(name="train_embedding")

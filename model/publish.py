@@ -9,10 +9,12 @@ The step is three jobs, one module each, re-exported here:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from radsim.data_contracts import UsageError
+from radsim.evaluation.display import decision_text
 from radsim.warehouse.published import PublishResult, embeddings_table, publish_table, table_metadata_for
 
 from .checkpoint import LoadedModel, load_model
@@ -25,14 +27,19 @@ from .shard_embedding import DEFAULT_BATCH_SIZE, PartSubmitter, embed_part, embe
 __all__ = [  # the publication step's names, wherever they live
     "DEFAULT_BATCH_SIZE", "MODEL_FINGERPRINT", "EmbeddedPart", "EmbeddedRows", "EmbeddedShards", "PartSubmitter",
     "ReusePlan", "check_compatible", "compacted_shards", "embed_part", "embed_shards", "merge_reused",
-    "model_fingerprint", "plan_reuse", "publish", "publish_embedded", "shard_digests", "shard_groups",
-    "shard_row_counts",
+    "model_fingerprint", "plan_reuse", "publish", "publish_embedded", "CurrentChoice", "current_choice",
+    "shard_digests", "shard_groups", "shard_row_counts",
 ]
 
 
-def publish_embedded(embedded: EmbeddedShards, loaded: LoadedModel, published_dir: str | Path, **kw: Any) -> PublishResult:
-    """Write `embedded` as the model's version of the embeddings table (atomic, with a publish record)."""
-    card = loaded.card
+def publish_embedded(embedded: EmbeddedShards, loaded: LoadedModel, published_dir: str | Path, *,
+                     promotion: dict[str, Any] | None = None, **kw: Any) -> PublishResult:
+    """Write `embedded` as the model's version of the embeddings table (atomic, with a publish record).
+
+    `promotion`, a gate decision made at publication (radsim publish), replaces the card's own in
+    the table's model card and the publish record.
+    """
+    card = loaded.card if promotion is None else replace(loaded.card, promotion=promotion)
     if embedded.embeddings.shape[1] != card.embedding_dim:
         raise UsageError(f"embeddings have D={embedded.embeddings.shape[1]}, model card says {card.embedding_dim}")
     table = embeddings_table(
@@ -53,6 +60,7 @@ def publish_embedded(embedded: EmbeddedShards, loaded: LoadedModel, published_di
         "reused_rows": embedded.reused_rows,
         "shards": dict(embedded.shard_digests),  # what plan_reuse compares a later run's shards with
         "shard_rows": dict(embedded.shard_rows),  # ... and cuts a compacted shard's rows by
+        "gate_decision": decision_text(card.promotion) if card.promotion else None,  # versions.parquet's reason
     }
     return publish_table(table, published_dir, model_version=card.model_version, embedding_dim=card.embedding_dim,
                          extra_metadata=meta, record_extra=extra, **kw)
@@ -60,9 +68,44 @@ def publish_embedded(embedded: EmbeddedShards, loaded: LoadedModel, published_di
 
 def publish(model_dir: str | Path, shard_dir: str | Path, published_dir: str | Path, *,
             batch_size: int = DEFAULT_BATCH_SIZE, device: str = "auto", progress: bool = False,
-            make_current: bool = True) -> PublishResult:
-    """`radsim publish`: load the model, embed every sharded image, publish atomically (as the current version)."""
+            make_current: bool = True, force: str | None = None) -> tuple[PublishResult, CurrentChoice]:
+    """`radsim publish`: the gates' decision, then embed every sharded image and publish atomically.
+
+    The version becomes the current one only when `make_current` and the gates promoted the model,
+    or `force` (where a force came from) overrides them; the choice says which and why.
+    """
     loaded = load_model(model_dir, device="cpu")
+    choice = current_choice(model_dir, published_dir, make_current, force)
     embedded = embed_shards(loaded, shard_dir, batch_size=batch_size, device=device, progress=progress)
-    reason = "published with radsim publish" if make_current else None
-    return publish_embedded(embedded, loaded, published_dir, make_current=make_current, current_reason=reason)
+    return publish_embedded(embedded, loaded, published_dir, make_current=choice.current,
+                            current_reason=choice.reason, promotion=choice.decision), choice
+
+
+@dataclass(frozen=True)
+class CurrentChoice:
+    """Whether `radsim publish` makes the version current, and the sentence that says why."""
+
+    current: bool
+    reason: str
+    decision: dict[str, Any]
+
+    def summary(self) -> str:
+        if self.current:
+            return f"  made current: {self.reason}"
+        return f"  published beside the current version, not made current: {self.reason}"
+
+
+def current_choice(model_dir: str | Path, published_dir: str | Path, make_current: bool,
+                   force: str | None) -> CurrentChoice:
+    """The gates' decision on the model (recorded in its card) and what it means for the current version."""
+    from radsim.warehouse.promotion import publication_decision
+
+    gate = publication_decision(model_dir, published_dir, force=force)
+    said = f"{gate.state}: {gate.reason}"
+    decision = {**gate.as_dict(), "reason": said, "decided_by": "radsim publish"}
+    if not make_current:
+        return CurrentChoice(False, f"--no-current (the gates said {said})", decision)
+    if gate.promote:
+        return CurrentChoice(True, f"published with radsim publish; {said}", decision)
+    return CurrentChoice(False, f"the gates did not promote this model ({said}); --force-promote makes it current, "
+                         "recorded as forced", decision)

@@ -53,8 +53,10 @@ from radsim.warehouse.card import ModelCard, write_card
 
 from .checkpoint import BEST_FILE, LAST_FILE, read_checkpoint, save_checkpoint
 from .train_run import Data, Parts, Run, Start
-from .train_result import TrainResult, best_metrics, fmt, result_of, speed
-from .validation import evaluate_split, random_baseline
+from radsim.evaluation.display import fmt
+
+from .train_result import TrainResult, best_metrics, result_of, speed
+from .validation import evaluate_split
 from .compatibility import check_checkpoint_fits, is_radsim_checkpoint
 from .config import TrainConfig, train_config
 from .data import (
@@ -224,9 +226,9 @@ def _card_and_progress(run: Run, start: Start, data: Data, parts: Parts) -> tupl
     prog = {"epoch": 0, "batches_done": 0, "step": 0, "best_p10": None, "best_epoch": None, "bad_epochs": 0,
             "history": [], "stopped": None, "train_seconds": 0.0, "images": 0}
     if run.ctx.is_main:
-        card.baseline_metrics = {
-            "untrained_encoder": evaluate_split(parts.model, data.val, run.setup, data.normal_index, intervals=True),
-            "random_embedding": random_baseline(data.val, cfg.embedding_dim, data.normal_index, cfg.seed)}
+        untrained = evaluate_split(parts.model, data.val, run.setup, data.normal_index, intervals=True)
+        card.baseline_metrics = {"untrained_encoder": untrained,
+                                 "random_embedding": untrained.pop("random_embedding", {})}
     return card, prog
 
 
@@ -340,8 +342,9 @@ def _finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str,
             prog["best_metrics"] = {**(prog["history"][-1] if prog["history"] else {}), "split": "val",
                                     "epoch": prog["epoch"]}
             prog["best_epoch"] = prog["epoch"]
-        card.metrics = {**best_metrics(prog), **evaluate_split(final, data.val, run.setup, data.normal_index,
-                                                           intervals=True)}
+        judged = evaluate_split(final, data.val, run.setup, data.normal_index, intervals=True)
+        judged.pop("random_embedding", None)  # the same draws as the card's baseline_metrics
+        card.metrics = {**best_metrics(prog), **judged}
         card.training = {**settings, **speed(prog), "stopped": stopped, "history": prog["history"],
                          "seconds_total": round(time.perf_counter() - run.started, 2)}
         save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
@@ -379,7 +382,7 @@ def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: dict[str, 
         if data.select_on_val and run.cfg.patience and prog["bad_epochs"] >= run.cfg.patience:
             stop = "early_stopping"
         run.say(f"epoch {epoch + 1}: loss {fmt(row['loss'])}, {fmt(row['images_per_s'], '.0f')} images/s, "
-                f"val P@10 {fmt(p10)} (chance {fmt(metrics.get('precision_at_10_chance'))}), "
+                f"val P@10 {fmt(p10)}, "
                 f"normal AUC {fmt(metrics.get('normal_auc'))}{' *' if improved else ''}")
     return run.ctx.broadcast(stop)
 

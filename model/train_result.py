@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from radsim.evaluation.display import card_metric_line, fmt
 from radsim.warehouse.card import ModelCard, read_card
 
 from .checkpoint import LAST_FILE, read_checkpoint
@@ -33,10 +34,11 @@ class TrainResult:
         line = (f"trained {self.model_version}: {self.epochs_run} epoch(s), {self.steps} steps, "
                 f"{self.images_per_s:.0f} images/s, stopped: {self.stopped}")
         if m.get("precision_at_10") is not None:
-            # any level can be undefined on a small validation split (no normal film, say): "n/a"
-            line += (f"\n  validation P@10 {fmt(m['precision_at_10'])} (chance {fmt(m.get('precision_at_10_chance'))}, "
-                     f"untrained {fmt(b.get('precision_at_10'))}), normal AUC {fmt(m.get('normal_auc'))} "
-                     f"(untrained {fmt(b.get('normal_auc'))}) at epoch {self.best_epoch}")
+            # a metric can be too few to judge on a small validation split (no normal film, say): it says so
+            line += (f"\n  validation ({m.get('n_items', '?')} images, {m.get('n_patients', '?')} patients, epoch "
+                     f"{self.best_epoch}): P@10 {card_metric_line(m, 'precision_at_10')}, untrained "
+                     f"{fmt(b.get('precision_at_10'))}; normal AUC {card_metric_line(m, 'normal_auc')}, untrained "
+                     f"{fmt(b.get('normal_auc'))}; mean pairwise cosine {fmt(m.get('mean_pairwise_cosine'))}")
         return line + f"\n  model folder: {self.model_dir}"
 
 
@@ -48,10 +50,6 @@ def speed(prog: dict) -> dict[str, Any]:
     s = prog.get("train_seconds") or 0.0
     return {"images_per_s": round(prog["images"] / s, 1) if s > 0 else None, "train_seconds": round(s, 2),
             "steps": prog["step"]}
-
-
-def fmt(x: float | None, spec: str = ".3f") -> str:
-    return "n/a" if x is None else format(x, spec)
 
 
 def result_of(out_dir: Path, card: ModelCard, prog: dict, stopped: str, started: float) -> TrainResult:

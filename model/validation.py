@@ -1,4 +1,4 @@
-"""Validation during training: P@10 and normal-vs-abnormal AUC with chance levels, intervals and collapse.
+"""Validation during training: P@10 and normal-vs-abnormal AUC with their true nulls, intervals and collapse.
 
 What the promotion gates read (radsim.warehouse.gates). numpy and radsim.evaluation, plus
 torch only to embed the validation split.
@@ -12,44 +12,61 @@ from typing import Any
 import numpy as np
 import torch
 
+from radsim.evaluation.evaluate import EvaluationOptions
+
 from .data import SplitData
 from .embed import embed_images
 from .train_core import DeviceSetup
 
 
 # ----------------------------------------------------------------------------- validation
+#: the final validation's judged metrics: P@10 and the normal AUC, with nulls, intervals and random draws
+VALIDATION_OPTIONS = EvaluationOptions(ks=(10,), ndcg_k=None, with_map=False, with_findings=False,
+                                       with_clustering=False, replicates=500)
+JUDGED = ("precision_at_10", "normal_auc")
+
+
 def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, normal_index: int | None,
                        groups: Sequence[str] | None = None) -> dict[str, Any]:
-    """P@10 and normal-vs-abnormal kNN AUC with their chance levels (radsim.evaluation).
+    """P@10 and the normal-vs-abnormal kNN AUC on the validation split (radsim.evaluation).
 
-    With `groups` (each item's patient), also 95% intervals resampling patients, the number of
-    patients, and the mean pairwise cosine of the embeddings (near 1: the embedding collapsed).
-    These are what the promotion gates read (radsim.warehouse.promotion).
+    Without `groups`, the values alone (each epoch's model selection). With `groups` (each item's
+    patient), the judged metrics the promotion gates read (radsim.warehouse.gates): each value with
+    its true null (`_chance`), interval (`_ci`), verdict (`_verdict`), the queries and patients it
+    rests on, the random-embedding baseline over several draws (`random_embedding`), and the mean
+    pairwise cosine of the embeddings (near 1: the embedding collapsed).
     """
     from radsim.evaluation import retrieval_scores
 
     if embeddings.shape[0] < 2:
         return {}
-    s = retrieval_scores(embeddings, labels, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
-                         with_map=False, per_query=groups is not None)
-    auc = s.normal_auc if normal_index is not None else None
-    out = {
-        "precision_at_10": _num(s.precision_at_k[10]),
-        "precision_at_10_chance": _num(s.precision_at_k_chance[10]),
-        "normal_auc": _num(auc),
-        "normal_auc_chance": 0.5,
-        "n_items": int(s.n_items),
-        "n_queries": int(s.n_queries),
-    }
-    if groups is not None:
-        from radsim.evaluation.intervals import retrieval_intervals
+    if groups is None:
+        s = retrieval_scores(embeddings, labels, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
+                             with_map=False)
+        return {"precision_at_10": _num(s.precision_at_k[10]), "normal_auc": _num(s.normal_auc),
+                "n_items": int(s.n_items), "n_queries": int(s.n_queries)}
+    return judged_metrics(embeddings, labels, normal_index, groups)
 
-        ci = retrieval_intervals(s, groups, replicates=500, seed=0)
-        for name in ("precision_at_10", "normal_auc"):
-            if name in ci and ci[name].defined:
-                out[f"{name}_ci"] = [round(ci[name].low, 4), round(ci[name].high, 4)]
-        out["n_patients"] = len(set(groups))
-        out["mean_pairwise_cosine"] = round(mean_pairwise_cosine(embeddings), 4)
+
+def judged_metrics(embeddings: np.ndarray, labels: np.ndarray, normal_index: int | None,
+                   groups: Sequence[str]) -> dict[str, Any]:
+    from radsim.evaluation import evaluate_embeddings
+
+    records = evaluate_embeddings(embeddings, labels, model_version="", split="val", normal_index=normal_index,
+                                  groups=groups, options=VALIDATION_OPTIONS)
+    out: dict[str, Any] = {"n_items": int(embeddings.shape[0]), "n_patients": len(set(groups)),
+                           "mean_pairwise_cosine": round(mean_pairwise_cosine(embeddings), 4), "random_embedding": {}}
+    for r in records:
+        name = "precision_at_10" if r.metric == "precision_at_k" else r.metric
+        if name not in JUDGED:
+            continue
+        out.update({name: _num(r.value), f"{name}_chance": _num(r.chance_value), f"{name}_verdict": r.verdict,
+                    f"{name}_queries": r.n_queries, f"{name}_patients": r.n_patients})
+        if r.judged:
+            out[f"{name}_ci"] = [round(r.ci_low, 4), round(r.ci_high, 4)]
+        else:
+            out[f"{name}_note"] = r.note
+        out["random_embedding"].update({name: _num(r.random_value), f"{name}_sd": _num(r.random_sd)})
     return out
 
 
@@ -74,11 +91,3 @@ def evaluate_split(model: torch.nn.Module, val: SplitData | None, setup: DeviceS
         return {}
     emb = embed_images(model, val.float_images(), batch_size=256, device=setup)
     return validation_metrics(emb, val.labels, normal_index, val.groups if intervals else None)
-
-
-def random_baseline(val: SplitData | None, dim: int, normal_index: int | None, seed: int) -> dict:
-    from radsim.evaluation import random_embeddings
-
-    if val is None or len(val) < 2:
-        return {}
-    return validation_metrics(random_embeddings(len(val), dim, seed=seed), val.labels, normal_index, val.groups)

@@ -31,17 +31,20 @@ class PromotionDecision:
 
     @property
     def reason(self) -> str:
-        return f"{'promoted' if self.promoted else self.gate.outcome}: {self.gate.reason}"
+        """One line that names the state (promoted, forced, refused, undecided) and, when so, the collapse."""
+        return f"{self.gate.state}: {self.gate.reason}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"candidate": self.candidate, "current": self.current, "promoted": self.promoted,
-                "outcome": self.gate.outcome, "forced": self.gate.forced, "reason": self.reason,
-                "checks": self.gate.checks}
+        return {**self.gate.as_dict(), "candidate": self.candidate, "current": self.current,
+                "promoted": self.promoted, "reason": self.reason}
 
 
 def promote_through_gates(models_root: str | Path, candidate: str, *, policy: GatePolicy | None = None,
-                          force: bool = False) -> PromotionDecision:
-    """Decide on `candidate` (a registered version), promote it if it passes, and record why either way."""
+                          force: str | None = None) -> PromotionDecision:
+    """Decide on `candidate` (a registered version), promote it if it passes, and record why either way.
+
+    `force` names where a force came from (radsim.warehouse.gates.decide); None: no force.
+    """
     policy = policy or GatePolicy()
     models_root = Path(models_root)
     record = current_model(models_root)
@@ -57,3 +60,23 @@ def promote_through_gates(models_root: str | Path, candidate: str, *, policy: Ga
     else:
         record_decision(models_root, gate.outcome, decision.as_dict())
     return decision
+
+
+def publication_decision(model_dir: str | Path, published_dir: str | Path, *, force: str | None = None,
+                         policy: GatePolicy | None = None) -> GateDecision:
+    """May `radsim publish` make this model the published table's current version? The gates decide.
+
+    The candidate is judged on its card's validation metrics against its untrained encoder and,
+    when another model's version is current there, that model's card. The model folder is not
+    written to (it may be read-only): the publication carries the decision in the published
+    table's model card, its publish record and versions.parquet.
+    """
+    from .published.read import current_version, open_version
+
+    card = read_card(model_dir)
+    current = current_version(published_dir) if Path(published_dir).exists() else None
+    other = None
+    if current is not None and current != card.model_version:
+        other = (open_version(published_dir, current, verify="quick").model_card() or {}).get("metrics")
+    untrained = (card.baseline_metrics or {}).get("untrained_encoder") or {}
+    return decide(card.metrics or {}, untrained, other, policy or GatePolicy(), force)

@@ -188,6 +188,14 @@ class RunConfig(Settings):
     def embed_config(self) -> EmbedConfig:
         return EmbedConfig(workers=self.runner.workers, shards_per_task=self.runner.shards_per_task)
 
+    def force_source(self) -> str | None:
+        """Where `model.force_promote` came from, as the gate record names it; None when it is off."""
+        if not self.model.force_promote:
+            return None
+        origin = self.sources.get("model.force_promote", "default")
+        return {"command line": "--force-promote", "radsim.toml": "model.force_promote in radsim.toml",
+                "environment": "model.force_promote in the environment"}.get(origin, f"model.force_promote ({origin})")
+
     def quarantine_ceiling(self) -> QuarantineCeiling:
         return QuarantineCeiling(self.quarantine.max_fraction, self.quarantine.min_count)
 

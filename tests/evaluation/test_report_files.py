@@ -95,8 +95,13 @@ def test_report_files_records_and_metrics_equal_the_direct_computation(tmp_path)
     records_to_table(result.records)
     report = (tmp_path / "report" / "report.md").read_text()
     p10 = head[("precision_at_k", 10)]
-    assert (f"| P@10 | 10 |  | {p10['value']:.3f} [{p10['ci_low']:.3f}, {p10['ci_high']:.3f}] | "
-            f"{p10['chance_value']:.3f} | {p10['random_value']:.3f} | above chance and random |") in report
+    assert (f"| P@10 | 10 |  | {p10['n_queries']} ({p10['n_patients']}) | **{p10['value']:.3f}** [{p10['ci_low']:.3f}, "
+            f"{p10['ci_high']:.3f}] | {p10['chance_value']:.3f} | {p10['random_value']:.3f} ± {p10['random_sd']:.3f} | "
+            f"above chance |") in report
+    # the PA films are all abnormal here: their AUC is too few to judge, shown without a value or a verdict
+    assert "| PA | normal AUC | 24 (24) | too few to judge (0 normal and 24 abnormal exams; each class needs 3) |" in report
+    pa_auc = next(r for r in doc if r["split"] == "test/view=PA" and r["metric"] == "normal_auc")
+    assert pa_auc["verdict"] == "too few to judge" and pa_auc["ci_low"] is None and pa_auc["n_queries"] == 24
     assert "give --shards" in report  # the gallery is skipped with a note
 
 

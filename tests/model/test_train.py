@@ -191,9 +191,15 @@ def test_train_embedding_flow_through_prefect_writes_a_markdown_artifact(prefect
     result = train_embedding(str(train_shards["shards"]), str(tmp_path / "m"), options={**FAST, "epochs": 1})
     assert result["model_version"].startswith("small-ml2-") and result["steps"] > 0
     assert (tmp_path / "m" / "model.pt").exists()
-    artifact = Artifact.get("model-card-metrics")
+    artifact = Artifact.get("model-card")
     assert artifact is not None and result["model_version"] in artifact.data
     assert "| P@10 |" in artifact.data and "untrained encoder" in artifact.data
+    n = result["metrics"]["n_patients"]
+    assert f"labelled frontal films of {n} patients" in artifact.data  # the validation n
+    p10 = result["metrics"]
+    shown = (f"[{p10['precision_at_10_ci'][0]:.3f}, {p10['precision_at_10_ci'][1]:.3f}]" if "precision_at_10_ci" in p10
+             else "too few to judge")
+    assert shown in artifact.data and "Gate decision: not made yet" in artifact.data
 
 
 @pytest.mark.parametrize("loss", ["ml2plus", "triplet", "ms"])
@@ -203,15 +209,19 @@ def test_every_loss_runs_through_the_loop(train_shards, tmp_path, loss):
     assert read_checkpoint(tmp_path / loss / "model.pt")["card"]["loss"] == loss
 
 
-def test_summary_says_n_a_for_levels_a_small_validation_split_cannot_define(tmp_path):
-    """A validation split without a normal film has no AUC and may have no chance level: no crash."""
+def test_summary_says_too_few_for_what_a_small_validation_split_cannot_judge(tmp_path):
+    """A validation split without a normal film has no AUC verdict: the summary says why, with no number."""
     from radsim.warehouse.card import ModelCard
     from radsim.model.train_result import TrainResult
 
     card = ModelCard("v1", "small", 8, 64, "ml2", "radsim", "1", ["no_finding"], "k", "sha", "now",
-                     metrics={"precision_at_10": 0.5, "precision_at_10_chance": None, "normal_auc": None})
+                     metrics={"precision_at_10": 0.5, "precision_at_10_chance": 0.31, "precision_at_10_ci": [0.41, 0.6],
+                              "precision_at_10_verdict": "above chance", "normal_auc": 0.0,
+                              "normal_auc_verdict": "too few to judge", "normal_auc_note": "0 normal and 9 abnormal exams",
+                              "n_items": 9, "n_patients": 7})
     line = TrainResult(tmp_path, "v1", card, 1, 1, 3, "max_steps", 10.0, 1.0).summary()
-    assert "validation P@10 0.500 (chance n/a, untrained n/a), normal AUC n/a" in line
+    assert "validation (9 images, 7 patients, epoch 1): P@10 0.500 [0.410, 0.600] above chance (chance 0.310)" in line
+    assert "normal AUC too few to judge (0 normal and 9 abnormal exams), untrained n/a" in line
 
 
 def test_same_command_and_seed_give_the_same_weights_on_a_busy_and_a_quiet_machine(train_shards, tmp_path):

@@ -32,23 +32,45 @@ def _model(models, version, m, untrained=UNTRAINED):
 
 def test_a_model_clearly_above_chance_and_the_untrained_encoder_is_promoted():
     d = decide(metrics(0.60, [0.52, 0.68], 0.80, [0.72, 0.87]), UNTRAINED)
-    assert d.outcome == "promoted" and d.promote and "beats chance and the untrained encoder" in d.reason
+    assert d.outcome == "promoted" and d.promote and "above chance and the untrained encoder" in d.reason
 
 
 def test_a_below_chance_model_is_refused():
     d = decide(metrics(0.30, [0.25, 0.35], 0.18, [0.10, 0.27]), UNTRAINED)
     assert d.outcome == "refused" and not d.promote
-    assert "normal_auc 0.180 [0.100, 0.270] does not clear chance 0.500" in d.reason
+    assert "normal_auc 0.180 [0.100, 0.270] is below chance (0.500)" in d.reason
 
 
 def test_a_difference_within_the_interval_is_not_enough():
     d = decide(metrics(0.45, [0.36, 0.54], 0.66, [0.55, 0.76]), UNTRAINED)  # above, but not beyond the interval
-    assert d.outcome == "refused" and "does not clear untrained encoder 0.400" in d.reason
+    assert d.outcome == "refused" and "does not clear the untrained encoder's 0.400" in d.reason
 
 
 def test_a_collapsed_embedding_is_refused_for_that_reason():
     d = decide(metrics(0.60, [0.52, 0.68], cosine=0.992), UNTRAINED)
-    assert d.outcome == "refused" and d.reason.startswith("collapsed embedding: mean pairwise cosine 0.992")
+    assert d.outcome == "refused" and d.collapsed and d.reason.startswith("collapsed embedding: mean pairwise cosine 0.992")
+
+
+def test_collapse_is_checked_and_recorded_when_undecided_and_when_forced():
+    d = decide(metrics(0.90, [0.85, 0.95], patients=12, cosine=0.9991), UNTRAINED, force="--force-promote")
+    assert d.promote and d.forced and d.collapsed and d.state == "forced" and d.forced_by == "--force-promote"
+    assert d.reason.startswith("by --force-promote, overriding undecided: validation split of 12 patients")
+    assert d.reason.endswith("the embedding collapsed (mean pairwise cosine 0.9991 > 0.9)")
+    record = d.as_dict()
+    assert record["collapsed"] is True and record["checks"]["collapsed"] is True and record["state"] == "forced"
+    healthy = decide(metrics(0.90, [0.85, 0.95], patients=12), UNTRAINED)
+    assert healthy.outcome == "undecided" and healthy.collapsed is False and "collapsed" not in healthy.reason
+
+
+def test_the_gates_read_the_verdicts_and_skip_a_metric_too_few_to_judge():
+    m = metrics(0.60, [0.52, 0.68])
+    m.update(normal_auc=0.0, normal_auc_verdict="too few to judge", normal_auc_note="1 normal and 9 abnormal exams")
+    d = decide(m, UNTRAINED)
+    assert d.outcome == "promoted" and "normal_auc" not in d.checks and d.checks["normal_auc_too_few"]
+    m.update(precision_at_10_verdict="not distinguishable")  # the card's own verdict wins over its interval
+    assert decide(m, UNTRAINED).outcome == "refused"
+    m.update(precision_at_10_verdict="too few to judge")
+    assert decide(m, UNTRAINED).outcome == "undecided"
 
 
 def test_a_too_small_validation_split_is_undecided():
@@ -57,8 +79,8 @@ def test_a_too_small_validation_split_is_undecided():
 
 
 def test_force_promote_overrides_and_says_so():
-    d = decide(metrics(0.30, [0.25, 0.35]), UNTRAINED, force=True)
-    assert d.promote and d.forced and d.reason.startswith("promoted by --force-promote, overriding: refused")
+    d = decide(metrics(0.30, [0.25, 0.35]), UNTRAINED, force="--force-promote")
+    assert d.promote and d.forced and d.reason.startswith("by --force-promote, overriding refused")
 
 
 def test_noise_against_the_current_model_does_not_block_a_retrain(tmp_path):
@@ -94,4 +116,8 @@ def test_an_undecided_first_model_leaves_no_current_model_and_a_record(tmp_path)
     assert current_model(models) is None
     record = json.loads((models / "current.json").read_text())
     assert record["model_version"] is None and record["last_undecided"]["candidate"] == "v1"
-    assert promote_through_gates(models, "v1", force=True).promoted and current_model(models)["model_version"] == "v1"
+    forced = promote_through_gates(models, "v1", force="model.force_promote in radsim.toml")
+    assert forced.promoted and current_model(models)["model_version"] == "v1"
+    record = json.loads((models / "current.json").read_text())
+    assert record["reason"].startswith("forced: by model.force_promote in radsim.toml, overriding undecided")
+    assert record["decision"]["state"] == "forced" and record["decision"]["forced_by"].endswith("radsim.toml")

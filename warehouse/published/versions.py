@@ -62,7 +62,8 @@ def write_versions(published_dir: str | Path, *, current: Any = KEEP, reason: st
                      "first_published_at": _time(rec, "first_published_ns"),
                      "published_at": _time(rec, "published_ns"), "publish_order": order,
                      "rows": int(rec["rows"]), "embedding_dim": int(rec["embedding_dim"]), "current": is_current,
-                     "current_since": since if is_current else None, "reason": why if is_current else None})
+                     "current_since": since if is_current else None,
+                     "reason": why if is_current else rec.get("gate_decision")})
     contract = load_contract(VERSIONS_CONTRACT)
     table = pa.Table.from_pylist(rows, schema=contract.schema())
     write_parquet_atomic(table, versions_path(published_dir), contract)

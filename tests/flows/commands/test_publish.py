@@ -81,3 +81,70 @@ def test_similar_by_image_embeds_a_new_radiograph(cohort, model_dir, published, 
     assert first["exam_key"] == demo_keyer().exam_key(exam_id) and first["distance"] < 1e-4
     assert main(["similar", "--embeddings", str(published), "--image", str(cohort.exams), "--model", str(model_dir)]) == 2
     assert "cannot use" in capsys.readouterr().err
+
+
+def _versions(out):
+    return {r["model_version"]: r for r in pq.read_table(out / "versions.parquet").to_pylist()}
+
+
+def test_publish_of_an_undecided_model_is_not_made_current_without_force_promote(cohort, model_factory, tmp_path,
+                                                                                 capsys):
+    model = model_factory(tmp_path / "m")  # a card with no validation metrics: the gates are undecided
+    out = tmp_path / "published"
+    args = ["publish", "--model", str(model), "--shards", str(cohort.shards), "--out", str(out), "--device", "cpu",
+            "--no-progress"]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "published beside the current version, not made current: the gates did not promote this model " \
+           "(undecided: validation split of 0 patients" in said and "--force-promote makes it current" in said
+    row = _versions(out)["v1"]
+    assert row["current"] is False and row["reason"].startswith("undecided: validation split of 0 patients")
+    card = json.loads(pq.read_schema(next((out / "embeddings" / "v1").glob("*.parquet"))).metadata[b"radsim.model_card"])
+    assert card["promotion"]["state"] == "undecided" and card["promotion"]["decided_by"] == "radsim publish"
+    assert "promotion" not in json.loads((model / "model_card.json").read_text()) or \
+        json.loads((model / "model_card.json").read_text())["promotion"] == {}  # the model folder is not written to
+
+    assert main([*args, "--force-promote"]) == 0
+    assert "made current: published with radsim publish; forced: by --force-promote, overriding undecided" in \
+        capsys.readouterr().out
+    row = _versions(out)["v1"]
+    assert row["current"] is True and "forced: by --force-promote, overriding undecided" in row["reason"]
+
+
+def test_a_forced_collapsed_model_is_reported_as_both_everywhere(cohort, model_factory, tmp_path, capsys):
+    from radsim.evaluation.display import model_card_markdown
+    from radsim.warehouse.card import read_card, update_card
+    from radsim.warehouse.promotion import promote_through_gates
+    from radsim.warehouse.registry import current_model
+
+    models = tmp_path / "models"
+    model = model_factory(models / "v1")
+    collapsed = {"precision_at_10": 0.4, "precision_at_10_ci": [0.3, 0.5], "precision_at_10_chance": 0.35,
+                 "precision_at_10_verdict": "not distinguishable", "n_patients": 3, "n_items": 6,
+                 "mean_pairwise_cosine": 0.9991}
+    update_card(model, metrics=collapsed)
+    out = tmp_path / "published"
+    assert main(["publish", "--model", str(model), "--shards", str(cohort.shards), "--out", str(out), "--device",
+                 "cpu", "--no-progress", "--force-promote"]) == 0
+    capsys.readouterr()
+    reason = _versions(out)["v1"]["reason"]  # versions.parquet
+    assert "forced: by --force-promote, overriding undecided" in reason and "collapsed" in reason
+    assert main(["evaluate", "--embeddings", str(out), "--out", str(tmp_path / "report"), "--no-plots",
+                 "--split", "all"]) == 0
+    summary = capsys.readouterr().out
+    assert "model decision: forced: by --force-promote" in summary and "collapsed" in summary  # the command
+    report = (tmp_path / "report" / "report.md").read_text()  # report.md
+    assert "- Model decision: forced: by --force-promote, overriding undecided" in report and "collapsed" in report
+    records = json.loads((tmp_path / "report" / "evaluation.json").read_text())  # evaluation.json
+    assert records and all(r["decision"] == "forced" and r["collapsed"] is True for r in records)
+    # the pipeline's registry: the model card, current.json and the model-card artifact
+    decision = promote_through_gates(models, "v1", force="model.force_promote in radsim.toml")
+    assert decision.promoted and decision.gate.state == "forced" and decision.gate.collapsed
+    card = read_card(model)
+    assert card.promotion["state"] == "forced" and card.promotion["collapsed"] is True
+    record = current_model(models)
+    assert record["decision"]["collapsed"] is True and record["reason"].startswith("forced: by model.force_promote")
+    assert "collapsed" in record["reason"]
+    artifact = model_card_markdown("v1", card.metrics, card.baseline_metrics, card.promotion)
+    assert "**collapsed**" in artifact and "Gate decision: forced: by model.force_promote in radsim.toml" in artifact
+    assert "labelled frontal films of 3 patients" in artifact and "[0.300, 0.500]" in artifact
