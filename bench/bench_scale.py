@@ -36,6 +36,7 @@ from pathlib import Path
 from .scale_watch import StageFigures, Watch, run_stage_of
 
 GROWING = ("ingest", "label", "shard", "embed+publish")  # stages whose work grows with the cohort
+FIXED = ("start-up", "train")  # Prefect and imports; training capped at --steps: estimated by their mean
 MAX_COST_GROWTH, MAX_RSS_GROWTH, MAX_INCREMENT, INCREMENT = 1.2, 1.5, 0.05, 0.01
 DRIVER = "import sys; from radsim.flows.cli import main; rc = main(sys.argv[1:]); print('@@done', flush=True); sys.exit(rc)"
 MIB = 1 << 20
@@ -191,8 +192,8 @@ def estimate(results: list[dict], sizes: tuple[int, ...] = (10_000, 100_000)) ->
         first = _row(a, row["stage"])
         if first is None:
             continue
-        slope = (row["seconds"] - first["seconds"]) / (b["exams"] - a["exams"])
-        fixed = first["seconds"] - slope * a["exams"]
+        slope = 0.0 if row["stage"] in FIXED else (row["seconds"] - first["seconds"]) / (b["exams"] - a["exams"])
+        fixed = (first["seconds"] + row["seconds"]) / 2 if row["stage"] in FIXED else first["seconds"] - slope * a["exams"]
         for n in sizes:
             fitted[n][row["stage"]] = max(0.0, fixed + slope * n)
     return fitted
