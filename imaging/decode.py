@@ -277,15 +277,35 @@ def _stored_pixels(ds: Any, output_size: int | None) -> tuple[np.ndarray, Geomet
     if output_size is not None:
         from .reduced_decode import REDUCED_DECODE_FAILURES, SizeMismatch, reduced_stored_values
 
+        failure: Exception | None = None
         try:
             reduced = reduced_stored_values(ds, output_size)
         except SizeMismatch as exc:  # refused before any decode buffer exists
             raise ImageRejected("unreadable_image", str(exc)) from None
-        except REDUCED_DECODE_FAILURES:  # a codestream this path cannot read: the full decode gives today's verdict
-            reduced = None
+        except REDUCED_DECODE_FAILURES as exc:  # a codestream this path cannot read: the full decode gives today's verdict
+            reduced, failure = None, exc
         if reduced is not None:
             return reduced.stored, reduced.geometry
+        arr = _pixel_array(ds)
+        if failure is not None:  # the full decoder read it: the reduced path, not the data, is at fault
+            _warn_full_fallback(failure)
+        return arr, None
     return _pixel_array(ds), None
+
+
+_fallback_warned = False
+
+
+def _warn_full_fallback(exc: Exception) -> None:
+    """Once per process: images the reduced decoder should have read are decoded in full (slower, same verdict)."""
+    global _fallback_warned
+    if not _fallback_warned:
+        _fallback_warned = True
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "reduced-resolution decode failed on a codestream the full decoder reads (%s: %s); such images are "
+            "decoded in full, which is slower", type(exc).__name__, str(exc)[:200])
 
 
 def _check_header(ds: Any, max_pixels: int) -> None:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 import pytest
 
+from radsim.imaging import decode as dec
 from radsim.imaging import reduced_decode as red
 from radsim.imaging.decode import ImageRejected, read_image
 from radsim.imaging.fidelity import rank_correlation
@@ -177,16 +179,21 @@ def test_corrupt_codestream_gets_the_full_decodes_verdict(tmp_path, make_dicom, 
     assert verdicts == ["unreadable_image", "unreadable_image"]
 
 
-def test_reduced_decoder_failure_falls_back_to_full_decode(tmp_path, make_dicom, monkeypatch):
+def test_reduced_decoder_failure_falls_back_to_full_decode(tmp_path, make_dicom, monkeypatch, caplog):
     path = _j2k_dicom(make_dicom, tmp_path / "f.dcm")
 
     def broken(*args):
         raise OSError("broken data stream when reading image file")
 
     monkeypatch.setattr(red, "decode_j2k", broken)
-    img = read_image(path, output_size=128)
+    monkeypatch.setattr(dec, "_fallback_warned", False)
+    with caplog.at_level(logging.WARNING, logger="radsim.imaging.decode"):
+        img = read_image(path, output_size=128)
+        read_image(path, output_size=128)
     assert img.reduction == 1
     np.testing.assert_array_equal(img.pixels, read_image(path).pixels)
+    warned = [r.getMessage() for r in caplog.records if "reduced-resolution decode failed" in r.getMessage()]
+    assert len(warned) == 1 and "broken data stream" in warned[0]  # said once, not per image
 
 
 def test_a_bug_in_the_reduced_path_fails_the_item_not_quarantines_it(tmp_path, make_dicom, monkeypatch):
