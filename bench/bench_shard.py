@@ -1,12 +1,17 @@
 """DICOM → shard throughput against the pure decode+resize+encode rate of the same files.
 
 Prints, for synthetic 512 px DICOMs and for the shared real chest files:
-- base: images/s of read_image + normalise_to_png in a plain loop (no shard machinery)
+- base: images/s of the worker's own decode + normalise_to_png in a plain loop (no shard machinery)
 - w1, w2: images/s of write_shards with 1 and 2 worker processes
 - overhead ratio w1/base (target >= 0.8) and speed-up w2/w1 (target >= 1.7)
+then the JPEG 2000 films against a bare full-decode loop (issue 24, bench/bench_films.py):
+`radsim shard --image-size 256 --workers 1` as a new process, start-up included, against pydicom
+full decode + resize + PNG encode of the same exams in the same run (target >= 4x), with every
+stored image's rank correlation against today's full decode (target >= 0.98);
 and the peak RSS of a whole write_shards run at two cohort sizes (should not grow).
 
     python -m bench.bench_shard --n 300 --rss 1000,10000
+    python -m bench.bench_shard --n 0 --rss '' --films 60     # only the JPEG 2000 films row
 """
 from __future__ import annotations
 
@@ -74,12 +79,14 @@ def exams_for(files: list[Path], n: int, prefix: str = "E") -> pa.Table:
 
 
 def base_rate(uris: list[str], size: int) -> float:
+    """The worker's decode (reduced resolution where the syntax allows) + PNG, without shard machinery."""
     from radsim.imaging.decode import read_image
     from radsim.imaging.normalise import normalise_to_png
 
     t = time.perf_counter()
     for u in uris:
-        normalise_to_png(read_image(u).pixels, size)
+        img = read_image(u, output_size=size)
+        normalise_to_png(img.pixels, size, img.geometry)
     return len(uris) / (time.perf_counter() - t)
 
 
@@ -170,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=300, help="images per throughput measurement (default: %(default)s)")
     ap.add_argument("--size", type=int, default=256, help="stored image size (default: %(default)s)")
     ap.add_argument("--rss", default="1000,10000", help="cohort sizes for the peak-RSS runs ('' to skip)")
+    ap.add_argument("--films", type=int, default=60, help="exams of the two real JPEG 2000 chest films for the "
+                    "radsim-vs-bare-loop row (0 to skip; default: %(default)s)")
+    ap.add_argument("--repeat", type=int, default=2, help="timings per side of that row, the best kept "
+                    "(default: %(default)s)")
     ap.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.rss_child:
@@ -179,13 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"throughput": []}
     folder = Path(tempfile.mkdtemp(prefix="bench-syn-"))
     try:
-        syn = synthetic_dicoms(folder, 24)
-        results["throughput"].append(compare("synthetic", syn, args.n, args.size))
+        syn = synthetic_dicoms(folder, 24) if args.n else []
+        if args.n:
+            results["throughput"].append(compare("synthetic", syn, args.n, args.size))
         real = [SHARED / f for f in REAL_CHEST if (SHARED / f).exists()]
-        if real:
+        if real and args.n:
             results["throughput"].append(compare("real", real, max(12, args.n // 5), args.size))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if args.films:
+        from .bench_films import films_row
+
+        results["films"] = films_row(SHARED, args.films, args.size, args.repeat)
     sizes = [int(s) for s in args.rss.split(",") if s.strip()]
     if sizes:
         results["rss"] = rss_curve(sizes, args.size)

@@ -19,7 +19,7 @@ DEFAULT_MAX_PIXELS = 64_000_000  # rows x columns of a decoded image; a larger o
 DEFAULT_COMPACT_AFTER = 16  # small shards in the tail before they are merged
 
 # the options of `radsim shard` that come from this config, in --help order
-CLI_FIELDS = ("image_size", "split_fractions", "maxcount", "compact_after", "batch_size")
+CLI_FIELDS = ("image_size", "split_fractions", "maxcount", "compact_after", "batch_size", "reduced_decode")
 
 
 class ShardOptions(Settings):
@@ -36,6 +36,9 @@ class ShardOptions(Settings):
     batch_size: int = Field(32, ge=1, description="images per decode task, the unit of work sent to a worker")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="largest decoded image accepted (rows x columns); "
                             "a larger one is quarantined before any allocation")
+    reduced_decode: bool = Field(True, description="decode JPEG 2000 and 8-bit JPEG DICOMs only down to the coarsest "
+                                 "resolution level whose long side is still at least image_size (about 10x faster on "
+                                 "2k chest films, the same image after resizing); false decodes every pixel as before")
 
     @field_validator("split_fractions", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ import numpy as np
 from .config import DEFAULT_MAX_PIXELS
 from .dicom_display import CORRUPT_DATA, percentile_window, to_display as _to_display
 from .dicom_display import header_text as _text
+from .reduced_decode import Geometry
 
 MIN_SIDE = 8
 MAX_FILE_BYTES = 2 << 30  # 2 GiB on disk: refused before reading
@@ -65,10 +66,16 @@ class DecodedImage:
     bits: int  # bits per sample of the source data
     photometric: str  # MONOCHROME1, MONOCHROME2, RGB, L, ...
     source_format: str  # dicom, png or jpeg
+    geometry: Geometry | None = None  # set when decoded at reduced resolution (radsim.imaging.reduced_decode)
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.pixels.shape)  # type: ignore[return-value]
+
+    @property
+    def reduction(self) -> int:
+        """Each side was decoded at 1/reduction of the stored size (1: every pixel)."""
+        return self.geometry.factor if self.geometry is not None else 1
 
 
 # --------------------------------------------------------------------------- helpers
@@ -138,20 +145,28 @@ def read_source_bytes(uri_or_path: str | os.PathLike[str]) -> bytes:
 # --------------------------------------------------------------------------- entry points
 
 
-def read_image(uri_or_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def read_image(uri_or_path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               output_size: int | None = None) -> DecodedImage:
     """Decode one image file or refuse it with an `ImageRejected` reason code."""
-    return decode_bytes(read_source_bytes(uri_or_path), max_pixels=max_pixels, name=os.fspath(uri_or_path))
+    return decode_bytes(read_source_bytes(uri_or_path), max_pixels=max_pixels, name=os.fspath(uri_or_path),
+                        output_size=output_size)
 
 
-def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "<bytes>") -> DecodedImage:
-    """Decode in-memory file contents (the format is sniffed, never taken from the name)."""
+def decode_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "<bytes>",
+                 output_size: int | None = None) -> DecodedImage:
+    """Decode in-memory file contents (the format is sniffed, never taken from the name).
+
+    `output_size`: the long side the caller resizes to. JPEG 2000 and 8-bit JPEG DICOMs are then
+    decoded at the coarsest resolution whose long side is still at least that (far faster, the
+    same display after resizing); None decodes every pixel.
+    """
     if len(data) == 0:
         raise ImageRejected("unreadable_image", f"zero-byte file: {name}")
     fmt = sniff_format(data[:132])
     if fmt in ("png", "jpeg"):
         return _decode_pil(data, fmt, max_pixels)
     if fmt == "dicom" or _looks_like_raw_dicom(data):
-        return _decode_dicom(data, max_pixels)
+        return _decode_dicom(data, max_pixels, output_size)
     raise ImageRejected("not_dicom", f"not a DICOM, PNG or JPEG file: {name}")
 
 
@@ -214,7 +229,7 @@ def _decode_pil(data: bytes, fmt: str, max_pixels: int) -> DecodedImage:
 # --------------------------------------------------------------------------- DICOM
 
 
-def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
+def _decode_dicom(data: bytes, max_pixels: int, output_size: int | None = None) -> DecodedImage:
     from pydicom import dcmread
 
     try:
@@ -230,6 +245,14 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
             ds = dcmread(io.BytesIO(data), force=True)
     except CORRUPT_DATA as exc:
         raise ImageRejected("unreadable_image", f"corrupt or truncated DICOM: {type(exc).__name__}: {exc}") from None
+    return decode_dataset(ds, output_size)
+
+
+def decode_dataset(ds: Any, output_size: int | None = None) -> DecodedImage:
+    """A parsed DICOM's pixel data → display image. No radiograph/chest policy: `read_image` checks the header first.
+
+    `output_size` as for `decode_bytes` (None: every pixel).
+    """
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ImageRejected("no_pixel_data", "DICOM object has no pixel data")
     if "PixelData" not in ds:
@@ -237,7 +260,7 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
     if "Rows" not in ds or "Columns" not in ds:
         raise ImageRejected("unreadable_image", "DICOM pixel data without Rows/Columns")
     _check_transfer_syntax(ds)
-    arr = _pixel_array(ds)
+    arr, geometry = _stored_pixels(ds, output_size)
     pixels = _to_display(arr, ds)
     return DecodedImage(
         pixels=pixels,
@@ -245,7 +268,44 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
         bits=int(ds.get("BitsStored") or ds.get("BitsAllocated") or 0),
         photometric=str(ds.get("PhotometricInterpretation", "")).strip(),
         source_format="dicom",
+        geometry=geometry,
     )
+
+
+def _stored_pixels(ds: Any, output_size: int | None) -> tuple[np.ndarray, Geometry | None]:
+    """Stored values at the coarsest resolution `output_size` allows, else the full first frame."""
+    if output_size is not None:
+        from .reduced_decode import REDUCED_DECODE_FAILURES, SizeMismatch, reduced_stored_values
+
+        failure: Exception | None = None
+        try:
+            reduced = reduced_stored_values(ds, output_size)
+        except SizeMismatch as exc:  # refused before any decode buffer exists
+            raise ImageRejected("unreadable_image", str(exc)) from None
+        except REDUCED_DECODE_FAILURES as exc:  # a codestream this path cannot read: the full decode gives today's verdict
+            reduced, failure = None, exc
+        if reduced is not None:
+            return reduced.stored, reduced.geometry
+        arr = _pixel_array(ds)
+        if failure is not None:  # the full decoder read it: the reduced path, not the data, is at fault
+            _warn_full_fallback(failure)
+        return arr, None
+    return _pixel_array(ds), None
+
+
+_fallback_warned = False
+
+
+def _warn_full_fallback(exc: Exception) -> None:
+    """Once per process: images the reduced decoder should have read are decoded in full (slower, same verdict)."""
+    global _fallback_warned
+    if not _fallback_warned:
+        _fallback_warned = True
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "reduced-resolution decode failed on a codestream the full decoder reads (%s: %s); such images are "
+            "decoded in full, which is slower", type(exc).__name__, str(exc)[:200])
 
 
 def _check_header(ds: Any, max_pixels: int) -> None:

@@ -223,7 +223,7 @@ def plan_shard_run(
     rows = _planned_rows(kept, keyer, vectors, out / SPLITS_FILE, fractions, base)
     digest_key = hmac.new(keyer.secret, b"radsim-source-digest", hashlib.sha256).digest()
     return ShardPlan(
-        out_dir=out, rows=rows, options=DecodeOptions(image_size, opts.max_pixels, digest_key),
+        out_dir=out, rows=rows, options=DecodeOptions(image_size, opts.max_pixels, digest_key, opts.reduced_decode),
         counts=StageCounts(STAGE, rows_in=rows_in, quarantined=len(quarantine)),
         quarantine=quarantine, manifest=manifest, sources=read_sources(out, keyer.key_id),
         metadata=metadata, vocabulary=vocabulary, maxcount=opts.maxcount, maxsize=opts.maxsize,

@@ -38,6 +38,7 @@ class DecodeOptions:
     image_size: int = DEFAULT_IMAGE_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     digest_key: bytes = b""  # keys the source-file digest, so it cannot confirm a guessed file
+    reduced_decode: bool = True  # decode JPEG 2000 / 8-bit JPEG DICOMs only as finely as image_size needs
     policy: ErrorPolicy = QUARANTINE_BAD_IMAGES  # which errors are bad input (radsim.data_contracts.error_policy)
 
 
@@ -70,9 +71,10 @@ def decode_item(item: WorkItem, opts: DecodeOptions) -> DecodeResult:
         digest = source_digest(data, opts.digest_key)
         if item.known_digest is not None and digest == item.known_digest:
             return DecodeResult(item.position, "unchanged", source_digest=digest)
-        image = decode_bytes(data, max_pixels=opts.max_pixels, name=item.uri)
+        image = decode_bytes(data, max_pixels=opts.max_pixels, name=item.uri,
+                             output_size=opts.image_size if opts.reduced_decode else None)
         del data
-        png, sha = normalise_to_png(image.pixels, opts.image_size)
+        png, sha = normalise_to_png(image.pixels, opts.image_size, image.geometry)
         return DecodeResult(item.position, "ok", png=png, image_sha256=sha, view_position=image.view_position, source_digest=digest)
     except Exception as exc:  # noqa: BLE001 - the policy decides: bad input is refused, the rest fails the run
         refusal = opts.policy.judge(exc)

@@ -44,3 +44,24 @@ def test_to_uint8_handles_nan_and_range():
 def test_too_small_size_rejected():
     with pytest.raises(ValueError):
         square_image(np.zeros((10, 10), dtype=np.float32), 4)
+
+
+def test_reduced_image_keeps_the_full_images_geometry():
+    """1841 × 1955 decoded at 1/8 is 231 × 245 (ceil): the stored image must still be placed as the full one."""
+    from radsim.imaging.reduced_decode import dct_geometry, wavelet_geometry
+
+    full = square_image(np.ones((1955, 1841), dtype=np.float32), 64)
+    rows, cols = np.where(full.max(axis=1) > 0)[0], np.where(full.max(axis=0) > 0)[0]
+    for geometry in (wavelet_geometry(1955, 1841, 3), dct_geometry(1955, 1841, 8)):
+        reduced = square_image(np.ones((245, 231), dtype=np.float32), 64, geometry)
+        assert reduced.shape == (64, 64)
+        np.testing.assert_array_equal(np.where(reduced.max(axis=1) > 0)[0], rows)
+        np.testing.assert_array_equal(np.where(reduced.max(axis=0) > 0)[0], cols)
+    # A vertical edge at full column 921, sampled as JPEG 2000 level 3 does (sample i sits on column 8 i):
+    # placed by its wavelet grid it lands where the full image has it; on the DCT grid it is ~1/8 px off.
+    full_edge = np.tile((np.arange(1841) >= 921).astype(np.float32), (1955, 1))
+    at = np.arange(231) * 8
+    coarse_edge = np.tile(np.where(at > 921, 1.0, np.where(at == 920, 0.5, 0.0)).astype(np.float32), (245, 1))
+    b = square_image(full_edge, 64).astype(int)
+    assert np.abs(square_image(coarse_edge, 64, wavelet_geometry(1955, 1841, 3)).astype(int) - b).max() <= 4
+    assert np.abs(square_image(coarse_edge, 64, dct_geometry(1955, 1841, 8)).astype(int) - b).max() >= 10

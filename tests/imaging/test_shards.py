@@ -211,6 +211,77 @@ def test_skip_survives_lost_source_digests_and_changed_image_is_quarantined(coho
     assert_consistent(out)
 
 
+def _count_listings(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = shard_commit._append_manifest
+
+    def counted(plan, rows):
+        calls.append(len(rows))
+        return real(plan, rows)
+
+    monkeypatch.setattr(shard_commit, "_append_manifest", counted)
+    return calls
+
+
+def test_closed_shards_are_listed_in_batches_once_the_manifest_dwarfs_them(cohort, tmp_path, monkeypatch):
+    """The manifest is rewritten when the waiting rows reach a share of the listed ones, not per shard (issue 24)."""
+    monkeypatch.setattr(shard_commit, "COMMIT_FRACTION", 1.0)
+    monkeypatch.setattr(shard_commit, "COMMIT_SECONDS", 3600.0)
+    calls = _count_listings(monkeypatch)
+    summary = run(cohort, tmp_path / "shards", maxcount=1)
+    assert calls == [1, 1, 2, 2]  # listed rows 0, 1, 2 (one waits), 4 (two wait), then the end of the run
+    assert len(summary.shards_written) == 6 and assert_consistent(tmp_path / "shards").num_rows == 6
+    monkeypatch.setattr(shard_commit, "COMMIT_SECONDS", 0.0)  # the time rule alone lists every shard
+    calls.clear()
+    run(cohort, tmp_path / "timed", maxcount=1)
+    assert calls == [1] * 6
+
+
+def test_a_crash_costs_only_the_unlisted_shards(cohort, tmp_path, monkeypatch):
+    monkeypatch.setattr(shard_commit, "COMMIT_FRACTION", 1.0)
+    monkeypatch.setattr(shard_commit, "COMMIT_SECONDS", 3600.0)
+    real_write, calls = ShardTarWriter.write, {"n": 0}
+
+    def crash_on_sixth(self, sample):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("simulated crash")
+        return real_write(self, sample)
+
+    monkeypatch.setattr(ShardTarWriter, "write", crash_on_sixth)
+    out = tmp_path / "shards"
+    with pytest.raises(KeyboardInterrupt):
+        run(cohort, out, maxcount=1)
+    monkeypatch.undo()
+    assert pq.read_table(out / sh.MANIFEST_FILE).num_rows == 4  # shard 5 was closed but not yet listed
+    resumed = run(cohort, out, maxcount=1)
+    assert resumed.removed_orphans == ["shard-000004.tar"]
+    assert resumed.counts.skipped == 4 and resumed.counts.rows_out == 2
+    assert assert_consistent(out).num_rows == 6
+
+
+def test_a_failure_that_is_not_bad_input_keeps_the_complete_shards(cohort, tmp_path, monkeypatch):
+    from radsim.data_contracts.errors import UnexpectedStageError
+    from radsim.imaging import worker
+
+    monkeypatch.setattr(shard_commit, "COMMIT_FRACTION", 1.0)
+    monkeypatch.setattr(shard_commit, "COMMIT_SECONDS", 3600.0)
+    real, calls = worker.normalise_to_png, {"n": 0}
+
+    def bug_on_fifth(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise AttributeError("a bug")
+        return real(*args)
+
+    monkeypatch.setattr(worker, "normalise_to_png", bug_on_fifth)
+    out = tmp_path / "shards"
+    with pytest.raises(UnexpectedStageError):
+        run(cohort, out, maxcount=1)
+    # shards 1-3 closed (the third waiting to be listed), the fourth still open: 3 are kept, listed
+    assert assert_consistent(out).num_rows == 3
+
+
 @pytest.mark.parametrize("where", ["manifest", "tar"])
 def test_interrupted_run_resumes_without_duplicates_or_loss(cohort, tmp_path, monkeypatch, where):
     out = tmp_path / "shards"
