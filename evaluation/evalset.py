@@ -63,6 +63,25 @@ class EvalSet:
         return np.array(sorted(r[2] for r in best.values()), dtype=np.int64)
 
 
+def inputs_fingerprint(data: EvalSet, split: str, settings: dict) -> str:
+    """A digest of everything an evaluation's numbers depend on: rows, views, labels, vectors, patients, settings.
+
+    Independent of row order (a compaction reorders the table without changing a value), so a
+    nightly run whose scored exams did not change can keep the report it has.
+    """
+    import hashlib
+    import json
+
+    order = sorted(range(len(data)), key=lambda i: (data.exam_keys[i], int(data.image_index[i])))
+    h = hashlib.sha256(json.dumps({"version": data.model_version, "split": split, "source": data.label_source,
+                                   "settings": settings}, sort_keys=True, default=str).encode())
+    h.update(json.dumps([[data.exam_keys[i], int(data.image_index[i]), data.views[i],
+                          data.groups[i] if data.groups is not None else None] for i in order]).encode())
+    h.update(np.ascontiguousarray(data.labels[order]).tobytes())
+    h.update(np.ascontiguousarray(data.embeddings[order]).tobytes())
+    return h.hexdigest()
+
+
 def _vocabulary(findings: Sequence[str]):
     from radsim.data_contracts import Finding, Vocabulary
 

@@ -145,8 +145,11 @@ def evaluate_step(layout: WarehouseLayout, cfg: RunConfig, version: str, demo_ke
     say("[6/6] evaluating against the validated subset", quiet)
     report_dir = layout.reports / version
     evaluation = evaluate_task(str(layout.published), str(report_dir), version, str(truth), demo_key,
-                               str(layout.shards))
-    evaluation_artifacts(evaluation)
+                               str(layout.shards), reuse=True)  # a report of unchanged inputs is kept
+    if evaluation.reused:
+        say(f"      {evaluation.notes[0]}", quiet)
+    else:
+        evaluation_artifacts(evaluation)
     result.headline = list(evaluation.headline())
     result.outputs["evaluation report"] = report_dir / "report.md"
 

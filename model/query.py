@@ -25,12 +25,12 @@ def image_tensor(path: str | Path, image_size: int, source_size: int | None = No
     from radsim.imaging.decode import ImageRejected, read_image
     from radsim.imaging.normalise import square_image
 
+    stored = int(source_size or image_size)
     try:
-        decoded = read_image(path)
+        decoded = read_image(path, output_size=stored)  # as the shards were decoded: reduced where it can be
     except ImageRejected as exc:
         raise UsageError(f"cannot use {path} as a query image: {exc.message} ({exc.reason_code})") from None
-    stored = int(source_size or image_size)
-    pixels = square_image(decoded.pixels, stored).astype(np.float32) / 255.0
+    pixels = square_image(decoded.pixels, stored, decoded.geometry).astype(np.float32) / 255.0
     return float_images_at(torch.from_numpy(pixels)[None, None], int(image_size))
 
 

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from radsim.data_contracts import QuarantineRecord, UsageError, load_contract
 from radsim.data_contracts.ingest import STAGE, IngestResult, ingest_manifests, ingest_table
-from radsim.warehouse.inbox_index import ROW_COLUMNS, InboxIndex, folder_rows, folder_stat, refusals_of
+from radsim.warehouse.inbox_index import ROW_COLUMNS, InboxIndex, folder_rows, folder_stat, index_table, refusals_of
 
 IMAGE_SUFFIXES = (".dcm", ".png", ".jpg", ".jpeg")
 REPORT_FILE = "report.txt"
@@ -146,7 +146,7 @@ def scan_inbox(inbox: str | Path, index: InboxIndex | None = None) -> InboxScan:
     order: list[str] = []  # folders in scan order
     digests: dict[str, str] = {}
     reused: list[str] = []
-    fresh: list[pa.Table] = []
+    fresh: list[dict] = []  # index rows of the folders opened this time
     exam_of: dict[str, str] = {}
     start = len(str(root)) + 1
     level = [str(root)]
@@ -171,9 +171,10 @@ def scan_inbox(inbox: str | Path, index: InboxIndex | None = None) -> InboxScan:
                 else:
                     source = rel.rsplit("/", 1)[0] if "/" in rel else "inbox"
                     rows, records = _exam_rows(Path(entry.path), source)
-                    fresh.append(folder_rows(rel, digest, rows, records))
+                    fresh += folder_rows(rel, digest, rows, records)
         level = nxt
-    combined = pa.concat_tables([index.select(reused), *fresh]) if (reused or fresh) else InboxIndex.empty().table
+    combined = pa.concat_tables([index.select(reused), index_table(fresh)]) if (reused or fresh) else \
+        InboxIndex.empty().table
     position = pc.index_in(combined.column("folder"), value_set=pa.array(order, pa.string()))
     combined = combined.take(pc.sort_indices(pa.table({"p": position, "i": combined.column("image_index")}),
                                              sort_keys=[("p", "ascending"), ("i", "ascending")]))

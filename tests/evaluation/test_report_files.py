@@ -192,3 +192,20 @@ def test_report_similar_and_store_modules_import_no_torch():
             "radsim.warehouse.published, radsim.flows.commands.evaluate, radsim.flows.commands.similar; "
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_a_scheduled_rerun_keeps_a_report_whose_inputs_did_not_change(tmp_path):
+    table, truth = publish(tmp_path / "pub")
+    truth_path = tmp_path / "truth.parquet"
+    pq.write_table(pa.Table.from_pylist(truth), truth_path)
+    kw = dict(truth=truth_path, keyer=demo_keyer(), plots=False, reuse=True)
+    first = run_evaluation(tmp_path / "pub", tmp_path / "r", **kw)
+    written = (tmp_path / "r" / "evaluation.json").stat().st_mtime_ns
+    again = run_evaluation(tmp_path / "pub", tmp_path / "r", **kw)
+    assert again.reused and not first.reused and again.notes[0].startswith("evaluation unchanged")
+    assert (tmp_path / "r" / "evaluation.json").stat().st_mtime_ns == written
+    assert [r.to_dict() for r in again.records] == [r.to_dict() for r in first.records]
+    truth[0]["edema"] = 1 - truth[0]["edema"]  # one label of one scored exam changes: evaluated again
+    pq.write_table(pa.Table.from_pylist(truth), truth_path)
+    assert not run_evaluation(tmp_path / "pub", tmp_path / "r", **kw).reused
+    assert not run_evaluation(tmp_path / "pub", tmp_path / "r", **{**kw, "reuse": False}).reused  # the CLI's default
