@@ -135,7 +135,7 @@ def _validated_subset(cohort: Path, size: int) -> Path:
 
 def _query_note(report: Path) -> str:
     text = (report / "report.md").read_text() if (report / "report.md").exists() else ""
-    notes = [line.strip("- ").strip() for line in text.splitlines() if "queries" in line]
+    notes = [line.strip("- ").strip() for line in text.splitlines() if "seeded queries" in line]
     return notes[0] if notes else ""
 
 

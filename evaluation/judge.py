@@ -23,11 +23,9 @@ import numpy as np
 from radsim.data_contracts.verdicts import ABOVE, BELOW, NOT_DISTINGUISHABLE, TOO_FEW, VERDICTS
 
 from .intervals import Interval
+from .nulls import MIN_NULL_DRAWS
 
 __all__ = ["ABOVE", "BELOW", "NOT_DISTINGUISHABLE", "TOO_FEW", "VERDICTS", "Judgement", "MinimumSizes", "judge"]
-
-#: fewest finite permutation draws whose 2.5% / 97.5% quantiles are worth reading
-MIN_NULL_DRAWS = 40
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,11 @@ from .retrieval import RetrievalSpec, score_ranking
 
 #: label permutations per evaluation: the 2.5% and 97.5% quantiles then rest on 12 draws each side
 DEFAULT_DRAWS = 500
+#: fewest finite permutation draws whose 2.5% / 97.5% quantiles are worth reading
+MIN_NULL_DRAWS = 40
 #: (query, rank) relevance look-ups mAP@R's permutations may take in all (about 10 s here); mAP@R
 #: needs each query's ranking as deep as its relevant items, so at a few thousand exams it gets
-#: fewer draws, and none (its interval is then the bootstrap's) below judge.MIN_NULL_DRAWS
+#: fewer draws, and none (its interval is then the bootstrap's) below MIN_NULL_DRAWS
 MAP_NULL_BUDGET = 600_000_000
 
 
@@ -62,6 +64,7 @@ def retrieval_null(ranking: Ranking, index: LabelIndex, spec: RetrievalSpec, gro
     """Each retrieval metric (named as RetrievalScores.values) over `draws` patient-block permutations."""
     blocks = patient_blocks(groups, index.n_items)
     map_draws = min(draws, MAP_NULL_BUDGET // max(1, ranking.queries.size * ranking.depth)) if spec.with_map else 0
+    map_draws = map_draws if map_draws >= MIN_NULL_DRAWS else 0
     shallow = replace(spec, with_map=False)
     samples: dict[str, list[float]] = {}
     for b, perm in enumerate(block_permutations(blocks, draws, seed)):

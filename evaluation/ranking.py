@@ -16,6 +16,14 @@ from .neighbours import Metric, as_matrix, score_chunks, top_k
 
 #: most (query, rank) entries kept for mAP@R's permutations (int32: 4 bytes each)
 ORDER_BUDGET = 25_000_000
+#: scores ranked at once: a chunk of queries x every item; its sort temporaries (int64 indices,
+#: float copies) are a few times this, so memory stays ~100 MB however large the gallery
+RANK_CHUNK_ENTRIES = 4_000_000
+
+
+def rank_chunk(n_items: int, chunk_size: int | None = None) -> int:
+    """Queries per chunk when ranking a gallery of `n_items` (an explicit `chunk_size` wins)."""
+    return chunk_size or max(1, RANK_CHUNK_ENTRIES // max(n_items, 1))
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ def rank(embeddings: np.ndarray, depth: int, *, metric: Metric = "cosine", queri
         raise ValueError("need at least 2 items for leave-one-out retrieval")
     depth = max(1, min(int(depth), n - 1))
     q_parts, n_parts = [], []
-    for qi, scores in score_chunks(emb, metric, queries, chunk_size):
+    for qi, scores in score_chunks(emb, metric, queries, rank_chunk(n, chunk_size)):
         q_parts.append(qi)
         n_parts.append(top_k(scores, depth)[:, :depth].astype(np.int32))
     if not q_parts:

@@ -15,7 +15,7 @@ import numpy as np
 from .labelindex import LabelIndex
 from .labelsets import discounts, map_at_r_expected, mean_or_nan, roc_auc
 from .neighbours import Metric, as_matrix, score_chunks, top_k
-from .ranking import Ranking, order_depth, rank
+from .ranking import Ranking, order_depth, rank, rank_chunk
 
 
 @dataclass(frozen=True)
@@ -153,13 +153,29 @@ def score_ranking(ranking: Ranking, index: LabelIndex, spec: RetrievalSpec, *, p
     if spec.ndcg_ks:
         _ndcg(out, keep, index, spec, q_set, top_set, valid)
     if spec.with_map and ranking.depth >= min(int(r.max(initial=0)), others):
-        deep = index.item_set[owner[ranking.neighbours]]
-        ap = average_precision(index.shares(q_set[:, None], deep), r)
+        ap = _ranked_average_precision(ranking, index, owner, q_set, r)
         out.map_at_r, out.map_at_r_chance = keep.mean("map_at_r", ap, map_at_r_expected(r, others), valid)
     if spec.finding_k:
         _findings(out, keep, index, spec, owner, q, ranking.neighbours)
     if spec.normal_index is not None:
         _normal(out, index, spec, owner, q, ranking.neighbours, labelled, per_query)
+    return out
+
+
+#: (query, rank) entries of AP@R worked on at once: bounds the float64 temporaries to ~100 MB
+AP_CHUNK_ENTRIES = 4_000_000
+
+
+def _ranked_average_precision(ranking: Ranking, index: LabelIndex, owner: np.ndarray, q_set: np.ndarray,
+                              r: np.ndarray) -> np.ndarray:
+    """AP@R of every query from its kept ranking, a chunk of queries at a time (memory bounded, not Q x depth)."""
+    depth = max(1, min(int(r.max(initial=0)), ranking.depth))
+    step = max(1, AP_CHUNK_ENTRIES // depth)
+    out = np.empty(len(q_set))
+    for start in range(0, len(q_set), step):
+        rows = slice(start, start + step)
+        deep = index.item_set[owner[ranking.neighbours[rows, :depth]]]
+        out[rows] = average_precision(index.shares(q_set[rows, None], deep), r[rows])
     return out
 
 
@@ -242,7 +258,7 @@ def complete_map(out: RetrievalScores, emb: np.ndarray, index: LabelIndex, spec:
         return
     others = index.n_items - 1
     items, aps, chances = [], [], []
-    for qi, scores in score_chunks(emb, metric, queries, chunk_size):
+    for qi, scores in score_chunks(emb, metric, queries, rank_chunk(index.n_items, chunk_size)):
         q_set = index.item_set[qi]
         r = index.relevant[q_set]
         ok = (index.size[q_set] > 0) & (r > 0)
