@@ -120,7 +120,7 @@ class TracingNegex(Negex):
         following = [m for m in following if not self._hedges_forward(doc, m[1], m[2])]
         bounds = self.termination_boundaries(doc, self._list_terminations(doc, terminating))
         starts = [b[0] for b in bounds]
-        trace: dict[tuple[int, int], tuple[str, int, str]] = doc.user_data.setdefault((TRACE_KEY, self.extension_name), {})
+        trace: dict[tuple[int, int], tuple[str, int, str, tuple[str, ...]]] = doc.user_data.setdefault((TRACE_KEY, self.extension_name), {})
 
         by_bound_pre: dict[int, list[tuple[int, int]]] = {}
         by_bound_fol: dict[int, list[tuple[int, int]]] = {}
@@ -130,14 +130,17 @@ class TracingNegex(Negex):
         for i, ent in enumerate(ents):
             k = bisect_right(starts, ent.start) - 1
             b0, b1 = bounds[k]
-            best: tuple[int, str, str] | None = None  # (distance, trigger, direction)
+            best: tuple[int, int, str, str] | None = None  # (distance, -length, trigger, direction)
+            reach: list[str] = []
             for t0, t1 in by_bound_pre.get(k, ()):
                 if t0 < ent.start and ent.start - t1 <= self.max_preceding_gap:
                     if self.short and not self._in_short_reach(doc, t0, t1, ent.start):
                         continue
                     dist = max(0, ent.start - t1)
-                    if best is None or dist < best[0]:
-                        best = (dist, doc[t0:t1].text, "preceding")
+                    text = doc[t0:t1].text
+                    reach.append(text)
+                    if best is None or (dist, t0 - t1) < best[:2]:  # nearest; of two ending together, the longer
+                        best = (dist, t0 - t1, text, "preceding")
             nearest_following = None
             for t0, t1 in by_bound_fol.get(k, ()):
                 if ent.end <= t0 < b1 and (nearest_following is None or t0 < nearest_following[0]):
@@ -147,11 +150,12 @@ class TracingNegex(Negex):
                 text = doc[t0:t1].text
                 if self._reaches_back(doc, ents, i, t0, text.lower() in self.adjacent):
                     dist = t0 - ent.end
+                    reach.append(text)
                     if best is None or dist < best[0]:
-                        best = (dist, text, "following")
+                        best = (dist, 0, text, "following")
             if best is not None:
                 ent._.set(self.extension_name, True)
-                trace[(ent.start, ent.end)] = (best[1], best[0], best[2])
+                trace[(ent.start, ent.end)] = (best[2], best[0], best[3], tuple(reach))
         return doc
 
 
@@ -191,6 +195,6 @@ def sentence_starts(doc: Doc) -> list[int]:
     return cached
 
 
-def trace(doc: Doc, extension_name: str) -> dict[tuple[int, int], tuple[str, int, str]]:
-    """{(ent.start, ent.end): (trigger text, token distance, 'preceding'|'following')} for one instance."""
+def trace(doc: Doc, extension_name: str) -> dict[tuple[int, int], tuple[str, int, str, tuple[str, ...]]]:
+    """{(ent.start, ent.end): (nearest trigger, token distance, 'preceding'|'following', every trigger in reach)}."""
     return doc.user_data.get((TRACE_KEY, extension_name), {})

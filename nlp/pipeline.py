@@ -113,6 +113,7 @@ class Patterns:
     substitution_targets: list[str]  # single finding words that also match one-letter substitutions
     known_words: frozenset[str]  # words never "corrected": every phrase word, trigger word and `never`
     substitution_min_length: int
+    implications: dict[str, tuple[str, ...]]  # phrase -> the other findings it asserts ("hydropneumothorax")
 
 
 def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -> Patterns:
@@ -133,12 +134,14 @@ def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -
             add(f.name, syn)
         for syn in f.suggestive:
             add(f"{SUGGESTIVE_PREFIX}{f.name}", syn)
-    for text in data.get("ignore", []):
-        add(IGNORE_LABEL, text)
-    for template in data.get("templates", []):
-        if template["label"] in vocabulary.observed:
+    for template in data.get("templates", []):  # before the plain ignore list: a template is more specific
+        if template["label"] in vocabulary.observed or template["label"] == IGNORE_LABEL:
             for text in expand_slots(template["slots"]):
                 add(template["label"], text)
+    for text in [*data.get("ignore", []), *(data.get("explained_away") or {}).get("explainers", [])]:
+        add(IGNORE_LABEL, text)
+    implications = {v: tuple(f for f in found if f in vocabulary.observed)
+                    for phrase, found in (data.get("implies") or {}).items() for v in phrase_variants(phrase, spelling)}
     attributes: list[Attribute] = []
     for attr in data.get("attributes", []):
         if attr["finding"] not in vocabulary.observed:
@@ -166,6 +169,7 @@ def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -
         substitution_targets=targets,
         known_words=frozenset(phrase_words | trigger_words | never),
         substitution_min_length=sub_len,
+        implications={k: v for k, v in implications.items() if v},
     )
 
 

@@ -1,0 +1,82 @@
+"""Rules that reach past one mention: a density the same sentence explains away, and implied findings.
+
+- "Nodular density at the left base, likely a nipple shadow": the density is the nipple, not a lung
+  lesion. A lesion or opacity mention followed in its sentence by an explainer (nipple or skin
+  lesion, overlapping vessel or bone, calcified granuloma, ...) through a linking word ("likely",
+  "due to", "representing", a comma) is no mention; with a weak link ("possibly", "may") it is
+  uncertain. The explainer may come first through a verb ("overlapping vessels mimic a nodule").
+- "Hydropneumothorax" is a pneumothorax and an effusion: one phrase, several findings
+  (`implies` in phrases.yaml).
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import Any
+
+from spacy.tokens import Doc, Span
+
+from .mentions import Mention
+from .negex_trace import sentence_starts
+
+_BREAKS = frozenset({";", "but", "however", "although", "whereas", "while", "and", "also"})
+
+
+class ScopeRules:
+    def __init__(self, cfg: dict[str, Any], implications: dict[str, tuple[str, ...]]):
+        ex = cfg.get("explained_away") or {}
+        self.findings = frozenset(ex.get("findings") or [])
+        self.explainers = frozenset(str(p).lower() for p in ex.get("explainers") or [])
+        self.links = frozenset(str(w).lower() for w in ex.get("links") or [])
+        self.weak = frozenset(str(w).lower() for w in ex.get("weak_links") or [])
+        self.reverse = frozenset(str(w).lower() for w in ex.get("reverse_links") or [])
+        self.window = int(ex.get("window", 10))
+        self.implications = implications
+
+    def implied(self, ent: Span, finding: str) -> tuple[str, ...]:
+        """Findings that a mention's phrase also asserts ("hydropneumothorax" → pleural_effusion)."""
+        if not self.implications:
+            return ()
+        return self.implications.get(ent.text.lower(), ())
+
+    def explained(self, m: Mention, finding: str) -> Mention | None:
+        """The mention, unless its own sentence explains it away (None), or as uncertain if only perhaps."""
+        if finding not in self.findings or m.value == 0:
+            return m
+        doc = m.ent.doc
+        start, end = _sentence(doc, m.ent.start)
+        for e in doc.ents:
+            if e.start < start or e.start >= end or e.text.lower() not in self.explainers:
+                continue
+            if e.start >= m.ent.end:
+                link = self._link(doc[m.ent.end:e.start], self.links)
+            elif e.end <= m.ent.start:
+                link = self._link(doc[e.end:m.ent.start], self.reverse, require=True)
+            else:
+                continue
+            if link == "weak":
+                return Mention(-1, "uncertain", m.ent, e.text, "explained.perhaps", "possible")
+            if link == "strong":
+                return None
+        return m
+
+    def _link(self, between: Span, links: frozenset[str], require: bool = False) -> str | None:
+        """"strong", "weak" or None: how the words between a mention and its explainer tie them."""
+        if len(between) > self.window or any(t.ent_iob_ == "B" for t in between):
+            return None
+        words = [t.lower_ for t in between]
+        if any(w in _BREAKS for w in words):
+            return None
+        if any(w in self.weak for w in words):
+            return "weak"
+        text = f" {' '.join(words)} "
+        if any(w in links for w in words) or any(f" {p} " in text for p in links if " " in p):
+            return "strong"
+        if not require and all(t.is_punct or t.lower_ in ("a", "an", "the") for t in between):
+            return "strong"  # "nodular opacity (nipple shadow)", "density, a nipple shadow"
+        return None
+
+
+def _sentence(doc: Doc, token: int) -> tuple[int, int]:
+    starts = sentence_starts(doc)
+    k = bisect_right(starts, token)
+    return starts[k - 1], (starts[k] if k < len(starts) else len(doc))
