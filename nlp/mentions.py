@@ -30,6 +30,7 @@ GOVERNED_HEDGES = frozenset({"suggest", "suggests", "suggesting", "to suggest", 
 HISTORICAL = historical()  # "history of", "follow-up": resolved-instance triggers reported as historical
 HYPOTHETICAL = hypothetical()  # "may be occult", "could further evaluate for": resolved-instance triggers, no mention
 _ARRAYS_KEY = ("radsim.labeler", "arrays")
+NEGATED_BY = frozenset({"not", "no", "longer", "never", "nor"})  # "no longer present" does not persist
 # "heart and mediastinum are normal": one qualifier for a list of attribute phrases
 SHARED_PREDICATE_GLUE = frozenset({"and", ",", "or", "/", "&", "the"})
 # a qualifier after one of these opens another noun phrase ("by a large effusion", "due to large bullae")
@@ -166,7 +167,7 @@ class MentionRules:
         best = self._nearest(ent, traces, finding)
         if best is None:
             return Mention(1, "positive", ent, ent.text, "mention", "definite")
-        _, _, kind, (trigger, _dist, direction, reach) = best
+        _, _, kind, (trigger, _dist, direction, reach, t0, t1) = best
         low = trigger.lower()
         if kind == "uncertainty":
             grade = self._grade(trigger, reach)
@@ -178,8 +179,8 @@ class MentionRules:
                            "unlikely" if low in self.unlikely else "absent")
         if low in HYPOTHETICAL:
             return None  # "rib fractures may be occult on radiographs" asserts nothing about this patient
-        if low in HISTORICAL.triggers:
-            if _persists(ent):  # "follow-up of the effusion, which is slightly smaller"
+        if HISTORICAL.is_historical(trigger):
+            if _persists(ent, range(t0, t1)):  # "follow-up of the effusion, which is slightly smaller"
                 return Mention(1, "positive", ent, ent.text, "historical.persists", "definite")
             return Mention(0, "historical", ent, trigger, f"historical.{direction}", "absent")
         return Mention(0, "resolved", ent, trigger, f"resolved.{direction}", "absent")
@@ -218,11 +219,12 @@ def _normal_follows(doc: Doc, i: int, kinds: dict[int, Any]) -> bool:
     return j < len(doc) and doc[j].lower_ == "normal"
 
 
-def _persists(ent: Span) -> bool:
+def _persists(ent: Span, trigger: range = range(0)) -> bool:
     """Does the mention's own clause, after it, say it is still there ("..., which is unchanged")?
 
     Stops at the next mention; a persistence word right before another mention modifies that one
-    ("history of CHF with stable cardiomegaly").
+    ("history of CHF with stable cardiomegaly"); the words of the trigger itself do not count ("was
+    present on the prior CT").
     """
     doc = ent.doc
     end = ent.sent.end
@@ -230,7 +232,7 @@ def _persists(ent: Span) -> bool:
         tok = doc[i]
         if tok.ent_iob_ == "B":
             return False
-        if tok.lower_ in HISTORICAL.persistence:
+        if tok.lower_ in HISTORICAL.persistence and i not in trigger and doc[max(0, i - 1)].lower_ not in NEGATED_BY:
             ahead = doc[i + 1:min(end, i + 3)]
             if not any(t.ent_iob_ == "B" for t in ahead):
                 return True

@@ -14,15 +14,16 @@ from spacy.language import Language
 
 from radsim.data_contracts.vocabulary import Vocabulary
 
-from . import negex_trace, ruler  # noqa: F401 - register the "radsim_negex" and "radsim_entity_ruler" factories
+from . import device_position, negex_trace, ruler  # noqa: F401 - register the radsim_* factories
 from .negex_trace import IGNORE_LABEL
-from .resources import KINDS, expand_slots, historical, historical_following, phrases, termsets
+from .resources import (KINDS, expand_slots, historical, historical_following, phrases, study_reference_patterns,
+                        termsets)
 
 ATTR_PREFIX = "attr:"
 SUGGESTIVE_PREFIX = "sug:"  # a phrase that suggests a finding without asserting it: at most -1
 # Span extension per kind; "negex" is negspacy's own name for the negation flag.
 EXTENSIONS = {"negation": "negex", "uncertainty": "uncertain", "resolved": "resolved"}
-SENTENCE_PUNCT = [".", "!", "\n"]
+SENTENCE_PUNCT = [".", "!", "\n", "..", "...", "....", "…"]  # ".." and an ellipsis end a sentence too
 # Slash abbreviations kept as one token, so "f/u." and "h/o" match their triggers.
 SLASH_ABBREVIATIONS = ("f/u", "h/o", "s/p", "r/o", "w/o", "c/w", "n/g", "hx/o")  # "?" is a hedge in reports ("? consolidation"), not a sentence end
 # Following triggers that reach only the mention right before them ("atelectasis versus consolidation",
@@ -183,8 +184,13 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
     entity_ruler = nlp.add_pipe("radsim_entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False})
     patterns = build_patterns(vocabulary)
     entity_ruler.add_patterns(patterns.ruler)
+    position = phrases().get("device_position") or {}
+    if position.get("label") in vocabulary.observed:
+        nlp.add_pipe("radsim_device_position", config={k: position[k] for k in
+                                                       ("label", "triggers", "landmarks", "below", "diaphragm", "window")})
     sets = termsets()
     hist = historical()
+    study_refs = study_reference_patterns()
     for kind in KINDS:
         nlp.add_pipe(
             "radsim_negex",
@@ -195,6 +201,8 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
                 "adjacent_following": ADJACENT_FOLLOWING.get(kind, []),
                 "short_preceding": sorted(hist.short_reach) if kind == "resolved" else [],
                 "short_preceding_gap": hist.short_reach_gap,
+                "token_preceding": study_refs[0] if kind == "resolved" else [],
+                "token_following": study_refs[1] if kind == "resolved" else [],
             },
         )
     return nlp, patterns

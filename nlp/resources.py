@@ -71,6 +71,11 @@ class Historical:
     short_reach_gap: int
     short_reach_findings: frozenset[str]
     persistence: frozenset[str]  # a word in the mention's own clause that says it is still there
+    study_words: frozenset[str] = frozenset()  # a trigger holding one refers to another study ("prior CT showed")
+
+    def is_historical(self, trigger: str) -> bool:
+        low = trigger.lower()
+        return low in self.triggers or not self.study_words.isdisjoint(low.replace("-", " ").split())
 
 
 def historical() -> Historical:
@@ -83,7 +88,29 @@ def historical() -> Historical:
         short_reach_gap=int(raw.get("short_reach_gap", 3)),
         short_reach_findings=frozenset(raw.get("short_reach_findings") or []),
         persistence=frozenset(str(t).lower() for t in raw.get("persistence") or []),
+        study_words=frozenset(str(t).lower() for t in (raw.get("study_reference") or {}).get("studies") or []),
     )
+
+
+def study_reference_patterns() -> tuple[list[list[dict]], list[list[dict]]]:
+    """spaCy token patterns (preceding, following) for a finding attributed to another study."""
+    ref = _load("termsets.yaml").get("historical", {}).get("study_reference") or {}
+    if not ref:
+        return [], []
+
+    def words(key: str) -> dict:
+        return {"LOWER": {"IN": [str(w).lower() for w in ref[key]]}}
+
+    def gap(n: int) -> dict:  # any tokens but a clause or sentence break
+        return {"LOWER": {"NOT_IN": [",", ";", ".", ":", "!", "?", "\n"]}, "OP": f"{{0,{n}}}"}
+
+    det = {"LOWER": {"IN": ["the", "a", "an"]}, "OP": "?"}
+    preceding = [[words("prior"), gap(3), words("studies"), gap(4), words("verbs")],
+                 [words("modalities"), gap(5), words("verbs")]]
+    following = [[words("seen"), words("at_words"), det, gap(2), words("prior"), gap(2), words("studies")],
+                 [words("at_words"), det, gap(1), words("prior"), gap(2), words("studies")],
+                 [words("seen"), words("at_words"), det, gap(2), words("modalities")]]
+    return preceding, following
 
 
 def historical_following() -> list[str]:

@@ -25,6 +25,7 @@ class ScopeRules:
     def __init__(self, cfg: dict[str, Any], implications: dict[str, tuple[str, ...]]):
         ex = cfg.get("explained_away") or {}
         self.findings = frozenset(ex.get("findings") or [])
+        self.labels = self.findings | {f"sug:{f}" for f in self.findings}
         self.explainers = frozenset(str(p).lower() for p in ex.get("explainers") or [])
         self.links = frozenset(str(w).lower() for w in ex.get("links") or [])
         self.weak = frozenset(str(w).lower() for w in ex.get("weak_links") or [])
@@ -48,7 +49,8 @@ class ScopeRules:
             if e.start < start or e.start >= end or e.text.lower() not in self.explainers:
                 continue
             if e.start >= m.ent.end:
-                link = self._link(doc[m.ent.end:e.start], self.links)
+                link = "strong" if _apposition(doc, e.start) and e.start - m.ent.end <= self.window else \
+                    self._link(doc[m.ent.end:e.start], self.links)
             elif e.end <= m.ent.start:
                 link = self._link(doc[e.end:m.ent.start], self.reverse, require=True)
             else:
@@ -61,8 +63,8 @@ class ScopeRules:
 
     def _link(self, between: Span, links: frozenset[str], require: bool = False) -> str | None:
         """"strong", "weak" or None: how the words between a mention and its explainer tie them."""
-        if len(between) > self.window or any(t.ent_iob_ == "B" for t in between):
-            return None
+        if len(between) > self.window or any(t.ent_iob_ == "B" and t.ent_type_ in self.labels for t in between):
+            return None  # another lesion or opacity in between: the explainer is not this mention's
         words = [t.lower_ for t in between]
         if any(w in _BREAKS for w in words):
             return None
@@ -74,6 +76,13 @@ class ScopeRules:
         if not require and all(t.is_punct or t.lower_ in ("a", "an", "the") for t in between):
             return "strong"  # "nodular opacity (nipple shadow)", "density, a nipple shadow"
         return None
+
+
+def _apposition(doc: Doc, start: int) -> bool:
+    """Is the explainer set off right after a comma, bracket or dash ("..., a nipple shadow", "(nipple shadow)")?"""
+    before = [t.lower_ for t in doc[max(0, start - 2):start]]
+    return bool(before) and (before[-1] in ("(", "-", "–", ":") or before[-2:] in ([",", "a"], [",", "an"], [",", "the"])
+                             or (before[-1] == "," and len(before) == 1))
 
 
 def _sentence(doc: Doc, token: int) -> tuple[int, int]:

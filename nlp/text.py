@@ -151,10 +151,22 @@ NON_ASSERTING = (
 )
 _KIND = {n: True for n in ASSERTING} | {n: False for n in NON_ASSERTING}
 _NAMES = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(_KIND, key=len, reverse=True))
+# A multi-part report's sections by body part ("CHEST: ...", "LEFT WRIST: ..."): the chest part asserts
+# chest findings, another part's fracture or degenerative change is no chest finding (issue 22).
+_SIDE = r"(?:(?:left|right|bilateral|both|lt|rt|l|r)\.?\s+)?"
+_CHEST = (r"(?:chest|thorax|cxr|ribs|rib\s+series|(?:pa|ap|portable|erect|supine|frontal)(?:\s+and\s+lateral)?"
+          r"\s+chest|chest\s+(?:pa|ap)(?:\s+and\s+lateral)?)")
+_OTHER_PART = (r"(?:wrists?|hands?|hips?|pelvis|knees?|ankles?|feet|foot|elbows?|forearms?|femurs?|femora|tibias?|"
+               r"tibiae|fibulas?|humerus|humeri|shoulders?|abdomen|lumbar\s+spine|cervical\s+spine|"
+               r"lumbosacral\s+spine|sacrum|coccyx|skull|facial\s+bones|sinuses|fingers?|thumbs?|toes?|legs?|"
+               r"thighs?|heels?|calcaneus|kub|mandible|orbits?|nasal\s+bones)")
+_VIEW = r"(?:\s+(?:x-?rays?|xr|radiographs?|radiography|series|views?|films?|\d+\s+views?|(?:ap|pa)(?:\s+and\s+lateral)?))?"
+_PART = rf"{_SIDE}(?:{_CHEST}|{_OTHER_PART}){_VIEW}"
+_CHEST_PART = re.compile(rf"{_SIDE}{_CHEST}{_VIEW}", re.I)
 # A header starts a line (or follows a sentence end) and ends with a colon, or is alone on its line
 # in capitals. "no history of trauma" is not a header: it has no colon.
 _HEADER = re.compile(
-    rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_NAMES})[ \t]*(?::[ \t]*|-[ \t]+|(?P<bare>[ \t]*(?=\n|$)))",
+    rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_NAMES}|{_PART})[ \t]*(?::[ \t]*|-[ \t]+|(?P<bare>[ \t]*(?=\n|$)))",
     re.I | re.M,
 )
 _CANDIDATE = re.compile(r"[\n.;!]")  # headers start the text, a line, or follow a sentence end
@@ -176,7 +188,9 @@ def _header_kind(match: re.Match[str]) -> bool | None:
     name = " ".join(match.group("name").lower().split())
     if match.group("bare") is not None and not match.group("name").isupper():
         return None  # "Report" alone on a line in running text is not a header
-    return _KIND.get(name)
+    if name in _KIND:
+        return _KIND[name]
+    return _CHEST_PART.fullmatch(name) is not None  # a body part: only the chest asserts chest findings
 
 
 def asserting_text(text: str) -> str:
