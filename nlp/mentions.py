@@ -180,7 +180,8 @@ class MentionRules:
         if low in HYPOTHETICAL:
             return None  # "rib fractures may be occult on radiographs" asserts nothing about this patient
         if HISTORICAL.is_historical(trigger):
-            if _persists(ent, range(t0, t1)):  # "follow-up of the effusion, which is slightly smaller"
+            study = low not in HISTORICAL.triggers  # "the effusion seen on the prior CT": another study's finding
+            if _persists(ent, range(t0, t1)) or (study and _changed_before(ent)):
                 return Mention(1, "positive", ent, ent.text, "historical.persists", "definite")
             return Mention(0, "historical", ent, trigger, f"historical.{direction}", "absent")
         return Mention(0, "resolved", ent, trigger, f"resolved.{direction}", "absent")
@@ -217,6 +218,14 @@ def _normal_follows(doc: Doc, i: int, kinds: dict[int, Any]) -> bool:
     if j < len(doc) and doc[j].text in ("-", "to"):
         j += 1
     return j < len(doc) and doc[j].lower_ == "normal"
+
+
+def _changed_before(ent: Span) -> bool:
+    """A change or persistence word just before a mention attributed to another study ("interval decrease in the
+    effusion seen on the prior radiograph", "stable nodule noted on prior CT"): it is still there."""
+    doc = ent.doc
+    start = max(ent.sent.start, ent.start - 4)
+    return any(t.lower_ in HISTORICAL.changed_before for t in doc[start:ent.start])
 
 
 def _persists(ent: Span, trigger: range = range(0)) -> bool:

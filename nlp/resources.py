@@ -72,6 +72,7 @@ class Historical:
     short_reach_findings: frozenset[str]
     persistence: frozenset[str]  # a word in the mention's own clause that says it is still there
     study_words: frozenset[str] = frozenset()  # a trigger holding one refers to another study ("prior CT showed")
+    changed_before: frozenset[str] = frozenset()  # before such a mention: it is described now ("interval decrease in")
 
     def is_historical(self, trigger: str) -> bool:
         low = trigger.lower()
@@ -89,6 +90,7 @@ def historical() -> Historical:
         short_reach_findings=frozenset(raw.get("short_reach_findings") or []),
         persistence=frozenset(str(t).lower() for t in raw.get("persistence") or []),
         study_words=frozenset(str(t).lower() for t in (raw.get("study_reference") or {}).get("studies") or []),
+        changed_before=frozenset(str(t).lower() for t in raw.get("changed_before") or []),
     )
 
 

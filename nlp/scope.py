@@ -19,6 +19,9 @@ from .mentions import Mention
 from .negex_trace import sentence_starts
 
 _BREAKS = frozenset({";", "but", "however", "although", "whereas", "while", "and", "also"})
+# words after a link that put the explainer elsewhere: "the nodule is obscured by the clavicle"
+_BLOCKERS = frozenset({"by", "behind", "over", "under", "beneath", "above", "near", "obscured", "obscuring", "obscures",
+                       "projecting", "projects", "adjacent", "beside", "not"})
 
 
 class ScopeRules:
@@ -70,9 +73,14 @@ class ScopeRules:
             return None
         if any(w in self.weak for w in words):
             return "weak"
-        text = f" {' '.join(words)} "
-        if any(w in links for w in words) or any(f" {p} " in text for p in links if " " in p):
-            return "strong"
+        last = max((k for k, w in enumerate(words) if w in links), default=None)
+        if last is None:
+            text = f" {' '.join(words)} "
+            last = max((text[:text.index(f" {p} ")].count(" ") + p.count(" ") for p in links
+                        if " " in p and f" {p} " in text), default=None)
+        if last is not None:  # the link must lead to the explainer ("is a nipple", not "is obscured by the clavicle")
+            tail = words[last + 1:]
+            return "strong" if len(tail) <= 3 and not _BLOCKERS.intersection(tail) else None
         if not require and all(t.is_punct or t.lower_ in ("a", "an", "the") for t in between):
             return "strong"  # "nodular opacity (nipple shadow)", "density, a nipple shadow"
         return None
