@@ -11,38 +11,43 @@ from __future__ import annotations
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from .arrays import record_entities, word_arrays
+
 
 class DevicePosition:
     def __init__(self, nlp: Language, label: str, triggers: list[str], landmarks: list[str], below: list[str],
                  diaphragm: list[str], window: int):
+        strings = nlp.vocab.strings
+
+        def ids(words: list[str]) -> frozenset[int]:  # LOWER hashes, compared with the doc's array
+            return frozenset(strings.add(w.lower()) for w in words)
+
         self.label = label
-        self.triggers = {w.lower() for w in triggers}
-        self.landmarks = [tuple(p.lower().split()) for p in landmarks]
+        self.triggers = ids(triggers)
+        self.landmarks = [tuple(strings.add(w) for w in p.lower().split()) for p in landmarks]
         self.first_words = {p[0] for p in self.landmarks}
-        self.below = {w.lower() for w in below}
-        self.diaphragm = {w.lower() for w in diaphragm}
+        self.below = ids(below)
+        self.diaphragm = ids(diaphragm)
         self.window = window
 
     def __call__(self, doc: Doc) -> Doc:
-        words = [t.lower_ for t in doc]
-        if not self.triggers.intersection(words):
-            return doc
-        new = []
-        for i, word in enumerate(words):
-            if word in self.triggers and doc[i].ent_iob_ not in ("B", "I") and self._landmark_after(doc, words, i):
-                new.append(Span(doc, i, i + 1, label=self.label))
+        lower, sent = word_arrays(doc)
+        found = [i for i, w in enumerate(lower) if w in self.triggers]
+        new = [Span(doc, i, i + 1, label=self.label) for i in found
+               if doc[i].ent_iob_ not in ("B", "I") and self._landmark_after(lower, sent, i)]
         if new:
             doc.set_ents(new, default="unmodified")
+            record_entities(doc, new)
         return doc
 
-    def _landmark_after(self, doc: Doc, words: list[str], i: int) -> bool:
-        for j in range(i + 1, min(len(doc), i + 1 + self.window)):
-            if doc[j].is_sent_start:
+    def _landmark_after(self, lower: list[int], sent: list[int], i: int) -> bool:
+        for j in range(i + 1, min(len(lower), i + 1 + self.window)):
+            if sent[j] == 1:
                 return False
-            w = words[j]
-            if w in self.diaphragm and self.below.intersection(words[max(i + 1, j - 3):j]):
+            w = lower[j]
+            if w in self.diaphragm and self.below.intersection(lower[max(i + 1, j - 3):j]):
                 return True
-            if w in self.first_words and any(tuple(words[j:j + len(p)]) == p for p in self.landmarks):
+            if w in self.first_words and any(tuple(lower[j:j + len(p)]) == p for p in self.landmarks):
                 return True
         return False
 

@@ -11,10 +11,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc, Span
 
 from radsim.data_contracts.vocabulary import NO_FINDING, SUPPORT_DEVICES, Vocabulary, load_vocabulary
 
+from .arrays import release_spans
 from .certainty import DEFAULT_PRESENT, RANK as CERTAINTY_RANK, check_present
 from .mentions import Mention, MentionRules
 from .scope import ScopeRules
@@ -84,14 +86,16 @@ class _Sentences:
         self.doc = doc
         self.text = text
         self.starts = sentence_starts(doc)
+        arr = doc.to_array([IDX, LENGTH])
+        self.idx, self.length = arr[:, 0].tolist(), arr[:, 1].tolist()
 
     def __call__(self, ent: Span) -> str:
         if self.text is None:
             self.text = self.doc.text  # Doc.text is rebuilt from the tokens on each access
         k = bisect_right(self.starts, ent.start)
-        first = self.doc[self.starts[k - 1]]
-        last = self.doc[(self.starts[k] if k < len(self.starts) else len(self.doc)) - 1]
-        return self.text[first.idx:last.idx + len(last.text)].strip()
+        first = self.starts[k - 1]
+        last = (self.starts[k] if k < len(self.starts) else len(self.doc)) - 1
+        return self.text[self.idx[first]:self.idx[last] + self.length[last]].strip()
 
 
 class Labeler:
@@ -120,8 +124,9 @@ class Labeler:
                                   frozenset(strings.add(w) for w in cfg.get("attribute_stops", [])),
                                   int(cfg.get("attribute_window", 10)), certainty_lexicon(), unlikely_triggers(),
                                   self.present)
-        self.scope = ScopeRules(cfg, patterns.implications)
-        self._label_finding: dict[str, str] = {}
+        owners = {p["pattern"]: p["label"] for p in patterns.ruler if p["pattern"] in patterns.implications}
+        self.scope = ScopeRules(cfg, patterns.implications, owners)
+        self._label_finding: dict[int, tuple[str, bool]] = {}
         self.version = LABELER_VERSION
 
     # ------------------------------------------------------------------ public API
@@ -158,23 +163,30 @@ class Labeler:
 
     # ------------------------------------------------------------------ doc → labels
 
-    def _finding(self, label: str) -> str:
-        found = self._label_finding.get(label)
+    def _finding(self, ent: Span) -> tuple[str, bool]:
+        """(finding, plain): the finding a mention's label names; plain when it is neither an attribute
+        phrase nor a suggestive one. Cached by label hash."""
+        found = self._label_finding.get(ent.label)
         if found is None:
+            label = ent.label_
             if label.startswith(ATTR_PREFIX):
-                found = self.attributes[int(label[len(ATTR_PREFIX):])].finding
+                found = (self.attributes[int(label[len(ATTR_PREFIX):])].finding, False)
             else:
-                found = label.removeprefix(SUGGESTIVE_PREFIX)
-            self._label_finding[label] = found
+                found = (label.removeprefix(SUGGESTIVE_PREFIX), not label.startswith(SUGGESTIVE_PREFIX))
+            self._label_finding[ent.label] = found
         return found
 
     def _chosen(self, doc: Doc) -> dict[str, Mention]:
         """The strongest mention per finding: present > uncertain > negated, then the more certain."""
         traces = {kind: trace(doc, ext) for kind, ext in EXTENSIONS.items()}
+        flagged = traces["negation"].keys() | traces["uncertainty"].keys() | traces["resolved"].keys()
         chosen: dict[str, Mention] = {}
         for ent in mentions(doc):
-            finding = self._finding(ent.label_)
-            m = self.rules.mention(ent, traces, finding)
+            finding, plain = self._finding(ent)
+            if plain and (ent.start, ent.end) not in flagged:  # no trigger reaches it: present, as stated
+                m: Mention | None = Mention(1, "positive", ent, None, "mention", "definite")
+            else:
+                m = self.rules.mention(ent, traces, finding)
             if m is None:
                 continue
             m = self.scope.explained(m, finding)
@@ -190,6 +202,7 @@ class Labeler:
     def labels_from_doc(self, doc: Doc, text: str | None = None) -> ReportLabels:
         """Labels from a processed Doc; `text` (the Doc's text, when the caller has it) saves rebuilding it."""
         chosen = self._chosen(doc)
+        release_spans(doc)
         values: dict[str, int | None] = {}
         evidence: list[Evidence] = []
         sentence = _Sentences(doc, text) if chosen else None
@@ -202,7 +215,7 @@ class Labeler:
             m = chosen.get(name)
             values[name] = m.value if m else None
             if m is not None:
-                evidence.append(Evidence(name, m.status, sentence(m.ent), m.trigger, m.rule, m.certainty))
+                evidence.append(Evidence(name, m.status, sentence(m.ent), m.trigger_text, m.rule, m.certainty))
                 if name != SUPPORT_DEVICES and m.value in (1, -1) and abnormal is None:
                     abnormal, abnormal_name = m, name
         if NO_FINDING in values:
@@ -212,7 +225,7 @@ class Labeler:
                                             "no_finding: no finding other than support_devices is 1 or -1"))
             else:
                 values[NO_FINDING] = 0
-                evidence.insert(0, Evidence(NO_FINDING, "negated", sentence(abnormal.ent), abnormal.trigger,
+                evidence.insert(0, Evidence(NO_FINDING, "negated", sentence(abnormal.ent), abnormal.trigger_text,
                                             f"no_finding: {abnormal_name} is {abnormal.value}"))
         return ReportLabels(values, evidence)
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from spacy.attrs import LOWER, SENT_START
 from spacy.tokens import Doc, Span
 
+from .arrays import word_arrays
+
 from .certainty import RANK as CERTAINTY_RANK, Lexicon, counts_as_present
+from .negex_trace import sentence_bounds
 from .pipeline import ATTR_PREFIX, SUGGESTIVE_PREFIX, Attribute
 from .resources import historical, hypothetical
 
@@ -29,7 +31,6 @@ GOVERNED_HEDGES = frozenset({"suggest", "suggests", "suggesting", "to suggest", 
                              "to indicate", "indicating", "representing", "to represent"})
 HISTORICAL = historical()  # "history of", "follow-up": resolved-instance triggers reported as historical
 HYPOTHETICAL = hypothetical()  # "may be occult", "could further evaluate for": resolved-instance triggers, no mention
-_ARRAYS_KEY = ("radsim.labeler", "arrays")
 NEGATED_BY = frozenset({"not", "no", "longer", "never", "nor"})  # "no longer present" does not persist
 # "heart and mediastinum are normal": one qualifier for a list of attribute phrases
 SHARED_PREDICATE_GLUE = frozenset({"and", ",", "or", "/", "&", "the"})
@@ -42,18 +43,13 @@ class Mention:
     value: int
     status: str
     ent: Span
-    trigger: str
+    trigger: str | None  # None: the mention itself (its text is read only if it becomes evidence)
     rule: str
     certainty: str = "definite"
 
-
-def word_arrays(doc: Doc) -> tuple[list[int], list[int]]:
-    """(LOWER hashes, SENT_START flags) of every token, read once per doc without making Token objects."""
-    cached = doc.user_data.get(_ARRAYS_KEY)
-    if cached is None:
-        arr = doc.to_array([LOWER, SENT_START])
-        cached = doc.user_data[_ARRAYS_KEY] = (arr[:, 0].tolist(), arr[:, 1].astype("int64").tolist())
-    return cached
+    @property
+    def trigger_text(self) -> str:
+        return self.trigger if self.trigger is not None else self.ent.text
 
 
 class MentionRules:
@@ -131,7 +127,7 @@ class MentionRules:
         m = self.plain_mention(ent, traces, finding)
         if m is not None and label.startswith(SUGGESTIVE_PREFIX) and m.value == 1:
             # "vascular congestion" suggests oedema without asserting it, whatever the threshold
-            return Mention(-1, "uncertain", ent, ent.text, "suggestive", "possible")
+            return Mention(-1, "uncertain", ent, None, "suggestive", "possible")
         return m
 
     def _attribute_mention(self, ent: Span, traces: dict[str, dict]) -> Mention | None:
@@ -166,7 +162,7 @@ class MentionRules:
     def plain_mention(self, ent: Span, traces: dict[str, dict], finding: str) -> Mention | None:
         best = self._nearest(ent, traces, finding)
         if best is None:
-            return Mention(1, "positive", ent, ent.text, "mention", "definite")
+            return Mention(1, "positive", ent, None, "mention", "definite")
         _, _, kind, (trigger, _dist, direction, reach, t0, t1) = best
         low = trigger.lower()
         if kind == "uncertainty":
@@ -182,7 +178,7 @@ class MentionRules:
         if HISTORICAL.is_historical(trigger):
             study = low not in HISTORICAL.triggers  # "the effusion seen on the prior CT": another study's finding
             if _persists(ent, range(t0, t1)) or (study and _changed_before(ent)):
-                return Mention(1, "positive", ent, ent.text, "historical.persists", "definite")
+                return Mention(1, "positive", ent, None, "historical.persists", "definite")
             return Mention(0, "historical", ent, trigger, f"historical.{direction}", "absent")
         return Mention(0, "resolved", ent, trigger, f"resolved.{direction}", "absent")
 
@@ -224,7 +220,7 @@ def _changed_before(ent: Span) -> bool:
     """A change or persistence word just before a mention attributed to another study ("interval decrease in the
     effusion seen on the prior radiograph", "stable nodule noted on prior CT"): it is still there."""
     doc = ent.doc
-    start = max(ent.sent.start, ent.start - 4)
+    start = max(sentence_bounds(doc, ent.start)[0], ent.start - 4)
     return any(t.lower_ in HISTORICAL.changed_before for t in doc[start:ent.start])
 
 
@@ -236,7 +232,7 @@ def _persists(ent: Span, trigger: range = range(0)) -> bool:
     present on the prior CT").
     """
     doc = ent.doc
-    end = ent.sent.end
+    end = sentence_bounds(doc, ent.start)[1]
     for i in range(ent.end, end):
         tok = doc[i]
         if tok.ent_iob_ == "B":

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-import numpy as np
-
 from spacy.language import Language
-from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span
 
 from negspacy.negation import Negex
+
+from .arrays import all_entities, word_arrays
+from .study_refs import StudyReferences
 
 TRACE_KEY = "radsim.negex"
 IGNORE_LABEL = "ignore"
@@ -52,76 +52,82 @@ RELATIVE = frozenset({"which", "that"})  # ", which has resolved": the comma ope
 class TracingNegex(Negex):
     def __init__(self, nlp: Language, name: str, neg_termset: dict[str, list[str]], extension_name: str,
                  adjacent_following: list[str], max_following_gap: int, max_preceding_gap: int,
-                 short_preceding: list[str], short_preceding_gap: int, token_preceding: list[list[dict]],
-                 token_following: list[list[dict]]):
+                 short_preceding: list[str], short_preceding_gap: int, study_reference: dict[str, list[str]]):
         super().__init__(nlp, name, neg_termset, ent_types=None, extension_name=extension_name)
         self.adjacent = {t.lower() for t in adjacent_following}
         self.short = {t.lower() for t in short_preceding}
         self.short_gap = short_preceding_gap
         self.max_following_gap = max_following_gap
         self.max_preceding_gap = max_preceding_gap
-        self.token_matcher: Matcher | None = None
-        if token_preceding or token_following:
-            self.token_matcher = Matcher(nlp.vocab)
-            for key, patterns in (("Preceding", token_preceding), ("Following", token_following)):
-                if patterns:
-                    self.token_matcher.add(key, patterns)
+        strings = nlp.vocab.strings
+        self.study_refs = StudyReferences(nlp.vocab, study_reference, strings.add("Preceding"),
+                                          strings.add("Following")) if study_reference else None
+        self._kind = {strings.add(k): k for k in ("pseudo", "Preceding", "Following", "Termination")}
+
+        def ids(words: frozenset[str]) -> frozenset[int]:  # LOWER hashes, compared with the doc's array
+            return frozenset(strings.add(w) for w in words)
+
+        self._glue, self._conj, self._continues = ids(LIST_GLUE), ids(LIST_CONJUNCTIONS), ids(LIST_CONTINUES)
+        self._and_comma, self._comma = ids(frozenset({"and", ","})), strings.add(",")
+        self._singular, self._plural, self._relative = ids(SINGULAR), ids(PLURAL), ids(RELATIVE)
 
     def process_negations(self, doc: Doc) -> tuple[list, list, list]:
-        """negspacy's phrase triggers, plus token-pattern triggers with gaps ("previous CT from March showed"),
-        all subject to the pseudo phrases."""
+        """negspacy's phrase triggers, plus triggers with gaps that attribute a finding to another study
+        ("previous CT from March showed"), all subject to the pseudo phrases."""
         matches = list(self.matcher(doc))
-        if self.token_matcher is not None:
-            matches += list(self.token_matcher(doc))
-        strings = self.nlp.vocab.strings
-        pseudo = [(s, e) for m, s, e in matches if strings[m] == "pseudo"]
+        if self.study_refs is not None:
+            matches += self.study_refs(doc)
+        kinds = self._kind
+        pseudo = [(s, e) for m, s, e in matches if kinds[m] == "pseudo"]
         out: dict[str, list] = {"Preceding": [], "Following": [], "Termination": []}
         for match_id, start, end in matches:
-            kind = strings[match_id]
-            if kind != "pseudo" and not any(p0 <= start <= p1 for p0, p1 in pseudo):
+            kind = kinds[match_id]
+            if kind != "pseudo" and not (pseudo and any(p0 <= start <= p1 for p0, p1 in pseudo)):
                 out[kind].append((match_id, start, end))
         return out["Preceding"], out["Following"], out["Termination"]
 
-    def _reaches_back(self, doc: Doc, ents: list[Span], i: int, t_start: int, t_end: int, adjacent: bool) -> bool:
+    def _reaches_back(self, lower: list[int], ents: list[Span], i: int, t_start: int, t_end: int,
+                      adjacent: bool) -> bool:
         end = ents[i].end
         j = i + 1
         comma_link = conjunction = and_link = False
         while j < len(ents) and ents[j].end <= t_start:
-            between = doc[end:ents[j].start]
-            if adjacent or any(tok.lower_ not in LIST_GLUE for tok in between):
+            between = set(lower[end:ents[j].start])
+            if adjacent or not between <= self._glue:
                 return False
-            words = {tok.lower_ for tok in between}
-            conjunction |= bool(words & LIST_CONJUNCTIONS)
-            comma_link |= "," in words
-            and_link |= bool(words & {"and", ","})
+            conjunction |= not between.isdisjoint(self._conj)
+            comma_link |= self._comma in between
+            and_link |= not between.isdisjoint(self._and_comma)
             end = ents[j].end
             j += 1
         if comma_link and not conjunction:  # "consolidation, pneumothorax not seen" is two clauses
             return False
-        gap = doc[end:t_start]
+        gap = lower[end:t_start]
         if adjacent:
             return len(gap) <= 1
-        verbs = {tok.lower_ for tok in doc[end:t_end]}
-        if j > i + 1 and and_link and verbs & SINGULAR and not verbs & PLURAL:
+        verbs = set(lower[end:t_end])
+        if j > i + 1 and and_link and not verbs.isdisjoint(self._singular) and verbs.isdisjoint(self._plural):
             return False
         if len(gap) > self.max_following_gap:
             return False
-        commas = [k for k, tok in enumerate(gap) if tok.text == ","]
-        return not commas or (commas == [0] and len(gap) > 1 and gap[1].lower_ in RELATIVE)
+        commas = [k for k, w in enumerate(gap) if w == self._comma]
+        return not commas or (commas == [0] and len(gap) > 1 and gap[1] in self._relative)
 
-    @staticmethod
-    def _clause_terminations(doc: Doc, terminating: list[tuple[int, int, int]], triggers: list[tuple[int, int, int]],
+    def _clause_terminations(self, lower: list[int], terminating: list[tuple[int, int, int]],
+                             triggers: list[tuple[int, int, int]],
                              following: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
         """Drop a termination inside a trigger ("with" in "in keeping with a ...") and a relative pronoun that
         opens a following trigger's clause ("..., which has cleared")."""
-        spans = [(t0, t1) for _, t0, t1 in triggers]
+        if not terminating:
+            return terminating
+        inside = {k for _, t0, t1 in triggers for k in range(t0, t1)}
         starts = {t0 for _, t0, _ in following}
         kept = []
         for match in terminating:
             _, t0, t1 = match
-            if any(a <= t0 < b for a, b in spans):
+            if t0 in inside:
                 continue
-            if doc[t0].lower_ in RELATIVE and t1 - t0 == 1 and starts & set(range(t1, t1 + 3)):
+            if lower[t0] in self._relative and t1 - t0 == 1 and (t1 in starts or t1 + 1 in starts or t1 + 2 in starts):
                 continue
             kept.append(match)
         return kept
@@ -139,21 +145,22 @@ class TracingNegex(Negex):
         nxt = doc[t1]
         return nxt.lower_ in FORWARD_WORDS or nxt.ent_iob_ == "B"
 
-    @staticmethod
-    def _list_terminations(doc: Doc, terminating: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    def _list_terminations(self, doc: Doc, lower: list[int],
+                           terminating: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
         """Drop a comma termination whose clause goes on as a list ("..., large effusion or pneumothorax")."""
-        if not any(doc[t0].text == "," for _, t0, _ in terminating):
+        comma = self._comma
+        if not any(lower[t0] == comma for _, t0, _ in terminating):
             return terminating
-        other_starts = sorted(t0 for _, t0, _ in terminating if doc[t0].text != ",")
+        other_starts = sorted(t0 for _, t0, _ in terminating if lower[t0] != comma)
         sents = sentence_starts(doc)
         kept = []
         for match in terminating:
             _, t0, t1 = match
-            if doc[t0].text == ",":
+            if lower[t0] == comma:
                 k = bisect_right(sents, t0)
                 sent_end = sents[k] if k < len(sents) else len(doc)
                 stop = min([s for s in other_starts if s > t0] + [sent_end])
-                if any(tok.lower_ in LIST_CONTINUES for tok in doc[t1:stop]):
+                if not self._continues.isdisjoint(lower[t1:stop]):
                     continue
             kept.append(match)
         return kept
@@ -173,8 +180,17 @@ class TracingNegex(Negex):
         if not preceding and not following:
             return doc
         following = [m for m in following if not self._hedges_forward(doc, m[1], m[2])]
-        terminating = self._clause_terminations(doc, terminating, preceding + following, following)
-        bounds = self.termination_boundaries(doc, self._list_terminations(doc, terminating))
+        lower = word_arrays(doc)[0]
+        terminating = self._clause_terminations(lower, terminating, preceding + following, following)
+        bounds = self.termination_boundaries(doc, self._list_terminations(doc, lower, terminating))
+        texts: dict[tuple[int, int], str] = {}
+
+        def text_of(t0: int, t1: int) -> str:
+            found = texts.get((t0, t1))
+            if found is None:
+                found = texts[(t0, t1)] = doc[t0:t1].text
+            return found
+
         starts = [b[0] for b in bounds]
         trace: dict[tuple[int, int], tuple] = doc.user_data.setdefault((TRACE_KEY, self.extension_name), {})
 
@@ -193,7 +209,7 @@ class TracingNegex(Negex):
                     if self.short and not self._in_short_reach(doc, t0, t1, ent.start):
                         continue
                     dist = max(0, ent.start - t1)
-                    text = doc[t0:t1].text
+                    text = text_of(t0, t1)
                     reach.append(text)
                     if best is None or (dist, t0 - t1) < best[:2]:  # nearest; of two ending together, the longer
                         best = (dist, t0 - t1, text, "preceding", t0, t1)
@@ -204,14 +220,13 @@ class TracingNegex(Negex):
                     nearest_following = (t0, t1)  # the nearest; of two starting together, the longer
             if nearest_following is not None:
                 t0, t1 = nearest_following
-                text = doc[t0:t1].text
-                if self._reaches_back(doc, ents, i, t0, t1, text.lower() in self.adjacent):
+                text = text_of(t0, t1)
+                if self._reaches_back(lower, ents, i, t0, t1, text.lower() in self.adjacent):
                     dist = t0 - ent.end
                     reach.append(text)
                     if best is None or dist < best[0]:
                         best = (dist, 0, text, "following", t0, t1)
-            if best is not None:
-                ent._.set(self.extension_name, True)
+            if best is not None:  # read through `trace`; negspacy's Span extension is left unset
                 trace[(ent.start, ent.end)] = (best[2], best[0], best[3], tuple(reach), best[4], best[5])
         return doc
 
@@ -226,22 +241,22 @@ class TracingNegex(Negex):
         "max_preceding_gap": 40,
         "short_preceding": [],
         "short_preceding_gap": 3,
-        "token_preceding": [],
-        "token_following": [],
+        "study_reference": {},
     },
 )
 def make_tracing_negex(nlp: Language, name: str, neg_termset: dict, extension_name: str, adjacent_following: list,
                        max_following_gap: int, max_preceding_gap: int, short_preceding: list,
-                       short_preceding_gap: int, token_preceding: list, token_following: list) -> TracingNegex:
+                       short_preceding_gap: int, study_reference: dict) -> TracingNegex:
     return TracingNegex(nlp, name, neg_termset, extension_name, adjacent_following, max_following_gap,
-                        max_preceding_gap, short_preceding, short_preceding_gap, token_preceding, token_following)
+                        max_preceding_gap, short_preceding, short_preceding_gap, study_reference)
 
 
 def mentions(doc: Doc) -> list[Span]:
-    """The doc's entities other than ignore phrases, built once per doc (Doc.ents walks every token)."""
+    """The doc's entities other than ignore phrases, built once per doc."""
     cached = doc.user_data.get((TRACE_KEY, "ents"))
     if cached is None:
-        cached = doc.user_data[(TRACE_KEY, "ents")] = [e for e in doc.ents if e.label_ != IGNORE_LABEL]
+        ignore = doc.vocab.strings.add(IGNORE_LABEL)
+        cached = doc.user_data[(TRACE_KEY, "ents")] = [e for e in all_entities(doc) if e.label != ignore]
     return cached
 
 
@@ -249,9 +264,16 @@ def sentence_starts(doc: Doc) -> list[int]:
     """Token indices where sentences start, read from the array once per doc."""
     cached = doc.user_data.get((TRACE_KEY, "sents"))
     if cached is None:
-        flags = doc.to_array("SENT_START")
-        cached = doc.user_data[(TRACE_KEY, "sents")] = [0, *(i for i in np.flatnonzero(flags == 1).tolist() if i)]
+        flags = word_arrays(doc)[1]
+        cached = doc.user_data[(TRACE_KEY, "sents")] = [0, *(i for i, f in enumerate(flags) if f == 1 and i)]
     return cached
+
+
+def sentence_bounds(doc: Doc, token: int) -> tuple[int, int]:
+    """(start, end) of the sentence holding a token."""
+    starts = sentence_starts(doc)
+    k = bisect_right(starts, token)
+    return starts[k - 1], (starts[k] if k < len(starts) else len(doc))
 
 
 def trace(doc: Doc, extension_name: str) -> dict[tuple[int, int], tuple]:

@@ -1,4 +1,7 @@
-"""The spaCy pipeline: blank English, sentencizer, entity ruler, three negex instances (DESIGN §6).
+"""The spaCy pipeline: blank English, entity ruler, device positions, three negex instances (DESIGN §6).
+
+Sentences are read from token arrays (radsim.nlp.arrays.word_arrays) with the rule of spaCy's
+sentencizer, not set on the Doc: `doc.sents` is not available, `negex_trace.sentence_starts` is.
 
 Sections and markup are handled on the raw string before spaCy (radsim.nlp.text), so each report
 is one Doc made by `nlp.pipe`.
@@ -15,15 +18,15 @@ from spacy.language import Language
 from radsim.data_contracts.vocabulary import Vocabulary
 
 from . import device_position, negex_trace, ruler  # noqa: F401 - register the radsim_* factories
+from .arrays import SENTENCE_PUNCT  # noqa: F401 - sentences come from token arrays (radsim.nlp.arrays)
 from .negex_trace import IGNORE_LABEL
-from .resources import (KINDS, expand_slots, historical, historical_following, phrases, study_reference_patterns,
+from .resources import (KINDS, expand_slots, historical, historical_following, phrases, study_reference_words,
                         termsets)
 
 ATTR_PREFIX = "attr:"
 SUGGESTIVE_PREFIX = "sug:"  # a phrase that suggests a finding without asserting it: at most -1
 # Span extension per kind; "negex" is negspacy's own name for the negation flag.
 EXTENSIONS = {"negation": "negex", "uncertainty": "uncertain", "resolved": "resolved"}
-SENTENCE_PUNCT = [".", "!", "\n", "..", "...", "....", "…"]  # ".." and an ellipsis end a sentence too
 # Slash abbreviations kept as one token, so "f/u." and "h/o" match their triggers.
 SLASH_ABBREVIATIONS = ("f/u", "h/o", "s/p", "r/o", "w/o", "c/w", "n/g", "hx/o")  # "?" is a hedge in reports ("? consolidation"), not a sentence end
 # Following triggers that reach only the mention right before them ("atelectasis versus consolidation",
@@ -180,7 +183,6 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
     for abbr in SLASH_ABBREVIATIONS:
         for form in {abbr, abbr.upper(), abbr.capitalize()}:
             nlp.tokenizer.add_special_case(form, [{"ORTH": form}])
-    nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_PUNCT})
     entity_ruler = nlp.add_pipe("radsim_entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False})
     patterns = build_patterns(vocabulary)
     entity_ruler.add_patterns(patterns.ruler)
@@ -190,7 +192,7 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
                                                        ("label", "triggers", "landmarks", "below", "diaphragm", "window")})
     sets = termsets()
     hist = historical()
-    study_refs = study_reference_patterns()
+    study_refs = study_reference_words()
     for kind in KINDS:
         nlp.add_pipe(
             "radsim_negex",
@@ -201,8 +203,18 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
                 "adjacent_following": ADJACENT_FOLLOWING.get(kind, []),
                 "short_preceding": sorted(hist.short_reach) if kind == "resolved" else [],
                 "short_preceding_gap": hist.short_reach_gap,
-                "token_preceding": study_refs[0] if kind == "resolved" else [],
-                "token_following": study_refs[1] if kind == "resolved" else [],
+                "study_reference": study_refs if kind == "resolved" else {},
             },
         )
+    _empty_tokenizer_cache(nlp)
     return nlp, patterns
+
+
+def _empty_tokenizer_cache(nlp: Language) -> None:
+    """Start labelling with an empty tokenizer cache.
+
+    spaCy caches at most `max_cache_size` (10,000) tokenised chunks. Tokenising ~25,000 pattern phrases
+    fills it with pattern words, and report words are then never cached: tokenising runs three times
+    slower. Re-setting the special-case rules (the public way to flush it) keeps them and empties it.
+    """
+    nlp.tokenizer.rules = dict(nlp.tokenizer.rules)

@@ -94,25 +94,10 @@ def historical() -> Historical:
     )
 
 
-def study_reference_patterns() -> tuple[list[list[dict]], list[list[dict]]]:
-    """spaCy token patterns (preceding, following) for a finding attributed to another study."""
+def study_reference_words() -> dict[str, list[str]]:
+    """The word lists of the triggers that attribute a finding to another study (radsim.nlp.study_refs)."""
     ref = _load("termsets.yaml").get("historical", {}).get("study_reference") or {}
-    if not ref:
-        return [], []
-
-    def words(key: str) -> dict:
-        return {"LOWER": {"IN": [str(w).lower() for w in ref[key]]}}
-
-    def gap(n: int) -> dict:  # any tokens but a clause or sentence break
-        return {"LOWER": {"NOT_IN": [",", ";", ".", ":", "!", "?", "\n"]}, "OP": f"{{0,{n}}}"}
-
-    det = {"LOWER": {"IN": ["the", "a", "an"]}, "OP": "?"}
-    preceding = [[words("prior"), gap(3), words("studies"), gap(4), words("verbs")],
-                 [words("modalities"), gap(5), words("verbs")]]
-    following = [[words("seen"), words("at_words"), det, gap(2), words("prior"), gap(2), words("studies")],
-                 [words("at_words"), det, gap(1), words("prior"), gap(2), words("studies")],
-                 [words("seen"), words("at_words"), det, gap(2), words("modalities")]]
-    return preceding, following
+    return {key: [str(w) for w in words] for key, words in ref.items()}
 
 
 def historical_following() -> list[str]:

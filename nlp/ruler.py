@@ -12,6 +12,8 @@ from spacy.language import Language
 from spacy.pipeline import EntityRuler
 from spacy.tokens import Doc, Span
 
+from .arrays import record_entities
+
 
 class PhraseEntityRuler(EntityRuler):
     def match(self, doc: Doc) -> list[tuple[int, int, int]]:
@@ -30,7 +32,9 @@ class PhraseEntityRuler(EntityRuler):
                 continue
             taken[start:end] = b"\x01" * (end - start)
             spans.append(Span(doc, start, end, label=match_id))
-        doc.set_ents(sorted(spans, key=lambda s: s.start))
+        spans.sort(key=lambda s: s.start)
+        doc.set_ents(spans)
+        record_entities(doc, spans)
 
 
 @Language.factory("radsim_entity_ruler", default_config={"phrase_matcher_attr": "LOWER", "validate": False})

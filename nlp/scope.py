@@ -10,13 +10,13 @@
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import Any
 
 from spacy.tokens import Doc, Span
 
+from .arrays import all_entities
 from .mentions import Mention
-from .negex_trace import sentence_starts
+from .negex_trace import sentence_bounds
 
 _BREAKS = frozenset({";", "but", "however", "although", "whereas", "while", "and", "also"})
 # words after a link that put the explainer elsewhere: "the nodule is obscured by the clavicle"
@@ -25,7 +25,7 @@ _BLOCKERS = frozenset({"by", "behind", "over", "under", "beneath", "above", "nea
 
 
 class ScopeRules:
-    def __init__(self, cfg: dict[str, Any], implications: dict[str, tuple[str, ...]]):
+    def __init__(self, cfg: dict[str, Any], implications: dict[str, tuple[str, ...]], owners: dict[str, str]):
         ex = cfg.get("explained_away") or {}
         self.findings = frozenset(ex.get("findings") or [])
         self.labels = self.findings | {f"sug:{f}" for f in self.findings}
@@ -35,10 +35,11 @@ class ScopeRules:
         self.reverse = frozenset(str(w).lower() for w in ex.get("reverse_links") or [])
         self.window = int(ex.get("window", 10))
         self.implications = implications
+        self.implying = frozenset(owners.get(p) for p in implications) - {None}
 
     def implied(self, ent: Span, finding: str) -> tuple[str, ...]:
         """Findings that a mention's phrase also asserts ("hydropneumothorax" → pleural_effusion)."""
-        if not self.implications:
+        if finding not in self.implying:
             return ()
         return self.implications.get(ent.text.lower(), ())
 
@@ -47,8 +48,8 @@ class ScopeRules:
         if finding not in self.findings or m.value == 0:
             return m
         doc = m.ent.doc
-        start, end = _sentence(doc, m.ent.start)
-        for e in doc.ents:
+        start, end = sentence_bounds(doc, m.ent.start)
+        for e in all_entities(doc):
             if e.start < start or e.start >= end or e.text.lower() not in self.explainers:
                 continue
             if e.start >= m.ent.end:
@@ -91,9 +92,3 @@ def _apposition(doc: Doc, start: int) -> bool:
     before = [t.lower_ for t in doc[max(0, start - 2):start]]
     return bool(before) and (before[-1] in ("(", "-", "–", ":") or before[-2:] in ([",", "a"], [",", "an"], [",", "the"])
                              or (before[-1] == "," and len(before) == 1))
-
-
-def _sentence(doc: Doc, token: int) -> tuple[int, int]:
-    starts = sentence_starts(doc)
-    k = bisect_right(starts, token)
-    return starts[k - 1], (starts[k] if k < len(starts) else len(doc))

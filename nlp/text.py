@@ -165,20 +165,28 @@ _PART = rf"{_SIDE}(?:{_CHEST}|{_OTHER_PART}){_VIEW}"
 _CHEST_PART = re.compile(rf"{_SIDE}{_CHEST}{_VIEW}", re.I)
 # A header starts a line (or follows a sentence end) and ends with a colon, or is alone on its line
 # in capitals. "no history of trauma" is not a header: it has no colon.
-_HEADER = re.compile(
-    rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_NAMES}|{_PART})[ \t]*(?::[ \t]*|-[ \t]+|(?P<bare>[ \t]*(?=\n|$)))",
-    re.I | re.M,
-)
+_HEADER_END = r"[ \t]*(?::[ \t]*|-[ \t]+|(?P<bare>[ \t]*(?=\n|$)))"
+_HEADER = re.compile(rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_NAMES}){_HEADER_END}", re.I | re.M)
+_PART_HEADER = re.compile(rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_PART}){_HEADER_END}", re.I | re.M)
+_FIRST_WORD = re.compile(r"[ \t]*(?:[-*#•]+[ \t]*)?([A-Za-z]+)")
+# the words a body-part header may start with: the regex above runs only after one of them
+_PART_FIRST = frozenset(v for w in re.findall(r"[a-z]+", _SIDE + _CHEST + _OTHER_PART) for v in (w, w.rstrip("s"))
+                        if v) - {"s", "and", "lateral"}
 _CANDIDATE = re.compile(r"[\n.;!]")  # headers start the text, a line, or follow a sentence end
 
 
 def _headers(text: str):
-    """Header matches, trying the regex only where a header may start (fast on long reports)."""
+    """Header matches, trying the regexes only where a header may start (fast on long reports): a section
+    name at the text's start, a line's or after a sentence end; a body part at a line's start."""
     last_end = 0
     for pos in (0, *(m.end() for m in _CANDIDATE.finditer(text))):
         if pos < last_end:
             continue
         m = _HEADER.match(text, pos)
+        if m is None and (pos == 0 or text[pos - 1] == "\n"):  # a body-part header starts a line
+            word = _FIRST_WORD.match(text, pos)
+            if word is not None and word.group(1).lower() in _PART_FIRST:
+                m = _PART_HEADER.match(text, pos)
         if m:
             last_end = m.end()
             yield m
