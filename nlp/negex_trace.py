@@ -132,11 +132,11 @@ class TracingNegex(Negex):
             kept.append(match)
         return kept
 
-    def _in_short_reach(self, doc: Doc, t0: int, t1: int, start: int) -> bool:
+    def _in_short_reach(self, lower: list[int], text: str, t1: int, start: int) -> bool:
         """A short-reach trigger ("previous") governs only a mention a few tokens on, with no comma between."""
-        if doc[t0:t1].text.lower() not in self.short:
+        if text.lower() not in self.short:
             return True
-        return start - t1 <= self.short_gap and not any(tok.text == "," for tok in doc[t1:start])
+        return start - t1 <= self.short_gap and self._comma not in lower[t1:start]
 
     @staticmethod
     def _hedges_forward(doc: Doc, t0: int, t1: int) -> bool:
@@ -206,10 +206,10 @@ class TracingNegex(Negex):
             reach: list[str] = []
             for t0, t1 in by_bound_pre.get(k, ()):
                 if t0 < ent.start and ent.start - t1 <= self.max_preceding_gap:
-                    if self.short and not self._in_short_reach(doc, t0, t1, ent.start):
+                    text = text_of(t0, t1)
+                    if self.short and not self._in_short_reach(lower, text, t1, ent.start):
                         continue
                     dist = max(0, ent.start - t1)
-                    text = text_of(t0, t1)
                     reach.append(text)
                     if best is None or (dist, t0 - t1) < best[:2]:  # nearest; of two ending together, the longer
                         best = (dist, t0 - t1, text, "preceding", t0, t1)

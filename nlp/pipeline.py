@@ -31,6 +31,10 @@ EXTENSIONS = {"negation": "negex", "uncertainty": "uncertain", "resolved": "reso
 SLASH_ABBREVIATIONS = ("f/u", "h/o", "s/p", "r/o", "w/o", "c/w", "n/g", "hx/o")  # "?" is a hedge in reports ("? consolidation"), not a sentence end
 # Following triggers that reach only the mention right before them ("atelectasis versus consolidation",
 # "pneumonia follow-up").
+# Preceding triggers that reach only a mention a few tokens on ("Negative acute cardiopulmonary abnormality"
+# but not "... negative and sputum shows pneumonia"); the resolved instance's come from termsets.yaml.
+SHORT_REACH = {"negation": ["negative"]}
+SHORT_REACH_GAP = {"negation": 5}
 ADJACENT_FOLLOWING = {"uncertainty": ["versus", "vs", "vs.", "and/or", "?"], "resolved": historical_following()}
 
 
@@ -201,8 +205,8 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
                 "neg_termset": sets[kind],
                 "extension_name": EXTENSIONS[kind],
                 "adjacent_following": ADJACENT_FOLLOWING.get(kind, []),
-                "short_preceding": sorted(hist.short_reach) if kind == "resolved" else [],
-                "short_preceding_gap": hist.short_reach_gap,
+                "short_preceding": SHORT_REACH.get(kind, sorted(hist.short_reach) if kind == "resolved" else []),
+                "short_preceding_gap": SHORT_REACH_GAP.get(kind, hist.short_reach_gap),
                 "study_reference": study_refs if kind == "resolved" else {},
             },
         )
