@@ -138,7 +138,7 @@ class MentionRules:
         value, qualifier, rule = found
         hedge = traces["uncertainty"].get((ent.start, ent.end))
         if value == 1 and hedge is not None:
-            grade = self._grade(hedge[0], hedge[3])
+            grade = self._grade(ent.doc, hedge[0], hedge[3])
             if counts_as_present(grade, self.present):
                 return Mention(1, "positive", ent, f"{hedge[0]} … {qualifier}", "attribute.abnormal+certainty", grade)
             return Mention(-1, "uncertain", ent, f"{hedge[0]} … {qualifier}", "attribute.abnormal+uncertainty", grade)
@@ -166,7 +166,7 @@ class MentionRules:
         _, _, kind, (trigger, _dist, direction, reach, t0, t1) = best
         low = trigger.lower()
         if kind == "uncertainty":
-            grade = self._grade(trigger, reach)
+            grade = self._grade(ent.doc, trigger, reach)
             if counts_as_present(grade, self.present):
                 return Mention(1, "positive", ent, trigger, f"certainty.{direction}", grade)
             return Mention(-1, "uncertain", ent, trigger, f"uncertainty.{direction}", grade)
@@ -182,12 +182,12 @@ class MentionRules:
             return Mention(0, "historical", ent, trigger, f"historical.{direction}", "absent")
         return Mention(0, "resolved", ent, trigger, f"resolved.{direction}", "absent")
 
-    def _grade(self, trigger: str, reach: tuple[str, ...]) -> str:
+    def _grade(self, doc: Doc, trigger: str, reach: tuple[tuple[int, int], ...]) -> str:
         """The nearest hedge's grade, lowered by a weaker one over the same clause ("possible opacity
         consistent with pneumonia" is possible)."""
         grade = self.lexicon.grade(trigger)
         if grade in ("consistent", "definite"):
-            grades = [self.lexicon.grade(t) for t in reach]
+            grades = [self.lexicon.grade(doc[a:b].text) for a, b in reach]
             grade = max([grade, *grades], key=CERTAINTY_RANK.__getitem__)
         return grade
 

@@ -12,6 +12,7 @@ handling, PhraseMatcher and termination boundaries, and change only the assignme
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Callable
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -70,6 +71,7 @@ class TracingNegex(Negex):
         self._glue, self._conj, self._continues = ids(LIST_GLUE), ids(LIST_CONJUNCTIONS), ids(LIST_CONTINUES)
         self._and_comma, self._comma = ids(frozenset({"and", ","})), strings.add(",")
         self._singular, self._plural, self._relative = ids(SINGULAR), ids(PLURAL), ids(RELATIVE)
+        self.short_ids = {tuple(strings.add(t.text.lower()) for t in nlp.make_doc(w)) for w in self.short}
 
     def process_negations(self, doc: Doc) -> tuple[list, list, list]:
         """negspacy's phrase triggers, plus triggers with gaps that attribute a finding to another study
@@ -131,12 +133,6 @@ class TracingNegex(Negex):
                 continue
             kept.append(match)
         return kept
-
-    def _in_short_reach(self, lower: list[int], text: str, t1: int, start: int) -> bool:
-        """A short-reach trigger ("previous") governs only a mention a few tokens on, with no comma between."""
-        if text.lower() not in self.short:
-            return True
-        return start - t1 <= self.short_gap and self._comma not in lower[t1:start]
 
     @staticmethod
     def _hedges_forward(doc: Doc, t0: int, t1: int) -> bool:
@@ -200,35 +196,44 @@ class TracingNegex(Negex):
             for _, t0, t1 in matches:  # bucket triggers per boundary: linear, even for a 1 MB report
                 group.setdefault(bisect_right(starts, t0) - 1, []).append((t0, t1))
         for i, ent in enumerate(ents):
-            k = bisect_right(starts, ent.start) - 1
-            b0, b1 = bounds[k]
-            best: tuple[int, int, str, str, int, int] | None = None  # (distance, -length, trigger, direction, t0, t1)
-            reach: list[str] = []
-            for t0, t1 in by_bound_pre.get(k, ()):
-                if t0 < ent.start and ent.start - t1 <= self.max_preceding_gap:
-                    text = text_of(t0, t1)
-                    if self.short and not self._in_short_reach(lower, text, t1, ent.start):
-                        continue
-                    dist = max(0, ent.start - t1)
-                    reach.append(text)
-                    if best is None or (dist, t0 - t1) < best[:2]:  # nearest; of two ending together, the longer
-                        best = (dist, t0 - t1, text, "preceding", t0, t1)
-            nearest_following = None
-            for t0, t1 in by_bound_fol.get(k, ()):
-                if ent.end <= t0 < b1 and (nearest_following is None or (t0, -t1) < (nearest_following[0],
-                                                                                    -nearest_following[1])):
-                    nearest_following = (t0, t1)  # the nearest; of two starting together, the longer
-            if nearest_following is not None:
-                t0, t1 = nearest_following
-                text = text_of(t0, t1)
-                if self._reaches_back(lower, ents, i, t0, t1, text.lower() in self.adjacent):
-                    dist = t0 - ent.end
-                    reach.append(text)
-                    if best is None or dist < best[0]:
-                        best = (dist, 0, text, "following", t0, t1)
-            if best is not None:  # read through `trace`; negspacy's Span extension is left unset
-                trace[(ent.start, ent.end)] = (best[2], best[0], best[3], tuple(reach), best[4], best[5])
+            found = self._trace_one(lower, ents, i, bounds, starts, by_bound_pre, by_bound_fol, text_of)
+            if found is not None:  # read through `trace`; negspacy's Span extension is left unset
+                trace[(ent.start, ent.end)] = found
         return doc
+
+
+    def _trace_one(self, lower: list[int], ents: list[Span], i: int, bounds: list[tuple[int, int]], starts: list[int],
+                   pre: dict[int, list[tuple[int, int]]], fol: dict[int, list[tuple[int, int]]],
+                   text_of: Callable[[int, int], str]) -> tuple | None:
+        """(trigger, distance, direction, triggers in reach as (start, end), start, end) of the trigger nearest
+        a mention, or None. Trigger texts are read only for the nearest one."""
+        ent = ents[i]
+        k = bisect_right(starts, ent.start) - 1
+        b1 = bounds[k][1]
+        best: tuple[int, int, str, int, int] | None = None  # (distance, -length, direction, t0, t1)
+        reach: list[tuple[int, int]] = []
+        for t0, t1 in pre.get(k, ()):
+            if t0 < ent.start and ent.start - t1 <= self.max_preceding_gap:
+                if self.short_ids and tuple(lower[t0:t1]) in self.short_ids and \
+                        (ent.start - t1 > self.short_gap or self._comma in lower[t1:ent.start]):
+                    continue  # a short-reach trigger ("previous") governs only a mention a few tokens on
+                dist = max(0, ent.start - t1)
+                reach.append((t0, t1))
+                if best is None or (dist, t0 - t1) < best[:2]:  # nearest; of two ending together, the longer
+                    best = (dist, t0 - t1, "preceding", t0, t1)
+        nearest: tuple[int, int] | None = None
+        for t0, t1 in fol.get(k, ()):
+            if ent.end <= t0 < b1 and (nearest is None or (t0, -t1) < (nearest[0], -nearest[1])):
+                nearest = (t0, t1)  # the nearest; of two starting together, the longer
+        if nearest is not None:
+            t0, t1 = nearest
+            if self._reaches_back(lower, ents, i, t0, t1, text_of(t0, t1).lower() in self.adjacent):
+                reach.append((t0, t1))
+                if best is None or t0 - ent.end < best[0]:
+                    best = (t0 - ent.end, 0, "following", t0, t1)
+        if best is None:
+            return None
+        return text_of(best[3], best[4]), best[0], best[2], tuple(reach), best[3], best[4]
 
 
 @Language.factory(
@@ -277,6 +282,6 @@ def sentence_bounds(doc: Doc, token: int) -> tuple[int, int]:
 
 
 def trace(doc: Doc, extension_name: str) -> dict[tuple[int, int], tuple]:
-    """{(ent.start, ent.end): (nearest trigger, token distance, 'preceding'|'following', every trigger in reach,
-    trigger start, trigger end)} for one instance."""
+    """{(ent.start, ent.end): (nearest trigger, token distance, 'preceding'|'following', every trigger in reach
+    as (start, end), trigger start, trigger end)} for one instance."""
     return doc.user_data.get((TRACE_KEY, extension_name), {})
