@@ -173,8 +173,9 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocab
     Dask, say) and returns a future with `.result()` → `label_chunk`'s output; at most
     2 × workers chunks are then in flight.
 
-    Bad records become quarantine records (empty_report, undecodable_text, duplicate_id for a second
-    occurrence, schema_violation for a missing id). `counts` (a StageCounts) is updated as batches go.
+    Bad records become quarantine records (empty_report, undecodable_text, report_too_long, duplicate_id
+    for a second occurrence, schema_violation for a missing id, and the reader's malformed_record or
+    unreadable_report with their line). `counts` (a StageCounts) is updated as batches go.
     With `workers > 1` chunks go to spawned processes, each building the labeler once; at most
     2 × workers chunks are in flight, so memory stays bounded. `present` is the certainty grade from
     which a mention counts as present (LabelConfig.present_certainty; a given `labeler` keeps its own).
