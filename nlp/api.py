@@ -23,25 +23,26 @@ if TYPE_CHECKING:  # pragma: no cover
 NAMINGS = ("radsim", "chexpert")
 
 
-def _labeler(labeler: "Labeler | None", vocabulary: Any, present: str | None) -> "Labeler":
+def _labeler(labeler: "Labeler | None", vocabulary: Any, threshold: str | None) -> "Labeler":
     if labeler is not None:
         return labeler
-    from .certainty import DEFAULT_PRESENT
+    from .certainty import DEFAULT_THRESHOLD
     from .labeler import build_labeler
 
-    return build_labeler(vocabulary, present=present or DEFAULT_PRESENT)
+    return build_labeler(vocabulary, certainty_threshold=threshold or DEFAULT_THRESHOLD)
 
 
 def label_texts(texts: Iterable[str | bytes | None], *, labeler: "Labeler | None" = None, vocabulary: Any = None,
-                present: str | None = None, batch_size: int = 256) -> list["ReportLabels"]:
+                certainty_threshold: str | None = None, batch_size: int = 256) -> list["ReportLabels"]:
     """One ReportLabels per text, in order. A text that cannot be labelled (empty, undecodable, too long)
     gets every value None and its reason in `.problem`; nothing is dropped, so results align with inputs."""
-    return _labeler(labeler, vocabulary, present).label_texts(texts, batch_size=batch_size)
+    return _labeler(labeler, vocabulary, certainty_threshold).label_texts(texts, batch_size=batch_size)
 
 
 def label_dataframe(df: Any, text_column: str = "report_text", *, id_column: str | None = None,
                     naming: str = "radsim", evidence: bool = False, labeler: "Labeler | None" = None,
-                    vocabulary: Any = None, present: str | None = None, batch_size: int = 256) -> Any:
+                    vocabulary: Any = None, certainty_threshold: str | None = None,
+                    batch_size: int = 256) -> Any:
     """Labels for a pandas or polars DataFrame's report column, as a DataFrame of the same kind and length.
 
     Columns: `id_column` (when given), one per finding (1, 0, -1 or null; pandas "Int8"), in radsim's names
@@ -55,7 +56,7 @@ def label_dataframe(df: Any, text_column: str = "report_text", *, id_column: str
     kind = _frame_kind(df)
     if text_column not in df.columns:
         raise KeyError(f"the DataFrame has no column {text_column!r} (columns: {list(df.columns)[:10]})")
-    lab = _labeler(labeler, vocabulary, present)
+    lab = _labeler(labeler, vocabulary, certainty_threshold)
     texts = df[text_column].to_list()
     results = lab.label_texts([None if _missing(t) else t for t in texts], batch_size=batch_size)
     names = list(lab.vocabulary.names)

@@ -11,7 +11,7 @@ Their lexicon ties each phrase to a probability: "consistent with" > 90%, "suspi
     unlikely     < 10%   unlikely, not likely (value 0)
     absent         0%    negated, resolved or historical (value 0)
 
-A mention counts as present (1) when its grade is at or above the site's `present_certainty`
+A mention counts as present (1) when its grade is at or above the site's `certainty_threshold`
 (LabelConfig; default "consistent", which reproduces the CheXpert labeler's published conventions:
 "consistent with" and "compatible with" positive; probable, suspicious, possible and "cannot exclude"
 uncertain). Between that and "less likely" it is uncertain (-1). The phrases and their grades live
@@ -28,22 +28,22 @@ from .version import LABELER_VERSION
 GRADES = ("definite", "consistent", "probable", "possible", "less_likely", "unlikely", "absent")
 PERCENT = {"definite": "stated", "consistent": "> 90%", "probable": "~ 75%", "possible": "~ 50%",
            "less_likely": "~ 25%", "unlikely": "< 10%", "absent": "0%"}
-PresentCertainty = Literal["definite", "consistent", "probable", "possible"]
-PRESENT_CHOICES: tuple[str, ...] = PresentCertainty.__args__  # type: ignore[attr-defined]
-DEFAULT_PRESENT = "consistent"
+CertaintyThreshold = Literal["definite", "consistent", "probable", "possible"]
+THRESHOLD_CHOICES: tuple[str, ...] = CertaintyThreshold.__args__  # type: ignore[attr-defined]
+DEFAULT_THRESHOLD = "consistent"
 RANK = {g: i for i, g in enumerate(GRADES)}  # lower is more certain
 HEDGE_DEFAULT = "possible"  # an uncertainty trigger the lexicon does not grade
 
 
-def label_metadata(present: str, version: str = LABELER_VERSION) -> dict[str, str]:
+def label_metadata(threshold: str, version: str = LABELER_VERSION) -> dict[str, str]:
     """What a labels table records about how it was labelled."""
-    return {"radsim.labeler_version": version, "radsim.labeler.present_certainty": present}
+    return {"radsim.labeler_version": version, "radsim.labeler.certainty_threshold": threshold}
 
 
-def check_present(present: str) -> str:
-    if present not in PRESENT_CHOICES:
-        raise ValueError(f"present_certainty must be one of {', '.join(PRESENT_CHOICES)}, got {present!r}")
-    return present
+def check_threshold(threshold: str) -> str:
+    if threshold not in THRESHOLD_CHOICES:
+        raise ValueError(f"certainty_threshold must be one of {', '.join(THRESHOLD_CHOICES)}, got {threshold!r}")
+    return threshold
 
 
 class Lexicon:
@@ -71,5 +71,5 @@ def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
     return any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
 
 
-def counts_as_present(grade: str, present: str) -> bool:
-    return RANK[grade] <= RANK[present]
+def counts_as_present(grade: str, threshold: str) -> bool:
+    return RANK[grade] <= RANK[threshold]

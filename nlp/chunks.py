@@ -36,5 +36,5 @@ def label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tupl
             else:
                 failures.append((exam_id, result.reason or "undecodable_text", result.message))
     contract = load_contract("labels", contract_vocab)
-    table = contract.validate(rows_to_table(contract, rows), label_metadata(labeler.present, labeler.version))
+    table = contract.validate(rows_to_table(contract, rows), label_metadata(labeler.certainty_threshold, labeler.version))
     return table, failures

@@ -1,7 +1,7 @@
 """The label stage's configuration, declared once (radsim.data_contracts.settings).
 
 `radsim label`'s options, the label runner's defaults and the pipeline's `runner.label_batch_size`
-and `labels.present_certainty` derive from `LabelConfig`. It imports no spaCy, so `radsim label
+and `labels.certainty_threshold` derive from `LabelConfig`. It imports no spaCy, so `radsim label
 --help` stays fast.
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pydantic import Field, field_validator, model_validator
 
 from radsim.data_contracts.settings import Settings
 
-from .certainty import DEFAULT_PRESENT, PresentCertainty
+from .certainty import DEFAULT_THRESHOLD, CertaintyThreshold
 from .input_files import ID, TEXT, InputFormat, parse_delimiter
 
 # the options of `radsim label` that come from this config, in --help order
-CLI_FIELDS = ("vocabulary", "replace_vocabulary", "present_certainty", "workers", "batch_size", "delimiter",
+CLI_FIELDS = ("vocabulary", "replace_vocabulary", "certainty_threshold", "workers", "batch_size", "delimiter",
               "id_column", "text_column")
 
 
@@ -23,8 +23,8 @@ class LabelConfig(Settings):
                                    "extra synonyms)")
     replace_vocabulary: bool = Field(False, description="use --vocabulary instead of the default vocabulary rather "
                                      "than extending it")
-    present_certainty: PresentCertainty = Field(
-        DEFAULT_PRESENT, description="the least certain wording that still counts as present (1): definite (stated "
+    certainty_threshold: CertaintyThreshold = Field(
+        DEFAULT_THRESHOLD, description="the least certain wording that still counts as present (1): definite (stated "
         "plainly), consistent ('consistent with', > 90%), probable ('probable', 'suspicious for', ~75%) or possible "
         "(~50%); less certain wording is uncertain (-1)")
     workers: int = Field(1, ge=1, description="worker processes")

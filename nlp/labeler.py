@@ -17,7 +17,7 @@ from spacy.tokens import Doc, Span
 from radsim.data_contracts.vocabulary import NO_FINDING, SUPPORT_DEVICES, Vocabulary, load_vocabulary
 
 from .arrays import release_spans
-from .certainty import DEFAULT_PRESENT, RANK as CERTAINTY_RANK, check_present
+from .certainty import DEFAULT_THRESHOLD, RANK as CERTAINTY_RANK, check_threshold
 from .mentions import Mention, MentionRules
 from .scope import ScopeRules
 from .negex_trace import mentions, sentence_starts, trace
@@ -101,12 +101,12 @@ class _Sentences:
 class Labeler:
     """A built pipeline for one vocabulary. Build once (about a second), label many.
 
-    `present` is the least certain grade that still counts as present (LabelConfig.present_certainty).
+    `present` is the least certain grade that still counts as present (LabelConfig.certainty_threshold).
     """
 
-    def __init__(self, vocabulary: Vocabulary, present: str = DEFAULT_PRESENT):
+    def __init__(self, vocabulary: Vocabulary, certainty_threshold: str = DEFAULT_THRESHOLD):
         self.vocabulary = vocabulary
-        self.present = check_present(present)
+        self.certainty_threshold = check_threshold(certainty_threshold)
         self.nlp, patterns = build_nlp(vocabulary)
         self.nlp.max_length = MAX_REPORT_CHARS + 1
         self.attributes = patterns.attributes
@@ -123,7 +123,7 @@ class Labeler:
                                   frozenset(strings.add(w) for w in cfg.get("attribute_negators", [])),
                                   frozenset(strings.add(w) for w in cfg.get("attribute_stops", [])),
                                   int(cfg.get("attribute_window", 10)), certainty_lexicon(), unlikely_triggers(),
-                                  self.present)
+                                  self.certainty_threshold)
         owners = {p["pattern"]: p["label"] for p in patterns.ruler if p["pattern"] in patterns.implications}
         self.scope = ScopeRules(cfg, patterns.implications, owners)
         self._label_finding: dict[int, tuple[str, bool]] = {}
@@ -231,8 +231,8 @@ class Labeler:
 
 
 def build_labeler(vocabulary: Vocabulary | str | None = None, *, replace: bool = False,
-                  present: str = DEFAULT_PRESENT) -> Labeler:
+                  certainty_threshold: str = DEFAULT_THRESHOLD) -> Labeler:
     """A Labeler for a Vocabulary, a vocabulary YAML path (extending the default), or the default."""
     if vocabulary is None or not isinstance(vocabulary, Vocabulary):
         vocabulary = load_vocabulary(vocabulary, replace=replace)
-    return Labeler(vocabulary, present=present)
+    return Labeler(vocabulary, certainty_threshold=certainty_threshold)

@@ -56,7 +56,7 @@ class MentionRules:
     """How a mention's value is read from the traces, the attribute qualifiers and the certainty lexicon."""
 
     def __init__(self, attributes: list[Attribute], qualifiers: dict, negators: frozenset[int], stops: frozenset[int],
-                 window: int, lexicon: Lexicon, unlikely: frozenset[str], present: str):
+                 window: int, lexicon: Lexicon, unlikely: frozenset[str], threshold: str):
         self.attributes = attributes
         self._qualifiers = qualifiers
         self._negators = negators
@@ -64,7 +64,7 @@ class MentionRules:
         self._window = window
         self.lexicon = lexicon
         self.unlikely = unlikely
-        self.present = present
+        self.threshold = threshold
 
     # ------------------------------------------------------------------ attribute phrases ("heart size is normal")
 
@@ -139,7 +139,7 @@ class MentionRules:
         hedge = traces["uncertainty"].get((ent.start, ent.end))
         if value == 1 and hedge is not None:
             grade = self._grade(ent.doc, hedge[0], hedge[3])
-            if counts_as_present(grade, self.present):
+            if counts_as_present(grade, self.threshold):
                 return Mention(1, "positive", ent, f"{hedge[0]} … {qualifier}", "attribute.abnormal+certainty", grade)
             return Mention(-1, "uncertain", ent, f"{hedge[0]} … {qualifier}", "attribute.abnormal+uncertainty", grade)
         certainty = {1: "definite", 0: "absent", -1: "possible"}[value]
@@ -167,7 +167,7 @@ class MentionRules:
         low = trigger.lower()
         if kind == "uncertainty":
             grade = self._grade(ent.doc, trigger, reach)
-            if counts_as_present(grade, self.present):
+            if counts_as_present(grade, self.threshold):
                 return Mention(1, "positive", ent, trigger, f"certainty.{direction}", grade)
             return Mention(-1, "uncertain", ent, trigger, f"uncertainty.{direction}", grade)
         if kind == "negation":

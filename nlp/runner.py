@@ -23,7 +23,7 @@ from radsim.data_contracts.vocabulary import Vocabulary, default_vocabulary
 from . import worker
 from .chunks import label_chunk
 from .config import DEFAULT_BATCH
-from .certainty import DEFAULT_PRESENT, label_metadata
+from .certainty import DEFAULT_THRESHOLD, label_metadata
 from .output import open_sink, output_kind, side_path, write_quarantine
 from .reading import InputFormat, ReportRecord, open_reports
 from .version import LABELER_VERSION
@@ -166,7 +166,8 @@ def _chunks(records: Iterable[ReportRecord | tuple[str, object]], gate: _Gate, c
 def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocabulary: Vocabulary | None = None,
                   labeler: "Labeler | None" = None, workers: int = 1, batch_size: int = DEFAULT_BATCH,
                   collapse_images: bool = False, counts: StageCounts | None = None,
-                  submit: "ChunkSubmitter | None" = None, present: str | None = None) -> Iterator[LabelBatch]:
+                  submit: "ChunkSubmitter | None" = None,
+                  certainty_threshold: str | None = None) -> Iterator[LabelBatch]:
     """Stream records (ReportRecord or (exam_id, text)) → LabelBatch per `batch_size` reports, in input order.
 
     `submit(items, inner)` hands each chunk to an executor of the caller's (a Prefect task runner on
@@ -177,11 +178,11 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocab
     for a second occurrence, schema_violation for a missing id, and the reader's malformed_record or
     unreadable_report with their line). `counts` (a StageCounts) is updated as batches go.
     With `workers > 1` chunks go to spawned processes, each building the labeler once; at most
-    2 × workers chunks are in flight, so memory stays bounded. `present` is the certainty grade from
-    which a mention counts as present (LabelConfig.present_certainty; a given `labeler` keeps its own).
+    2 × workers chunks are in flight, so memory stays bounded. `certainty_threshold` is the grade from
+    which a mention counts as present (LabelConfig.certainty_threshold; a given `labeler` keeps its own).
     """
     vocabulary = vocabulary or (labeler.vocabulary if labeler else default_vocabulary())
-    present = present or DEFAULT_PRESENT
+    present = certainty_threshold or DEFAULT_THRESHOLD
     counts = counts if counts is not None else StageCounts(STAGE)
     gate = _Gate(collapse_images)
     chunks = _chunks(records, gate, counts, batch_size)
@@ -200,7 +201,7 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocab
         if labeler is None:
             from .labeler import Labeler
 
-            labeler = Labeler(vocabulary, present=present)
+            labeler = Labeler(vocabulary, certainty_threshold=present)
         for items, bad, n_in in chunks:
             table, failures = label_chunk(labeler, vocabulary, items, inner)
             yield finish(table, failures, bad, n_in)
@@ -265,7 +266,7 @@ class _Tally:
 def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | None = None, workers: int = 1,
                batch_size: int = DEFAULT_BATCH, progress: bool = True, labeler: "Labeler | None" = None,
                submit: "ChunkSubmitter | None" = None, input_format: InputFormat | None = None,
-               present: str | None = None) -> LabelRunSummary:
+               certainty_threshold: str | None = None) -> LabelRunSummary:
     """Label every report of INPUT into OUT and OUT's quarantine file beside it.
 
     OUT's extension decides its format: .parquet is the labels contract, .csv the CheXpert layout
@@ -278,7 +279,7 @@ def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | N
     output_kind(out)
     source = open_reports(input, input_format)
     vocabulary = vocabulary or (labeler.vocabulary if labeler else default_vocabulary())
-    present = present or (labeler.present if labeler else DEFAULT_PRESENT)
+    present = certainty_threshold or (labeler.certainty_threshold if labeler else DEFAULT_THRESHOLD)
     contract = load_contract("labels", vocabulary)
     schema = contract.validate(contract.empty(), label_metadata(present)).schema
     counts = StageCounts(STAGE)
@@ -288,7 +289,7 @@ def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | N
     with open_sink(out, schema, list(vocabulary.names)) as sink, _progress(source.total, progress) as bar:
         for batch in label_reports(source.records(batch_size), vocabulary=vocabulary, workers=workers,
                                    labeler=labeler, batch_size=batch_size, collapse_images=source.has_image_index,
-                                   counts=counts, submit=submit, present=present):
+                                   counts=counts, submit=submit, certainty_threshold=present):
             if batch.table.num_rows:
                 tally.add(batch.table)
                 sink.write(batch.table)

@@ -77,7 +77,7 @@ ModelSection = settings.section("ModelSection", "[model]: training and promotion
 })
 
 LabelsSection = settings.section("LabelsSection", "[labels]: the label stage's site settings.", {
-    "present_certainty": field_of(LabelConfig, "present_certainty"),
+    "certainty_threshold": field_of(LabelConfig, "certainty_threshold"),
 })
 
 RunnerSection = settings.section("RunnerSection", "[runner]: where the CPU stages' tasks run.", {
@@ -189,7 +189,7 @@ class RunConfig(Settings):
     def label_config(self, vocabulary: str | None, workers: int) -> LabelConfig:
         """The label stage's settings for `vocabulary` (runner.workers when the batches are mapped)."""
         return LabelConfig(vocabulary=vocabulary, workers=self.runner.workers if self.mapped else workers,
-                           batch_size=self.runner.label_batch_size, present_certainty=self.labels.present_certainty)
+                           batch_size=self.runner.label_batch_size, certainty_threshold=self.labels.certainty_threshold)
 
     def embed_config(self) -> EmbedConfig:
         return EmbedConfig(workers=self.runner.workers, shards_per_task=self.runner.shards_per_task)

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="LABELS.parquet|LABELS.csv",
                    help="output labels: .parquet (labels contract) or .csv (CheXpert layout); required unless --explain")
     settings.add_arguments(p, LabelConfig, CLI_FIELDS, metavars={
-        "vocabulary": "FILE", "workers": "N", "batch_size": "N", "present_certainty": "GRADE", "delimiter": "CHAR",
+        "vocabulary": "FILE", "workers": "N", "batch_size": "N", "certainty_threshold": "GRADE", "delimiter": "CHAR",
         "id_column": "NAME", "text_column": "NAME"})
     p.add_argument("--explain", metavar="EXAM_ID", help="label only this exam and print its evidence per finding")
     p.add_argument("--flow", action="store_true", help="run through the Prefect flow label_reports (ephemeral mode)")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
         text = find_report(args.input, args.explain, config.input_format())
         try:
-            lines = explain(Labeler(vocabulary, present=config.present_certainty), text)
+            lines = explain(Labeler(vocabulary, certainty_threshold=config.certainty_threshold), text)
         except BadReport as exc:
             print(f"{args.explain}: would be quarantined ({exc.reason}): {exc}")
             return 0
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
         summary = label_file(args.input, args.out, vocabulary=vocabulary, workers=config.workers,
                              batch_size=config.batch_size, progress=not args.no_progress,
-                             input_format=config.input_format(), present=config.present_certainty)
+                             input_format=config.input_format(), certainty_threshold=config.certainty_threshold)
     print("\n".join(summary.lines()))
     sys.stdout.flush()
     return 0

@@ -45,11 +45,11 @@ def test_label_dataframe_polars(labeler):
     assert out.schema["pneumonia"] == pl.Int8
 
 
-def test_present_certainty_is_a_labeler_setting():
-    strict = build_labeler(present="definite")
-    lenient = build_labeler(present="probable")
+def test_certainty_threshold_is_a_labeler_setting():
+    strict = build_labeler(certainty_threshold="definite")
+    lenient = build_labeler(certainty_threshold="probable")
     text = "Right lower zone opacity consistent with pneumonia. Probable small left effusion."
     assert strict.label(text).values["pneumonia"] == -1 and strict.label(text).values["pleural_effusion"] == -1
     assert lenient.label(text).values["pneumonia"] == 1 and lenient.label(text).values["pleural_effusion"] == 1
-    with pytest.raises(ValueError, match="present_certainty must be one of"):
-        build_labeler(present="sure")
+    with pytest.raises(ValueError, match="certainty_threshold must be one of"):
+        build_labeler(certainty_threshold="sure")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from radsim.nlp.certainty import GRADES, PRESENT_CHOICES, counts_as_present
+from radsim.nlp.certainty import GRADES, THRESHOLD_CHOICES, counts_as_present
 from radsim.nlp.labeler import build_labeler
 from radsim.nlp.resources import certainty_lexicon
 
@@ -20,7 +20,7 @@ def test_the_lexicon_grades_a_trigger_by_its_least_certain_phrase(trigger, grade
 
 
 def test_grades_are_ordered_and_the_threshold_counts_at_or_above_it():
-    assert GRADES[:4] == PRESENT_CHOICES == ("definite", "consistent", "probable", "possible")
+    assert GRADES[:4] == THRESHOLD_CHOICES == ("definite", "consistent", "probable", "possible")
     assert counts_as_present("consistent", "consistent") and not counts_as_present("probable", "consistent")
     assert counts_as_present("probable", "possible") and not counts_as_present("less_likely", "possible")
 
@@ -37,9 +37,9 @@ SENTENCES = {
 }
 
 
-@pytest.mark.parametrize("present", PRESENT_CHOICES)
+@pytest.mark.parametrize("present", THRESHOLD_CHOICES)
 def test_each_grade_is_recorded_and_counts_as_present_only_from_the_threshold(present):
-    labeler = build_labeler(present=present)
+    labeler = build_labeler(certainty_threshold=present)
     for grade, (text, finding) in SENTENCES.items():
         labels = labeler.label(text)
         ev = labels.evidence_for(finding)
@@ -52,7 +52,7 @@ def test_each_grade_is_recorded_and_counts_as_present_only_from_the_threshold(pr
 
 
 def test_suggestive_phrases_and_borderline_stay_uncertain_whatever_the_threshold():
-    lenient = build_labeler(present="possible")
+    lenient = build_labeler(certainty_threshold="possible")
     assert lenient.label("Pulmonary vascular congestion.").values["edema"] == -1
     assert lenient.label("Borderline heart size.").values["cardiomegaly"] == -1
     assert lenient.label("Possible small effusion.").values["pleural_effusion"] == 1

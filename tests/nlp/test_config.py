@@ -28,7 +28,7 @@ def test_help_shows_the_declared_defaults(capsys):
     assert "(default: 512)" in text and "--replace-vocabulary" in text
 
 
-@pytest.mark.parametrize("option", [["--present-certainty", "sure"], ["--delimiter", ";;"], ["--id-column", ""]])
+@pytest.mark.parametrize("option", [["--certainty-threshold", "sure"], ["--delimiter", ";;"], ["--id-column", ""]])
 def test_input_and_certainty_options_are_checked(tmp_path, option, capsys):
     src = tmp_path / "r.csv"
     src.write_text("exam_id,report_text\nA1,No effusion.\n")
@@ -40,7 +40,7 @@ def test_input_and_certainty_options_are_checked(tmp_path, option, capsys):
     assert not (tmp_path / "l.parquet").exists()
 
 
-def test_present_certainty_is_a_cli_option_that_changes_the_labels(tmp_path, capsys):
+def test_certainty_threshold_is_a_cli_option_that_changes_the_labels(tmp_path, capsys):
     import pyarrow.parquet as pq
 
     src = tmp_path / "r.csv"
@@ -48,17 +48,17 @@ def test_present_certainty_is_a_cli_option_that_changes_the_labels(tmp_path, cap
     values = {}
     for grade in ("definite", "consistent", "probable"):
         out = tmp_path / f"{grade}.parquet"
-        assert main(["label", str(src), "--out", str(out), "--no-progress", "--present-certainty", grade]) == 0
+        assert main(["label", str(src), "--out", str(out), "--no-progress", "--certainty-threshold", grade]) == 0
         table = pq.read_table(out)
         row = table.to_pylist()[0]
         values[grade] = (row["pneumonia"], row["pleural_effusion"])
-        assert table.schema.metadata[b"radsim.labeler.present_certainty"] == grade.encode()
+        assert table.schema.metadata[b"radsim.labeler.certainty_threshold"] == grade.encode()
     assert values == {"definite": (-1, -1), "consistent": (1, -1), "probable": (1, 1)}
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["label", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--present-certainty" in text and "(default: consistent)" in text and "--delimiter" in text
+    assert "--certainty-threshold" in text and "(default: consistent)" in text and "--delimiter" in text
 
 
 def test_delimiter_names_and_the_input_format():

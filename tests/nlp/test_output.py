@@ -70,7 +70,7 @@ def test_parquet_out_stays_the_contract_and_other_names_are_refused(labeler, tmp
     table = pq.read_table(out)
     load_contract("labels").validate(table)
     meta = table.schema.metadata
-    assert meta[b"radsim.contract_version"] == b"1.1.0" and meta[b"radsim.labeler.present_certainty"] == b"consistent"
+    assert meta[b"radsim.contract_version"] == b"1.1.0" and meta[b"radsim.labeler.certainty_threshold"] == b"consistent"
     assert (tmp_path / "labels.quarantine.parquet").exists() and not (tmp_path / "labels.evidence.csv").exists()
     with pytest.raises(UsageError, match="name the labels file .parquet .* or .csv"):
         label_file(_input(tmp_path), tmp_path / "labels.txt", progress=False, labeler=labeler)
