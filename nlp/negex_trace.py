@@ -196,19 +196,21 @@ class TracingNegex(Negex):
             for _, t0, t1 in matches:  # bucket triggers per boundary: linear, even for a 1 MB report
                 group.setdefault(bisect_right(starts, t0) - 1, []).append((t0, t1))
         for i, ent in enumerate(ents):
-            found = self._trace_one(lower, ents, i, bounds, starts, by_bound_pre, by_bound_fol, text_of)
+            k = bisect_right(starts, ent.start) - 1
+            if k not in by_bound_pre and k not in by_bound_fol:
+                continue  # no trigger in the mention's clause
+            found = self._trace_one(lower, ents, i, k, bounds, by_bound_pre, by_bound_fol, text_of)
             if found is not None:  # read through `trace`; negspacy's Span extension is left unset
                 trace[(ent.start, ent.end)] = found
         return doc
 
 
-    def _trace_one(self, lower: list[int], ents: list[Span], i: int, bounds: list[tuple[int, int]], starts: list[int],
+    def _trace_one(self, lower: list[int], ents: list[Span], i: int, k: int, bounds: list[tuple[int, int]],
                    pre: dict[int, list[tuple[int, int]]], fol: dict[int, list[tuple[int, int]]],
                    text_of: Callable[[int, int], str]) -> tuple | None:
         """(trigger, distance, direction, triggers in reach as (start, end), start, end) of the trigger nearest
-        a mention, or None. Trigger texts are read only for the nearest one."""
+        mention i (in clause k), or None. Trigger texts are read only for the nearest one."""
         ent = ents[i]
-        k = bisect_right(starts, ent.start) - 1
         b1 = bounds[k][1]
         best: tuple[int, int, str, int, int] | None = None  # (distance, -length, direction, t0, t1)
         reach: list[tuple[int, int]] = []
