@@ -50,6 +50,7 @@ def word_arrays(doc: Doc) -> tuple[list[int], list[int]]:
 
 
 ENTS_KEY = ("radsim.labeler", "all_ents")
+MENTIONS_KEY = ("radsim.labeler", "mentions")  # the entities other than ignore phrases (negex_trace.mentions)
 
 
 def all_entities(doc: Doc) -> list:
@@ -74,5 +75,5 @@ def release_spans(doc: Doc) -> None:
     """Drop the cached spans once a doc is labelled: a Span refers to its Doc, so spans kept in the Doc's
     user_data make a reference cycle that only the garbage collector frees, and a batch of such docs
     makes each collection slow. The evidence sentences are taken before this."""
-    for key in [k for k in doc.user_data if isinstance(k, tuple) and k[-1] in ("all_ents", "ents")]:
-        del doc.user_data[key]
+    doc.user_data.pop(ENTS_KEY, None)
+    doc.user_data.pop(MENTIONS_KEY, None)

@@ -180,24 +180,28 @@ class Labeler:
         """The strongest mention per finding: present > uncertain > negated, then the more certain."""
         traces = {kind: trace(doc, ext) for kind, ext in EXTENSIONS.items()}
         flagged = traces["negation"].keys() | traces["uncertainty"].keys() | traces["resolved"].keys()
-        chosen: dict[str, Mention] = {}
+        scope = self.scope
+        chosen: dict[str, tuple[int, Mention]] = {}
         for ent in mentions(doc):
             finding, plain = self._finding(ent)
             if plain and (ent.start, ent.end) not in flagged:  # no trigger reaches it: present, as stated
                 m: Mention | None = Mention(1, "positive", ent, None, "mention", "definite")
             else:
                 m = self.rules.mention(ent, traces, finding)
+            if m is not None and finding in scope.findings:
+                m = scope.explained(m, finding)
             if m is None:
                 continue
-            m = self.scope.explained(m, finding)
-            if m is None:
-                continue
-            for name, mention in ((finding, m), *((f, m) for f in self.scope.implied(ent, finding))):
-                old = chosen.get(name)
-                if old is None or (RANK[mention.value], -CERTAINTY_RANK[mention.certainty]) > \
-                        (RANK[old.value], -CERTAINTY_RANK[old.certainty]):
-                    chosen[name] = mention
-        return chosen
+            score = RANK[m.value] * 10 - CERTAINTY_RANK[m.certainty]
+            old = chosen.get(finding)
+            if old is None or score > old[0]:
+                chosen[finding] = (score, m)
+            if finding in scope.implying:
+                for other in scope.implied(ent, finding):
+                    old = chosen.get(other)
+                    if old is None or score > old[0]:
+                        chosen[other] = (score, m)
+        return {name: m for name, (_, m) in chosen.items()}
 
     def labels_from_doc(self, doc: Doc, text: str | None = None) -> ReportLabels:
         """Labels from a processed Doc; `text` (the Doc's text, when the caller has it) saves rebuilding it."""

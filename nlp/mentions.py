@@ -38,7 +38,7 @@ SHARED_PREDICATE_GLUE = frozenset({"and", ",", "or", "/", "&", "the"})
 NOUN_PHRASE_OPENERS = frozenset({"a", "an", "the", "by", "of", "with", "from", "to", "behind", "over"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Mention:
     value: int
     status: str

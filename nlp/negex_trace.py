@@ -19,7 +19,7 @@ from spacy.tokens import Doc, Span
 
 from negspacy.negation import Negex
 
-from .arrays import all_entities, word_arrays
+from .arrays import MENTIONS_KEY, all_entities, word_arrays
 from .study_refs import StudyReferences
 
 TRACE_KEY = "radsim.negex"
@@ -260,10 +260,10 @@ def make_tracing_negex(nlp: Language, name: str, neg_termset: dict, extension_na
 
 def mentions(doc: Doc) -> list[Span]:
     """The doc's entities other than ignore phrases, built once per doc."""
-    cached = doc.user_data.get((TRACE_KEY, "ents"))
+    cached = doc.user_data.get(MENTIONS_KEY)
     if cached is None:
         ignore = doc.vocab.strings.add(IGNORE_LABEL)
-        cached = doc.user_data[(TRACE_KEY, "ents")] = [e for e in all_entities(doc) if e.label != ignore]
+        cached = doc.user_data[MENTIONS_KEY] = [e for e in all_entities(doc) if e.label != ignore]
     return cached
 
 

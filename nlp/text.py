@@ -173,6 +173,8 @@ _FIRST_WORD = re.compile(r"[ \t]*(?:[-*#•]+[ \t]*)?([A-Za-z]+)")
 _PART_FIRST = frozenset(v for w in re.findall(r"[a-z]+", _SIDE + _CHEST + _OTHER_PART) for v in (w, w.rstrip("s"))
                         if v) - {"s", "and", "lateral"}
 _CANDIDATE = re.compile(r"[\n.;!]")  # headers start the text, a line, or follow a sentence end
+# the words a section name starts with: the big regexes run only after one of them
+_NAME_FIRST = frozenset(n.split()[0] for n in _KIND)
 
 
 def _headers(text: str):
@@ -182,11 +184,13 @@ def _headers(text: str):
     for pos in (0, *(m.end() for m in _CANDIDATE.finditer(text))):
         if pos < last_end:
             continue
-        m = _HEADER.match(text, pos)
-        if m is None and (pos == 0 or text[pos - 1] == "\n"):  # a body-part header starts a line
-            word = _FIRST_WORD.match(text, pos)
-            if word is not None and word.group(1).lower() in _PART_FIRST:
-                m = _PART_HEADER.match(text, pos)
+        word = _FIRST_WORD.match(text, pos)
+        if word is None:
+            continue
+        first = word.group(1).lower()
+        m = _HEADER.match(text, pos) if first in _NAME_FIRST else None
+        if m is None and first in _PART_FIRST and (pos == 0 or text[pos - 1] == "\n"):  # a body part starts a line
+            m = _PART_HEADER.match(text, pos)
         if m:
             last_end = m.end()
             yield m
