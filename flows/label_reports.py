@@ -30,19 +30,21 @@ def label_file_task(input: str, out: str, config: LabelConfig, progress: bool) -
 
     vocabulary = load_vocabulary(config.vocabulary, replace=config.replace_vocabulary)
     return label_file(input, out, vocabulary=vocabulary, workers=config.workers, batch_size=config.batch_size,
-                      progress=progress)
+                      progress=progress, input_format=config.input_format(), certainty_threshold=config.certainty_threshold)
 
 
 @task(name="label-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
-def label_batch_task(items: list[tuple[str, object]], inner: int, vocabulary: Any) -> tuple[Any, list]:
+def label_batch_task(items: list[tuple[str, object]], inner: int, vocabulary: Any,
+                     threshold: str | None = None) -> tuple[Any, list]:
     """Label one exam batch wherever the task runner puts it (a Dask worker, say)."""
+    from radsim.nlp.certainty import DEFAULT_THRESHOLD
     from radsim.nlp.labeler import Labeler
     from radsim.nlp.runner import label_chunk
 
-    key = pickle.dumps(vocabulary)
+    key = pickle.dumps((vocabulary, threshold))
     if key not in _LABELERS:
         _LABELERS.clear()
-        _LABELERS[key] = Labeler(vocabulary)
+        _LABELERS[key] = Labeler(vocabulary, certainty_threshold=threshold or DEFAULT_THRESHOLD)
     return label_chunk(_LABELERS[key], vocabulary, items, inner)
 
 
@@ -56,10 +58,11 @@ def label_file_mapped(input: str, out: str, config: LabelConfig, progress: bool)
     vocabulary = load_vocabulary(config.vocabulary, replace=config.replace_vocabulary)
 
     def submit(items: list[tuple[str, object]], inner: int) -> Any:
-        return label_batch_task.submit(items, inner, vocabulary)
+        return label_batch_task.submit(items, inner, vocabulary, config.certainty_threshold)
 
     return label_file(input, out, vocabulary=vocabulary, workers=config.workers, batch_size=config.batch_size,
-                      progress=progress, submit=submit)
+                      progress=progress, submit=submit, input_format=config.input_format(),
+                      certainty_threshold=config.certainty_threshold)
 
 
 @flow(name="label-reports")

@@ -1,8 +1,10 @@
-"""Report text → CheXpert-style labels with evidence (DESIGN §6).
+"""Report text → CheXpert-style labels with evidence (DESIGN §6). README "Label extraction" documents it.
 
-    from radsim.nlp import build_labeler, label_file
+    from radsim.nlp import build_labeler, label_texts, label_dataframe, label_file
     labeler = build_labeler()                      # default vocabulary, or a YAML path / Vocabulary
     labeler.label("No pneumothorax. Small left effusion.").values
+    label_texts(["No effusion.", "Possible pneumonia."], labeler=labeler)
+    label_dataframe(df, text_column="report_text", naming="chexpert", labeler=labeler)
     label_file("reports.csv", "labels.parquet", workers=2)
 
 spaCy is imported by the submodules, so `import radsim.nlp` alone stays cheap.
@@ -13,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = ["build_labeler", "Labeler", "ReportLabels", "Evidence", "BadReport", "LABELER_VERSION",
            "label_reports", "label_file", "LabelBatch", "LabelRunSummary", "open_reports", "ReportRecord",
-           "score_labels", "F1Report", "explain", "find_report", "quarantine_path_for"]
+           "score_labels", "F1Report", "explain", "find_report", "quarantine_path_for", "label_texts",
+           "label_dataframe", "InputFormat", "LabelConfig"]
 
 _WHERE = {
     "build_labeler": "labeler", "Labeler": "labeler", "ReportLabels": "labeler", "Evidence": "labeler",
@@ -21,7 +24,8 @@ _WHERE = {
     "label_reports": "runner", "label_file": "runner", "LabelBatch": "runner", "LabelRunSummary": "runner",
     "explain": "runner", "find_report": "runner", "quarantine_path_for": "runner",
     "open_reports": "reading", "ReportRecord": "reading",
-    "score_labels": "scoring", "F1Report": "scoring",
+    "score_labels": "scoring", "F1Report": "scoring", "label_texts": "api", "label_dataframe": "api",
+    "InputFormat": "input_files", "LabelConfig": "config",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .reading import ReportRecord, open_reports  # noqa: F401
     from .runner import LabelBatch, LabelRunSummary, explain, find_report, label_file, label_reports, quarantine_path_for  # noqa: F401
     from .scoring import F1Report, score_labels  # noqa: F401
+    from .api import label_dataframe, label_texts  # noqa: F401
+    from .config import LabelConfig  # noqa: F401
+    from .input_files import InputFormat  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -31,6 +31,17 @@ class GoldPair:
     predicted: int | None
     weight: float = 1.0
     stratum: str = "all"
+    complete: bool = False  # its stratum was judged whole: a census, with no sampling error
+
+
+def weighted_pairs(judged: list[tuple[str, str, str, int | None, int | None]], sizes: dict[str, int]) -> list[GoldPair]:
+    """(exam, finding, stratum, gold, predicted) → GoldPairs weighted size/judged per stratum (complete if judged whole)."""
+    per_stratum: dict[str, int] = {}
+    for _, _, stratum, _, _ in judged:
+        per_stratum[stratum] = per_stratum.get(stratum, 0) + 1
+    return [GoldPair(exam, finding, gold, pred, weight=sizes[stratum] / per_stratum[stratum], stratum=stratum,
+                     complete=per_stratum[stratum] >= sizes[stratum])
+            for exam, finding, stratum, gold, pred in judged]
 
 
 @dataclass
@@ -38,14 +49,20 @@ class Interval:
     value: float
     low: float
     high: float
+    exact: bool = False  # every pair it rests on was judged (a census): no sampling interval
 
-    def as_dict(self) -> dict[str, float | None]:
-        return {k: (None if math.isnan(v) else round(v, 4)) for k, v in
-                (("value", self.value), ("low", self.low), ("high", self.high))}
+    def as_dict(self) -> dict[str, float | bool | None]:
+        out: dict[str, float | bool | None] = {k: (None if math.isnan(v) else round(v, 4)) for k, v in
+                                               (("value", self.value), ("low", self.low), ("high", self.high))}
+        if self.exact:
+            out["exact"] = True
+        return out
 
     def text(self) -> str:
         if math.isnan(self.value):
             return "n/a"
+        if self.exact:
+            return f"{self.value:.3f} (exact)"
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
@@ -122,7 +139,9 @@ def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np
     return p, r, f1
 
 
-def _interval(point: float, samples: np.ndarray) -> Interval:
+def _interval(point: float, samples: np.ndarray, exact: bool = False) -> Interval:
+    if exact and not math.isnan(point):
+        return Interval(float(point), float(point), float(point), exact=True)
     samples = samples[~np.isnan(samples)]
     if math.isnan(point) or samples.size == 0:
         return Interval(point, float("nan"), float("nan"))
@@ -154,9 +173,14 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
     # clusters: exams within strata; a replicate redraws each stratum's clusters with replacement
     cluster_keys = {}
     cluster = np.array([cluster_keys.setdefault((p.stratum, p.exam_id), len(cluster_keys)) for p in pairs])
+    complete = {p.stratum for p in pairs if p.complete}
     strata: dict[str, list[int]] = {}
     for (stratum, _), c in cluster_keys.items():
         strata.setdefault(stratum, []).append(c)
+    fixed = np.array([c for s, members in strata.items() if s in complete for c in members], dtype=int)
+    redrawn = [np.array(v) for s, v in strata.items() if s not in complete]
+    # a finding is exact when every pair it is scored on comes from a stratum judged whole
+    exact = [all(p.complete for p, k in zip(pairs, keep) if k and p.finding == f) for f in findings]
     n_f = len(findings)
 
     def counts(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,20 +191,22 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
 
     tp, fp, fn = counts(weight)
     point = _prf(tp, fp, fn)
-    boot = _bootstrap(counts, weight, cluster, [np.array(v) for v in strata.values()], len(cluster_keys), n_f,
-                      bootstrap, seed)
+    boot = _bootstrap(counts, weight, cluster, redrawn, fixed, len(cluster_keys), n_f, bootstrap, seed)
     names = ("precision", "recall", "f1")
     per_finding: dict[str, dict[str, Any]] = {}
     for i, f in enumerate(findings):
-        per_finding[f] = {name: _interval(float(point[k][i]), boot[:, k, i]) for k, name in enumerate(names)}
+        per_finding[f] = {name: _interval(float(point[k][i]), boot[:, k, i], exact[i]) for k, name in enumerate(names)}
         per_finding[f]["gold_positives"] = float(tp[i] + fn[i])
         per_finding[f]["predicted_positives"] = float(tp[i] + fp[i])
     micro_point = _prf(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))
     macro = {name: _interval(float(np.nanmean(point[k])) if not np.all(np.isnan(point[k])) else float("nan"),
-                             boot[:, k, n_f]) for k, name in enumerate(names)}
-    micro = {name: _interval(float(micro_point[k][0]), boot[:, k, n_f + 1]) for k, name in enumerate(names)}
+                             boot[:, k, n_f], all(exact)) for k, name in enumerate(names)}
+    micro = {name: _interval(float(micro_point[k][0]), boot[:, k, n_f + 1], all(exact)) for k, name in enumerate(names)}
     notes = [f"{f}: no gold or predicted positive, left out of the macro average" for f in findings
              if math.isnan(float(point[2][findings.index(f)]))]
+    if any(exact):
+        notes.append("exact: every labelled exam of the strata it rests on was judged (a census), so it has no "
+                     "sampling interval; strata judged whole are held fixed in the bootstrap of the others")
     return AgreementReport(findings, per_finding, macro, micro, confusion, uncertain,
                            n_exams=len({p.exam_id for p in pairs}), n_pairs=len(pairs), bootstrap=bootstrap, notes=notes)
 
@@ -188,13 +214,15 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
 Counts = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]  # exam weights -> (tp, fp, fn)
 
 
-def _bootstrap(counts: Counts, weight: np.ndarray, cluster: np.ndarray, members: list[np.ndarray], n_clusters: int,
-               n_f: int, replicates: int, seed: int) -> np.ndarray:
-    """[replicate, precision/recall/F1, finding... then macro, micro]: each stratum's exams redrawn."""
+def _bootstrap(counts: Counts, weight: np.ndarray, cluster: np.ndarray, members: list[np.ndarray], fixed: np.ndarray,
+               n_clusters: int, n_f: int, replicates: int, seed: int) -> np.ndarray:
+    """[replicate, precision/recall/F1, finding... then macro, micro]: each sampled stratum's exams redrawn;
+    the clusters of strata judged whole (`fixed`) are kept as they are."""
     rng = np.random.default_rng(seed)
     boot = np.full((replicates, 3, n_f + 2), np.nan)
     for b in range(replicates):
         mult = np.zeros(n_clusters)
+        mult[fixed] = 1.0
         for m in members:
             mult += np.bincount(m[rng.integers(0, len(m), len(m))], minlength=n_clusters)
         btp, bfp, bfn = counts(weight * mult[cluster])

@@ -13,6 +13,7 @@ import pyarrow as pa
 from radsim.data_contracts import load_contract, rows_to_table
 from radsim.data_contracts.vocabulary import Vocabulary
 
+from .certainty import label_metadata
 from .text import Decoded
 
 if TYPE_CHECKING:
@@ -35,5 +36,5 @@ def label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tupl
             else:
                 failures.append((exam_id, result.reason or "undecodable_text", result.message))
     contract = load_contract("labels", contract_vocab)
-    table = contract.validate(rows_to_table(contract, rows), {"radsim.labeler_version": labeler.version})
+    table = contract.validate(rows_to_table(contract, rows), label_metadata(labeler.certainty_threshold, labeler.version))
     return table, failures

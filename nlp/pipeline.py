@@ -1,4 +1,7 @@
-"""The spaCy pipeline: blank English, sentencizer, entity ruler, three negex instances (DESIGN §6).
+"""The spaCy pipeline: blank English, entity ruler, device positions, three negex instances (DESIGN §6).
+
+Sentences are read from token arrays (radsim.nlp.arrays.word_arrays) with the rule of spaCy's
+sentencizer, not set on the Doc: `doc.sents` is not available, `negex_trace.sentence_starts` is.
 
 Sections and markup are handled on the raw string before spaCy (radsim.nlp.text), so each report
 is one Doc made by `nlp.pipe`.
@@ -14,19 +17,24 @@ from spacy.language import Language
 
 from radsim.data_contracts.vocabulary import Vocabulary
 
-from . import negex_trace, ruler  # noqa: F401 - register the "radsim_negex" and "radsim_entity_ruler" factories
+from . import device_position, negex_trace, ruler  # noqa: F401 - register the radsim_* factories
+from .arrays import SENTENCE_PUNCT  # noqa: F401 - sentences come from token arrays (radsim.nlp.arrays)
 from .negex_trace import IGNORE_LABEL
-from .resources import KINDS, expand_slots, historical, historical_following, phrases, termsets
+from .resources import (KINDS, expand_slots, historical, historical_following, phrases, study_reference_words,
+                        termsets)
 
 ATTR_PREFIX = "attr:"
 SUGGESTIVE_PREFIX = "sug:"  # a phrase that suggests a finding without asserting it: at most -1
 # Span extension per kind; "negex" is negspacy's own name for the negation flag.
 EXTENSIONS = {"negation": "negex", "uncertainty": "uncertain", "resolved": "resolved"}
-SENTENCE_PUNCT = [".", "!", "\n"]
 # Slash abbreviations kept as one token, so "f/u." and "h/o" match their triggers.
 SLASH_ABBREVIATIONS = ("f/u", "h/o", "s/p", "r/o", "w/o", "c/w", "n/g", "hx/o")  # "?" is a hedge in reports ("? consolidation"), not a sentence end
 # Following triggers that reach only the mention right before them ("atelectasis versus consolidation",
 # "pneumonia follow-up").
+# Preceding triggers that reach only a mention a few tokens on ("Negative acute cardiopulmonary abnormality"
+# but not "... negative and sputum shows pneumonia"); the resolved instance's come from termsets.yaml.
+SHORT_REACH = {"negation": ["negative"]}
+SHORT_REACH_GAP = {"negation": 5}
 ADJACENT_FOLLOWING = {"uncertainty": ["versus", "vs", "vs.", "and/or", "?"], "resolved": historical_following()}
 
 
@@ -113,6 +121,7 @@ class Patterns:
     substitution_targets: list[str]  # single finding words that also match one-letter substitutions
     known_words: frozenset[str]  # words never "corrected": every phrase word, trigger word and `never`
     substitution_min_length: int
+    implications: dict[str, tuple[str, ...]]  # phrase -> the other findings it asserts ("hydropneumothorax")
 
 
 def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -> Patterns:
@@ -133,12 +142,14 @@ def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -
             add(f.name, syn)
         for syn in f.suggestive:
             add(f"{SUGGESTIVE_PREFIX}{f.name}", syn)
-    for text in data.get("ignore", []):
-        add(IGNORE_LABEL, text)
-    for template in data.get("templates", []):
-        if template["label"] in vocabulary.observed:
+    for template in data.get("templates", []):  # before the plain ignore list: a template is more specific
+        if template["label"] in vocabulary.observed or template["label"] == IGNORE_LABEL:
             for text in expand_slots(template["slots"]):
                 add(template["label"], text)
+    for text in [*data.get("ignore", []), *(data.get("explained_away") or {}).get("explainers", [])]:
+        add(IGNORE_LABEL, text)
+    implications = {v: tuple(f for f in found if f in vocabulary.observed)
+                    for phrase, found in (data.get("implies") or {}).items() for v in phrase_variants(phrase, spelling)}
     attributes: list[Attribute] = []
     for attr in data.get("attributes", []):
         if attr["finding"] not in vocabulary.observed:
@@ -166,6 +177,7 @@ def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -
         substitution_targets=targets,
         known_words=frozenset(phrase_words | trigger_words | never),
         substitution_min_length=sub_len,
+        implications={k: v for k, v in implications.items() if v},
     )
 
 
@@ -175,12 +187,16 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
     for abbr in SLASH_ABBREVIATIONS:
         for form in {abbr, abbr.upper(), abbr.capitalize()}:
             nlp.tokenizer.add_special_case(form, [{"ORTH": form}])
-    nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_PUNCT})
     entity_ruler = nlp.add_pipe("radsim_entity_ruler", config={"phrase_matcher_attr": "LOWER", "validate": False})
     patterns = build_patterns(vocabulary)
     entity_ruler.add_patterns(patterns.ruler)
+    position = phrases().get("device_position") or {}
+    if position.get("label") in vocabulary.observed:
+        nlp.add_pipe("radsim_device_position", config={k: position[k] for k in
+                                                       ("label", "triggers", "landmarks", "below", "diaphragm", "window")})
     sets = termsets()
     hist = historical()
+    study_refs = study_reference_words()
     for kind in KINDS:
         nlp.add_pipe(
             "radsim_negex",
@@ -189,8 +205,20 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
                 "neg_termset": sets[kind],
                 "extension_name": EXTENSIONS[kind],
                 "adjacent_following": ADJACENT_FOLLOWING.get(kind, []),
-                "short_preceding": sorted(hist.short_reach) if kind == "resolved" else [],
-                "short_preceding_gap": hist.short_reach_gap,
+                "short_preceding": SHORT_REACH.get(kind, sorted(hist.short_reach) if kind == "resolved" else []),
+                "short_preceding_gap": SHORT_REACH_GAP.get(kind, hist.short_reach_gap),
+                "study_reference": study_refs if kind == "resolved" else {},
             },
         )
+    _empty_tokenizer_cache(nlp)
     return nlp, patterns
+
+
+def _empty_tokenizer_cache(nlp: Language) -> None:
+    """Start labelling with an empty tokenizer cache.
+
+    spaCy caches at most `max_cache_size` (10,000) tokenised chunks. Tokenising ~25,000 pattern phrases
+    fills it with pattern words, and report words are then never cached: tokenising runs three times
+    slower. Re-setting the special-case rules (the public way to flush it) keeps them and empties it.
+    """
+    nlp.tokenizer.rules = dict(nlp.tokenizer.rules)

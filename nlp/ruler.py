@@ -4,13 +4,16 @@ The stock `set_annotations` re-filters its entity list on every match and walks 
 and `match` wraps every call in a warnings context: together about 100 µs per report, more than
 tokenising. Here the phrase matcher's matches are taken longest first (then leftmost, as the stock
 ruler sorts them) and laid down greedily on a byte mask: the same entities, in a few µs. Token
-patterns and pre-existing entities are not supported (radsim uses neither), and say so loudly.
+patterns are not supported (radsim uses none) and say so loudly; the ruler runs first, on a doc without
+entities (an entity set before it would be overwritten).
 """
 from __future__ import annotations
 
 from spacy.language import Language
 from spacy.pipeline import EntityRuler
 from spacy.tokens import Doc, Span
+
+from .arrays import record_entities
 
 
 class PhraseEntityRuler(EntityRuler):
@@ -21,8 +24,6 @@ class PhraseEntityRuler(EntityRuler):
         return sorted(found, key=lambda m: (m[2] - m[1], -m[1]), reverse=True)
 
     def set_annotations(self, doc: Doc, matches: list[tuple[int, int, int]]) -> None:
-        if doc.ents:
-            raise ValueError("radsim_entity_ruler expects a doc without entities")
         taken = bytearray(len(doc))
         spans = []
         for match_id, start, end in matches:
@@ -30,7 +31,9 @@ class PhraseEntityRuler(EntityRuler):
                 continue
             taken[start:end] = b"\x01" * (end - start)
             spans.append(Span(doc, start, end, label=match_id))
-        doc.set_ents(sorted(spans, key=lambda s: s.start))
+        spans.sort(key=lambda s: s.start)
+        doc.set_ents(spans)
+        record_entities(doc, spans)
 
 
 @Language.factory("radsim_entity_ruler", default_config={"phrase_matcher_attr": "LOWER", "validate": False})

@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from radsim.data_contracts.progress import progress_bar
-from radsim.data_contracts import (QuarantineRecord, StageCounts, UsageError, load_contract, quarantine_table,
-                                   write_parquet_atomic)
+from radsim.data_contracts import QuarantineRecord, StageCounts, UsageError, load_contract
 from radsim.data_contracts.inflight import in_order
-from radsim.data_contracts.atomic import atomic_output
 from radsim.data_contracts.vocabulary import Vocabulary, default_vocabulary
 
 from . import worker
 from .chunks import label_chunk
 from .config import DEFAULT_BATCH
-from .reading import ReportRecord, open_reports
+from .certainty import DEFAULT_THRESHOLD, label_metadata
+from .output import open_sink, output_kind, side_path, write_quarantine
+from .reading import InputFormat, ReportRecord, open_reports
 from .version import LABELER_VERSION
 
 if TYPE_CHECKING:  # the parent of worker processes never imports spaCy
@@ -63,7 +62,9 @@ class LabelRunSummary:
     finding_counts: dict[str, dict[str, int]] = field(default_factory=dict)  # finding -> value name -> n
     labels_path: Path | None = None
     quarantine_path: Path | None = None
+    evidence_path: Path | None = None
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def positives(self) -> dict[str, int]:
@@ -88,9 +89,11 @@ class LabelRunSummary:
             width = max(len(f) for f in self.finding_counts)
             for row in self.finding_table():
                 out.append(f"  {row['finding']:<{width}}  {row['positive']:>8}  ({row['uncertain']}, {row['negative']})")
+        out.extend(f"note: {n}" for n in self.notes)
         out.append(c.summary())
         if self.labels_path:
-            out.append(f"wrote {self.labels_path}" + (f" and {self.quarantine_path}" if self.quarantine_path else ""))
+            side = [str(p) for p in (self.evidence_path, self.quarantine_path) if p]
+            out.append(f"wrote {self.labels_path}" + (f" and {' and '.join(side)}" if side else ""))
         return out
 
 
@@ -112,8 +115,12 @@ class _Gate:
 
     def admit(self, rec: ReportRecord, counts: StageCounts) -> QuarantineRecord | None | bool:
         """True to label, False to skip, or the quarantine record."""
+        if rec.problem is not None:
+            reason, message = rec.problem
+            return QuarantineRecord(STAGE, rec.exam_id or rec.where or f"row {rec.row}", reason, message)
         if rec.exam_id is None:
-            return QuarantineRecord(STAGE, f"row {rec.row}", "schema_violation", f"row {rec.row} has no exam_id")
+            where = rec.where or f"row {rec.row}"
+            return QuarantineRecord(STAGE, where, "schema_violation", f"{where} has no exam_id")
         digest = hash(rec.text) if self.collapse else 0
         old = self.seen.get(rec.exam_id)
         if old is None:
@@ -123,10 +130,11 @@ class _Gate:
             return False  # another image of an exam already labelled: same report
         n = self.dup_counts.get(rec.exam_id, 0) + 1
         self.dup_counts[rec.exam_id] = n
-        record_id = rec.exam_id if n == 1 else f"{rec.exam_id} (row {rec.row})"
+        record_id = rec.exam_id if n == 1 else f"{rec.exam_id} ({rec.where or f'row {rec.row}'})"
         what = "a different report" if self.collapse else "a second row"
         return QuarantineRecord(STAGE, record_id, "duplicate_id",
-                                f"exam_id {rec.exam_id} seen again at row {rec.row} with {what}; the first is kept")
+                                f"exam_id {rec.exam_id} seen again at {rec.where or f'row {rec.row}'} with {what}; "
+                                "the first is kept")
 
 
 def _chunks(records: Iterable[ReportRecord | tuple[str, object]], gate: _Gate, counts: StageCounts,
@@ -158,19 +166,23 @@ def _chunks(records: Iterable[ReportRecord | tuple[str, object]], gate: _Gate, c
 def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocabulary: Vocabulary | None = None,
                   labeler: "Labeler | None" = None, workers: int = 1, batch_size: int = DEFAULT_BATCH,
                   collapse_images: bool = False, counts: StageCounts | None = None,
-                  submit: "ChunkSubmitter | None" = None) -> Iterator[LabelBatch]:
+                  submit: "ChunkSubmitter | None" = None,
+                  certainty_threshold: str | None = None) -> Iterator[LabelBatch]:
     """Stream records (ReportRecord or (exam_id, text)) → LabelBatch per `batch_size` reports, in input order.
 
     `submit(items, inner)` hands each chunk to an executor of the caller's (a Prefect task runner on
     Dask, say) and returns a future with `.result()` → `label_chunk`'s output; at most
     2 × workers chunks are then in flight.
 
-    Bad records become quarantine records (empty_report, undecodable_text, duplicate_id for a second
-    occurrence, schema_violation for a missing id). `counts` (a StageCounts) is updated as batches go.
+    Bad records become quarantine records (empty_report, undecodable_text, report_too_long, duplicate_id
+    for a second occurrence, schema_violation for a missing id, and the reader's malformed_record or
+    unreadable_report with their line). `counts` (a StageCounts) is updated as batches go.
     With `workers > 1` chunks go to spawned processes, each building the labeler once; at most
-    2 × workers chunks are in flight, so memory stays bounded.
+    2 × workers chunks are in flight, so memory stays bounded. `certainty_threshold` is the grade from
+    which a mention counts as present (LabelConfig.certainty_threshold; a given `labeler` keeps its own).
     """
     vocabulary = vocabulary or (labeler.vocabulary if labeler else default_vocabulary())
+    present = certainty_threshold or DEFAULT_THRESHOLD
     counts = counts if counts is not None else StageCounts(STAGE)
     gate = _Gate(collapse_images)
     chunks = _chunks(records, gate, counts, batch_size)
@@ -189,13 +201,13 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocab
         if labeler is None:
             from .labeler import Labeler
 
-            labeler = Labeler(vocabulary)
+            labeler = Labeler(vocabulary, certainty_threshold=present)
         for items, bad, n_in in chunks:
             table, failures = label_chunk(labeler, vocabulary, items, inner)
             yield finish(table, failures, bad, n_in)
         return
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=worker.init_worker, initargs=(vocabulary,)) as pool:
+    with ctx.Pool(workers, initializer=worker.init_worker, initargs=(vocabulary, present)) as pool:
         def to_pool(items: list[tuple[str, object]], n: int) -> "_PoolResult":
             return _PoolResult(pool.apply_async(worker.label_chunk, ((items, n),)))
 
@@ -223,71 +235,82 @@ def _windowed(chunks: Iterable[tuple[list[tuple[str, object]], list[QuarantineRe
 # --------------------------------------------------------------------------- files
 
 def quarantine_path_for(out: str | Path) -> Path:
-    """LABELS.parquet → LABELS.quarantine.parquet beside it."""
-    out = Path(out)
-    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
-    return out.with_name(f"{stem}.quarantine.parquet")
+    """LABELS.parquet → LABELS.quarantine.parquet beside it (LABELS.csv → LABELS.quarantine.csv)."""
+    return side_path(out, "quarantine")
 
 
 def _progress(total: int | None, enabled: bool) -> Any:
     return progress_bar(total, enabled, unit="report", desc="label", leave=True)
 
 
+class _Tally:
+    """Counts per finding and value, and a check that no exam is written twice."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.counts = {f: {"positive": 0, "uncertain": 0, "negative": 0} for f in names}
+        self.written: set[str] = set()
+
+    def add(self, table: pa.Table) -> None:
+        ids = table.column("exam_id").to_pylist()
+        before = len(self.written)
+        self.written.update(ids)
+        if len(self.written) != before + len(ids):  # the gate makes this impossible; check anyway
+            raise UsageError(f"duplicate exam_id in labels output near {ids[0]}")
+        for name in self.names:
+            for entry in pc.value_counts(table.column(name)).to_pylist():
+                if entry["values"] is not None:
+                    self.counts[name][VALUE_NAMES[entry["values"]]] += entry["counts"]
+
+
 def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | None = None, workers: int = 1,
                batch_size: int = DEFAULT_BATCH, progress: bool = True, labeler: "Labeler | None" = None,
-               submit: "ChunkSubmitter | None" = None) -> LabelRunSummary:
-    """Label every report of INPUT into OUT (labels contract) and OUT's .quarantine.parquet.
+               submit: "ChunkSubmitter | None" = None, input_format: InputFormat | None = None,
+               certainty_threshold: str | None = None) -> LabelRunSummary:
+    """Label every report of INPUT into OUT and OUT's quarantine file beside it.
 
-    Streams: input is read in batches and labels go to a ParquetWriter on a temporary file in
-    OUT's folder, renamed into place at the end (both files), so a crash leaves no partial output.
-    A ready `labeler` (single process only) saves building the pipeline again.
+    OUT's extension decides its format: .parquet is the labels contract, .csv the CheXpert layout
+    with an evidence side file (radsim.nlp.output). Streams: input is read in batches and labels are
+    written to temporary files in OUT's folder, renamed into place at the end, so a crash leaves no
+    partial output. A ready `labeler` (single process only) saves building the pipeline again.
     """
     started = time.perf_counter()
     out = Path(out)
-    if out.exists() and out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a .parquet file name")
-    source = open_reports(input)
+    output_kind(out)
+    source = open_reports(input, input_format)
     vocabulary = vocabulary or (labeler.vocabulary if labeler else default_vocabulary())
+    present = certainty_threshold or (labeler.certainty_threshold if labeler else DEFAULT_THRESHOLD)
     contract = load_contract("labels", vocabulary)
-    schema = contract.validate(contract.empty(), {"radsim.labeler_version": LABELER_VERSION}).schema
+    schema = contract.validate(contract.empty(), label_metadata(present)).schema
     counts = StageCounts(STAGE)
     summary = LabelRunSummary(counts, f"{vocabulary.name} {vocabulary.version}")
-    finding_counts = {f: {"positive": 0, "uncertain": 0, "negative": 0} for f in vocabulary.names}
+    tally = _Tally(list(vocabulary.names))
     quarantined: list[QuarantineRecord] = []
-    written: set[str] = set()
-    with atomic_output(out) as tmp, pq.ParquetWriter(tmp, schema) as writer, _progress(source.total, progress) as bar:
-        batches = label_reports(source.records(batch_size), vocabulary=vocabulary, workers=workers, labeler=labeler,
-                                batch_size=batch_size, collapse_images=source.has_image_index, counts=counts,
-                                submit=submit)
-        for batch in batches:
+    with open_sink(out, schema, list(vocabulary.names)) as sink, _progress(source.total, progress) as bar:
+        for batch in label_reports(source.records(batch_size), vocabulary=vocabulary, workers=workers,
+                                   labeler=labeler, batch_size=batch_size, collapse_images=source.has_image_index,
+                                   counts=counts, submit=submit, certainty_threshold=present):
             if batch.table.num_rows:
-                ids = batch.table.column("exam_id").to_pylist()
-                before = len(written)
-                written.update(ids)
-                if len(written) != before + len(ids):  # the gate makes this impossible; check anyway
-                    raise UsageError(f"duplicate exam_id in labels output near {ids[0]}")
-                writer.write_table(batch.table)
-                for name in vocabulary.names:
-                    vc = pc.value_counts(batch.table.column(name)).to_pylist()
-                    for entry in vc:
-                        if entry["values"] is not None:
-                            finding_counts[name][VALUE_NAMES[entry["values"]]] += entry["counts"]
+                tally.add(batch.table)
+                sink.write(batch.table)
             quarantined.extend(batch.quarantine)
             bar.update(batch.rows_in)
         counts.check()
-    qpath = quarantine_path_for(out)
-    write_parquet_atomic(quarantine_table(quarantined), qpath)
+    qpath = write_quarantine(quarantined, quarantine_path_for(out))
     for rec in quarantined:
         summary.quarantined_by_reason[rec.reason_code] = summary.quarantined_by_reason.get(rec.reason_code, 0) + 1
-    summary.finding_counts = {f: c for f, c in finding_counts.items()}
+    if counts.rows_in == 0:
+        summary.notes.append(f"{input} holds no reports: the labels file is empty")
+    summary.finding_counts = tally.counts
     summary.labels_path, summary.quarantine_path = out, qpath
+    summary.evidence_path = side_path(out, "evidence") if output_kind(out) == "csv" else None
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def find_report(input: str | Path, exam_id: str) -> object:
+def find_report(input: str | Path, exam_id: str, input_format: InputFormat | None = None) -> object:
     """The report text of one exam in INPUT (the first occurrence), or a UsageError."""
-    source = open_reports(input)
+    source = open_reports(input, input_format)
     for rec in source.records():
         if rec.exam_id == exam_id:
             return rec.text
@@ -304,7 +327,8 @@ def explain(labeler: "Labeler", text: object) -> list[str]:
         if value is None:
             lines.append(f"{name}: null (not mentioned)")
             continue
-        lines.append(f"{name}: {value} {ev.status if ev else ''}  rule={ev.rule if ev else ''}  trigger={ev.trigger if ev else None!r}")
+        lines.append(f"{name}: {value} {ev.status if ev else ''}  certainty={ev.certainty if ev else None}  "
+                     f"rule={ev.rule if ev else ''}  trigger={ev.trigger if ev else None!r}")
         if ev and ev.sentence:
             lines.append(f"    \"{ev.sentence}\"")
     return lines

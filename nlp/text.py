@@ -151,22 +151,46 @@ NON_ASSERTING = (
 )
 _KIND = {n: True for n in ASSERTING} | {n: False for n in NON_ASSERTING}
 _NAMES = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in sorted(_KIND, key=len, reverse=True))
+# A multi-part report's sections by body part ("CHEST: ...", "LEFT WRIST: ..."): the chest part asserts
+# chest findings, another part's fracture or degenerative change is no chest finding (issue 22).
+_SIDE = r"(?:(?:left|right|bilateral|both|lt|rt|l|r)\.?\s+)?"
+_CHEST = (r"(?:chest|thorax|cxr|ribs|rib\s+series|(?:pa|ap|portable|erect|supine|frontal)(?:\s+and\s+lateral)?"
+          r"\s+chest|chest\s+(?:pa|ap)(?:\s+and\s+lateral)?)")
+_OTHER_PART = (r"(?:wrists?|hands?|hips?|pelvis|knees?|ankles?|feet|foot|elbows?|forearms?|femurs?|femora|tibias?|"
+               r"tibiae|fibulas?|humerus|humeri|shoulders?|abdomen|lumbar\s+spine|cervical\s+spine|"
+               r"lumbosacral\s+spine|sacrum|coccyx|skull|facial\s+bones|sinuses|fingers?|thumbs?|toes?|legs?|"
+               r"thighs?|heels?|calcaneus|kub|mandible|orbits?|nasal\s+bones)")
+_VIEW = r"(?:\s+(?:x-?rays?|xr|radiographs?|radiography|series|views?|films?|\d+\s+views?|(?:ap|pa)(?:\s+and\s+lateral)?))?"
+_PART = rf"{_SIDE}(?:{_CHEST}|{_OTHER_PART}){_VIEW}"
+_CHEST_PART = re.compile(rf"{_SIDE}{_CHEST}{_VIEW}", re.I)
 # A header starts a line (or follows a sentence end) and ends with a colon, or is alone on its line
 # in capitals. "no history of trauma" is not a header: it has no colon.
-_HEADER = re.compile(
-    rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_NAMES})[ \t]*(?::[ \t]*|-[ \t]+|(?P<bare>[ \t]*(?=\n|$)))",
-    re.I | re.M,
-)
+_HEADER_END = r"[ \t]*(?::[ \t]*|-[ \t]+|(?P<bare>[ \t]*(?=\n|$)))"
+_HEADER = re.compile(rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_NAMES}){_HEADER_END}", re.I | re.M)
+_PART_HEADER = re.compile(rf"[ \t]*(?:[-*#•]+[ \t]*)?(?P<name>{_PART}){_HEADER_END}", re.I | re.M)
+_FIRST_WORD = re.compile(r"[ \t]*(?:[-*#•]+[ \t]*)?([A-Za-z]+)")
+# the words a body-part header may start with: the regex above runs only after one of them
+_PART_FIRST = frozenset(v for w in re.findall(r"[a-z]+", _SIDE + _CHEST + _OTHER_PART) for v in (w, w.rstrip("s"))
+                        if v) - {"s", "and", "lateral"}
 _CANDIDATE = re.compile(r"[\n.;!]")  # headers start the text, a line, or follow a sentence end
+# the words a section name starts with: the big regexes run only after one of them
+_NAME_FIRST = frozenset(n.split()[0] for n in _KIND)
 
 
 def _headers(text: str):
-    """Header matches, trying the regex only where a header may start (fast on long reports)."""
+    """Header matches, trying the regexes only where a header may start (fast on long reports): a section
+    name at the text's start, a line's or after a sentence end; a body part at a line's start."""
     last_end = 0
     for pos in (0, *(m.end() for m in _CANDIDATE.finditer(text))):
         if pos < last_end:
             continue
-        m = _HEADER.match(text, pos)
+        word = _FIRST_WORD.match(text, pos)
+        if word is None:
+            continue
+        first = word.group(1).lower()
+        m = _HEADER.match(text, pos) if first in _NAME_FIRST else None
+        if m is None and first in _PART_FIRST and (pos == 0 or text[pos - 1] == "\n"):  # a body part starts a line
+            m = _PART_HEADER.match(text, pos)
         if m:
             last_end = m.end()
             yield m
@@ -176,7 +200,9 @@ def _header_kind(match: re.Match[str]) -> bool | None:
     name = " ".join(match.group("name").lower().split())
     if match.group("bare") is not None and not match.group("name").isupper():
         return None  # "Report" alone on a line in running text is not a header
-    return _KIND.get(name)
+    if name in _KIND:
+        return _KIND[name]
+    return _CHEST_PART.fullmatch(name) is not None  # a body part: only the chest asserts chest findings
 
 
 def asserting_text(text: str) -> str:

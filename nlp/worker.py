@@ -13,12 +13,12 @@ from typing import Any
 _STATE: dict[str, Any] = {}
 
 
-def init_worker(vocabulary: Any, block_torch: bool = True) -> None:
+def init_worker(vocabulary: Any, certainty_threshold: str | None = None, block_torch: bool = True) -> None:
     if block_torch and "torch" not in sys.modules:
         sys.modules["torch"] = None  # type: ignore[assignment]  # import torch -> ImportError, thinc skips it
     from .labeler import Labeler
 
-    _STATE["labeler"] = Labeler(vocabulary)
+    _STATE["labeler"] = Labeler(vocabulary, certainty_threshold=certainty_threshold)
     _STATE["vocabulary"] = vocabulary
 
 

@@ -76,6 +76,10 @@ ModelSection = settings.section("ModelSection", "[model]: training and promotion
                                   "forced")),
 })
 
+LabelsSection = settings.section("LabelsSection", "[labels]: the label stage's site settings.", {
+    "certainty_threshold": field_of(LabelConfig, "certainty_threshold"),
+})
+
 RunnerSection = settings.section("RunnerSection", "[runner]: where the CPU stages' tasks run.", {
     "task_runner": (TaskRunner, Field("threads", description="threads, processes or dask")),
     "workers": (int, Field(2, ge=1, description="task runner workers")),
@@ -113,7 +117,8 @@ class QuarantineSection(Settings):
 
 
 SECTIONS: dict[str, type[Settings]] = {
-    "paths": PathsSection, "imaging": ImagingSection, "model": ModelSection, "runner": RunnerSection,
+    "paths": PathsSection, "labels": LabelsSection, "imaging": ImagingSection, "model": ModelSection,
+    "runner": RunnerSection,
     "publish": PublishSection, "schedule": ScheduleSection, "quarantine": QuarantineSection,
 }
 # the short variable names a deployment may use instead of RADSIM_<SECTION>_<KEY>
@@ -127,6 +132,7 @@ class RunConfig(Settings):
     """Every setting of a run, by section; `sources` says where each dotted key's value came from."""
 
     paths: PathsSection = Field(default_factory=PathsSection)
+    labels: LabelsSection = Field(default_factory=LabelsSection)  # type: ignore[valid-type]
     imaging: ImagingSection = Field(default_factory=ImagingSection)  # type: ignore[valid-type]
     model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[valid-type]
     runner: RunnerSection = Field(default_factory=RunnerSection)  # type: ignore[valid-type]
@@ -183,7 +189,7 @@ class RunConfig(Settings):
     def label_config(self, vocabulary: str | None, workers: int) -> LabelConfig:
         """The label stage's settings for `vocabulary` (runner.workers when the batches are mapped)."""
         return LabelConfig(vocabulary=vocabulary, workers=self.runner.workers if self.mapped else workers,
-                           batch_size=self.runner.label_batch_size)
+                           batch_size=self.runner.label_batch_size, certainty_threshold=self.labels.certainty_threshold)
 
     def embed_config(self) -> EmbedConfig:
         return EmbedConfig(workers=self.runner.workers, shards_per_task=self.runner.shards_per_task)

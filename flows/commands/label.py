@@ -15,15 +15,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="extract finding labels (1/0/-1/null) from free-text radiology reports",
         description="Label chest X-ray reports with one value per finding: 1 present, 0 negated or resolved, "
         "-1 uncertain, null not mentioned (CheXpert convention), with the evidence sentence, trigger and rule. "
-        "Writes LABELS.parquet (labels contract) and LABELS.quarantine.parquet (empty, undecodable or duplicate "
-        "reports). Memory stays bounded whatever the input size.",
+        "LABELS.parquet is the labels contract; LABELS.csv is the CheXpert labeler's layout (exam_id, then one "
+        "column per finding named as CheXpert names it, 1/0/-1/blank) with the evidence in LABELS.evidence.csv. "
+        "Records that cannot be labelled (empty, undecodable, duplicate, a malformed CSV record, a JSON line that "
+        "is not JSON, an unreadable file) go to LABELS.quarantine.* with their reason and line. Memory stays "
+        "bounded whatever the input size.",
     )
     p.add_argument("input", metavar="INPUT",
-                   help="CSV, Parquet or JSONL with exam_id and report_text columns (an exams table with "
-                   "image_index is collapsed to one report per exam), or a folder of *.txt files (stem = exam_id)")
-    p.add_argument("--out", metavar="LABELS.parquet", help="output labels table (required unless --explain)")
-    settings.add_arguments(p, LabelConfig, CLI_FIELDS, metavars={"vocabulary": "FILE", "workers": "N",
-                                                                 "batch_size": "N"})
+                   help="CSV, TSV, Parquet or JSON lines with exam_id and report_text columns (any case; see "
+                   "--id-column, --text-column, --delimiter; an exams table with image_index is collapsed to one "
+                   "report per exam), or a folder of *.txt files (stem = exam_id)")
+    p.add_argument("--out", metavar="LABELS.parquet|LABELS.csv",
+                   help="output labels: .parquet (labels contract) or .csv (CheXpert layout); required unless --explain")
+    settings.add_arguments(p, LabelConfig, CLI_FIELDS, metavars={
+        "vocabulary": "FILE", "workers": "N", "batch_size": "N", "certainty_threshold": "GRADE", "delimiter": "CHAR",
+        "id_column": "NAME", "text_column": "NAME"})
     p.add_argument("--explain", metavar="EXAM_ID", help="label only this exam and print its evidence per finding")
     p.add_argument("--flow", action="store_true", help="run through the Prefect flow label_reports (ephemeral mode)")
     add_runner_arguments(p, "exam batches (of --batch-size reports)")
@@ -42,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
         from radsim.nlp.labeler import BadReport, Labeler
         from radsim.nlp.runner import explain, find_report
 
-        text = find_report(args.input, args.explain)
+        text = find_report(args.input, args.explain, config.input_format())
         try:
-            lines = explain(Labeler(vocabulary), text)
+            lines = explain(Labeler(vocabulary, certainty_threshold=config.certainty_threshold), text)
         except BadReport as exc:
             print(f"{args.explain}: would be quarantined ({exc.reason}): {exc}")
             return 0
@@ -53,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     if not args.out:
-        raise UsageError("--out LABELS.parquet is required (or use --explain EXAM_ID)")
+        raise UsageError("--out LABELS.parquet (or LABELS.csv) is required (or use --explain EXAM_ID)")
     runner = runner_from_args(args)
     if args.flow or runner:
         from radsim.flows.label_reports import run_label_reports
@@ -64,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         from radsim.nlp.runner import label_file
 
         summary = label_file(args.input, args.out, vocabulary=vocabulary, workers=config.workers,
-                             batch_size=config.batch_size, progress=not args.no_progress)
+                             batch_size=config.batch_size, progress=not args.no_progress,
+                             input_format=config.input_format(), certainty_threshold=config.certainty_threshold)
     print("\n".join(summary.lines()))
     sys.stdout.flush()
     return 0

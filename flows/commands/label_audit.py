@@ -11,12 +11,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         NAME,
         help="export a stratified sample of labels, with evidence, for a person to judge (site audit)",
         description="Sample up to N exams per finding and predicted status (present, uncertain, negated; with "
-        "--reports also not mentioned, and no_finding) from a labels table, and write them as CSV with the evidence "
-        "sentence, trigger and rule, and blank 'verdict' and 'true_value' columns. A reviewer writes 'correct', "
-        "'wrong' or 'unsure' in 'verdict' and, for a wrong row, the right value in 'true_value' (1 present, 0 negated, "
-        "-1 uncertain, empty for not mentioned); 'radsim label-score LABELS --gold AUDIT.csv' then estimates "
-        "precision, recall and F1 for the whole table. The CSV quotes reports and raw exam ids: keep it with the "
-        "restricted tables.",
+        "--reports also not mentioned, and no_finding) from a labels table, and write one CSV row per sampled report "
+        "with all the strata it was drawn for together: the values to judge ('to_judge'), their evidence sentence, "
+        "certainty, trigger and rule, the report, and blank 'verdict', 'corrections' and 'unsure' columns. A reviewer "
+        "writes 'correct' when every value to judge is right, or lists the wrong ones in 'corrections' "
+        "(pneumothorax=1; edema=  -- 1 present, 0 negated, -1 uncertain, empty for not mentioned) and those they "
+        "cannot judge in 'unsure'; 'radsim label-score LABELS --gold AUDIT.csv' then estimates precision, recall and "
+        "F1 for the whole table. The CSV quotes reports and raw exam ids: keep it with the restricted tables.",
     )
     p.add_argument("labels", metavar="LABELS", help="labels table written by radsim label (Parquet)")
     p.add_argument("--out", required=True, metavar="AUDIT.csv", help="CSV to write")

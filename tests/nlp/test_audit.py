@@ -102,18 +102,32 @@ def _corrupt(labels: Path, seed: int) -> None:
     pq.write_table(corrupted.replace_schema_metadata(table.schema.metadata), labels)
 
 
-def _fill(audit: Path, truth: dict[str, dict]) -> None:
-    with open(audit, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:
-        want = truth[row["exam_id"]].get(row["finding"])
-        have = None if row["predicted_value"] == "" else int(row["predicted_value"])
-        row["verdict"] = "correct" if want == have else "wrong"
-        row["true_value"] = "" if want == have or want is None else str(want)
+def _rewrite(audit: Path, rows: list[dict]) -> None:
     with open(audit, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def _read(audit: Path) -> list[dict]:
+    with open(audit, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fill(audit: Path, truth: dict[str, dict]) -> None:
+    """A reviewer who knows the truth: 'correct', or the wrong values listed in 'corrections'."""
+    rows = _read(audit)
+    for row in rows:
+        wrong = []
+        for part in row["to_judge"].split(";"):
+            finding, _, value = part.strip().partition("=")
+            have = None if value == "" else int(value)
+            want = truth[row["exam_id"]].get(finding)
+            if want != have:
+                wrong.append(f"{finding}={'' if want is None else want}")
+        row["verdict"] = "wrong" if wrong else "correct"
+        row["corrections"] = "; ".join(wrong)
+    _rewrite(audit, rows)
 
 
 def test_audit_round_trip_export_fill_score_matches_the_full_gold(labeler, tmp_path):
@@ -126,17 +140,20 @@ def test_audit_round_trip_export_fill_score_matches_the_full_gold(labeler, tmp_p
 
     audit = tmp_path / "audit.csv"  # every pair sampled: the audit must reproduce the direct score exactly
     summary = export_audit(labels, audit, per_stratum=10**6, reports_input=reports, findings=SCORED)
-    assert summary.rows == len(gold_rows) * len(SCORED)
-    with open(audit, newline="", encoding="utf-8") as fh:
-        first = next(csv.DictReader(fh))
-    assert first["verdict"] == "" and first["report_text"] and first["stratum"].startswith("cardiomegaly:")
+    assert summary.rows == len(gold_rows) and summary.pairs == len(gold_rows) * len(SCORED)
+    first = _read(audit)[0]
+    assert first["verdict"] == "" and first["report_text"] and first["strata"].startswith("cardiomegaly:")
+    assert len(first["to_judge"].split(";")) == len(SCORED)  # one row per report, all its strata together
     truth = {r["exam_id"]: r for r in gold_rows}
     _fill(audit, truth)
     audited, _ = score_label_files(labels, audit, tmp_path / "audited", bootstrap=50)
     for f in SCORED:
         for metric in ("precision", "recall", "f1"):
-            a, d = audited.per_finding[f][metric].value, direct.per_finding[f][metric].value
-            assert (math.isnan(a) and math.isnan(d)) or a == pytest.approx(d), (f, metric)
+            a, d = audited.per_finding[f][metric], direct.per_finding[f][metric]
+            assert (math.isnan(a.value) and math.isnan(d.value)) or a.value == pytest.approx(d.value), (f, metric)
+            # every stratum judged whole: a census, shown as exact rather than as a zero-width interval
+            assert math.isnan(a.value) or (a.exact and "(exact)" in a.text() and "[" not in a.text())
+    assert not direct.per_finding["pleural_effusion"]["f1"].exact  # a gold table is a sample of reports
 
 
 def test_sampled_audit_weights_rows_by_stratum_and_refuses_bad_verdicts(labeler, tmp_path):
@@ -148,9 +165,12 @@ def test_sampled_audit_weights_rows_by_stratum_and_refuses_bad_verdicts(labeler,
     summary = export_audit(labels, audit, per_stratum=8, seed=2, reports_input=reports)
     assert all(sampled == min(8, size) for size, sampled in summary.strata.values())
     assert f"{NO_FINDING}:present" in summary.strata
+    rows = _read(audit)
+    assert len(rows) == summary.rows == len({r["exam_id"] for r in rows})  # each report once
+    assert summary.pairs == sum(sampled for _, sampled in summary.strata.values()) > summary.rows
     _fill(audit, {r["exam_id"]: r for r in gold_rows})
     pairs, tally = read_audit(audit)
-    assert tally["correct"] + tally["wrong"] == summary.rows
+    assert tally["correct"] + tally["wrong"] == summary.rows and len(pairs) == summary.pairs
     by_stratum: dict[str, float] = {}
     for p in pairs:
         by_stratum[p.stratum] = by_stratum.get(p.stratum, 0.0) + p.weight
@@ -160,15 +180,48 @@ def test_sampled_audit_weights_rows_by_stratum_and_refuses_bad_verdicts(labeler,
     effusion = report.per_finding["pleural_effusion"]["precision"]
     assert effusion.low <= effusion.value <= effusion.high
 
-    with open(audit, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = _read(audit)
     rows[0]["verdict"] = "perhaps"
-    with open(audit, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    _rewrite(audit, rows)
     with pytest.raises(UsageError, match="is not correct, wrong or unsure"):
         read_audit(audit)
+    rows[0]["verdict"], rows[0]["corrections"] = "wrong", "fracture=1"
+    if "fracture=" not in rows[0]["to_judge"]:
+        _rewrite(audit, rows)
+        with pytest.raises(UsageError, match="is not one of the values to judge"):
+            read_audit(audit)
+
+
+def test_unsure_values_are_left_out_and_a_stratum_with_one_left_out_is_not_exact(labeler, tmp_path):
+    reports, _, gold_rows = _write_corpus(tmp_path)
+    labels = tmp_path / "labels.parquet"
+    label_file(reports, labels, progress=False, labeler=labeler)
+    audit = tmp_path / "audit.csv"
+    export_audit(labels, audit, per_stratum=10**6, findings=["pleural_effusion"])
+    _fill(audit, {r["exam_id"]: r for r in gold_rows})
+    rows = _read(audit)
+    rows[0]["unsure"] = "pleural_effusion"
+    _rewrite(audit, rows)
+    pairs, _ = read_audit(audit)
+    assert len(pairs) == len(rows) - 1
+    left_out = next(p.stratum for p in pairs if p.stratum == rows[0]["strata"].split(" (")[0])
+    assert not any(p.complete for p in pairs if p.stratum == left_out)
+    assert all(p.complete for p in pairs if p.stratum != left_out)
+
+
+def test_an_audit_written_one_row_per_value_is_still_read(tmp_path):
+    audit = tmp_path / "old.csv"
+    header = ["audit_id", "stratum", "stratum_size", "sampled", "exam_id", "finding", "predicted_value",
+              "predicted_status", "sentence", "trigger", "rule", "report_text", "verdict", "true_value", "notes"]
+    rows = [["1", "pleural_effusion:present", "4", "2", "A", "pleural_effusion", "1", "positive", "", "", "", "",
+             "correct", "", ""],
+            ["2", "pleural_effusion:present", "4", "2", "B", "pleural_effusion", "1", "positive", "", "", "", "",
+             "wrong", "", ""]]
+    with open(audit, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    pairs, tally = read_audit(audit)
+    assert tally == {"correct": 1, "wrong": 1, "unsure": 0}
+    assert [(p.exam_id, p.gold, p.predicted, p.weight) for p in pairs] == [("A", 1, 1, 2.0), ("B", None, 1, 2.0)]
 
 
 def test_audit_of_other_labels_is_refused(labeler, tmp_path):
@@ -178,8 +231,7 @@ def test_audit_of_other_labels_is_refused(labeler, tmp_path):
     audit = tmp_path / "audit.csv"
     export_audit(labels, audit, per_stratum=3, findings=["pleural_effusion"])
     _fill(audit, {r["exam_id"]: r for r in gold_rows})
-    with open(audit, newline="", encoding="utf-8") as fh:
-        first = next(csv.DictReader(fh))
+    first = _read(audit)[0]
     table = pq.read_table(labels)  # the labels change after the export: one audited value flips
     rows = table.to_pylist()
     row = next(r for r in rows if r["exam_id"] == first["exam_id"])
@@ -188,3 +240,28 @@ def test_audit_of_other_labels_is_refused(labeler, tmp_path):
     pq.write_table(contract.validate(rows_to_table(contract, rows)).replace_schema_metadata(table.schema.metadata), labels)
     with pytest.raises(UsageError, match="score the labels table the audit was exported from"):
         score_label_files(labels, audit, tmp_path / "score", bootstrap=10)
+
+
+def test_label_score_reads_chexpert_names_in_gold_and_labels_and_says_what_it_matched(labeler, tmp_path):
+    from radsim.nlp.naming import display_name
+
+    reports, _, gold_rows = _write_corpus(tmp_path)
+    labels = tmp_path / "labels.parquet"
+    label_file(reports, labels, progress=False, labeler=labeler)
+    gold = tmp_path / "chexpert_gold.csv"  # CheXpert's names, an extra column, upper-case id, float values
+    with open(gold, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["EXAM_ID", "Reports", *(display_name(f) for f in SCORED)])
+        for r in gold_rows:
+            w.writerow([r["exam_id"], "text", *("" if r[f] is None else f"{float(r[f]):.1f}" for f in SCORED)])
+    report, _ = score_label_files(labels, gold, tmp_path / "score", bootstrap=20)
+    assert report.findings == SCORED and report.macro["f1"].value == 1.0
+    note = next(n for n in report.notes if n.startswith("gold chexpert_gold.csv"))
+    assert "'Pleural Effusion' → pleural_effusion" in note and "'Reports'" in note
+    label_file(reports, tmp_path / "labels.csv", progress=False, labeler=labeler)  # labels in CheXpert layout too
+    both, _ = score_label_files(tmp_path / "labels.csv", gold, tmp_path / "score2", bootstrap=20)
+    assert both.macro["f1"].value == 1.0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("exam_id,Pleural Thing\nA,1\n")
+    with pytest.raises(UsageError, match="shares no finding.*CheXpert labeler"):
+        score_label_files(labels, bad, tmp_path / "score3", bootstrap=5)

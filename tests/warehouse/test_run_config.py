@@ -54,3 +54,11 @@ def test_stage_configs_come_from_the_sections():
     assert cfg.embed_config().batch_size == EmbedConfig().batch_size
     assert resolve_config({}, environ={}).train_config().batch_size == TrainConfig().batch_size
     assert not cfg.mapped and resolve_config({"runner.task_runner": "processes"}, environ={}).mapped
+
+
+def test_the_certainty_threshold_of_the_labels_is_a_site_setting():
+    cfg = resolve_config({"labels.certainty_threshold": "probable"}, environ={})
+    assert cfg.label_config(None, 1).certainty_threshold == "probable"
+    assert resolve_config({}, environ={}).label_config(None, 1).certainty_threshold == LabelConfig().certainty_threshold
+    with pytest.raises(UsageError, match=r"labels\.certainty_threshold"):
+        resolve_config({"labels.certainty_threshold": "sure"}, environ={})
