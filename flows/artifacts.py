@@ -27,6 +27,10 @@ def markdown_artifact(key: str, markdown: str, description: str) -> None:
 
 
 def table_artifact(key: str, table: list[dict[str, Any]], description: str) -> None:
+    """A table; an empty one is a sentence saying there was nothing to count (never an empty table in the UI)."""
+    if not table:
+        markdown_artifact(key, f"Nothing to show: no rows this run. ({description})", description)
+        return
     _create("table", key=key, table=table, description=description)
 
 
