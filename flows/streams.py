@@ -8,10 +8,11 @@ one either (it would exit 120 after a complete run).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class ClosedPipeSafe:
@@ -50,17 +51,35 @@ class ClosedPipeSafe:
         return getattr(self._stream, name)
 
 
+def _rich_consoles() -> list[Any]:
+    """The rich Consoles of the logging handlers (Prefect's console handler prints through one)."""
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(v, logging.Logger))]
+    consoles = [getattr(h, "console", None) for lg in loggers for h in lg.handlers]
+    return list({id(c): c for c in consoles if c is not None and hasattr(c, "file")}.values())
+
+
 @contextlib.contextmanager
 def closed_pipe_safe() -> Iterator[None]:
-    """sys.stdout and sys.stderr closed-pipe safe for the duration (already safe ones are kept)."""
+    """sys.stdout, sys.stderr and the logging consoles closed-pipe safe for the duration.
+
+    A rich Console (Prefect's console log handler) answers a broken pipe with SystemExit(1)
+    (rich.console.Console.on_broken_pipe): inside a flow run that is a CRASHED run, even after
+    all its work is written. Wrapped, its writes to a gone reader are dropped instead.
+    """
     saved = sys.stdout, sys.stderr
+    consoles = [(c, c.file) for c in _rich_consoles() if not isinstance(c.file, ClosedPipeSafe)]
     if not isinstance(sys.stdout, ClosedPipeSafe):
         sys.stdout = ClosedPipeSafe(sys.stdout)  # type: ignore[assignment]
     if not isinstance(sys.stderr, ClosedPipeSafe):
         sys.stderr = ClosedPipeSafe(sys.stderr)  # type: ignore[assignment]
+    for console, stream in consoles:
+        console.file = ClosedPipeSafe(stream)
     try:
         yield
     finally:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         sys.stdout, sys.stderr = saved
+        for console, stream in consoles:
+            console.file = stream

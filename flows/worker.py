@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from typing import Any
 from uuid import UUID
@@ -116,6 +117,22 @@ async def mark_crashed(run_ids: list[UUID], why: str) -> None:
             await client.set_flow_run_state(run_id, Crashed(message=why), force=True)
 
 
+async def live_process_groups(run_ids: set[UUID]) -> list[int]:
+    """The flow-run process groups of `run_ids` that are still alive (the worker starts each in its own group)."""
+    async with get_client() as client:
+        pids = [(await client.read_flow_run(run_id)).infrastructure_pid for run_id in run_ids]
+    alive = []
+    for pid in (int(p) for p in pids if p and str(p).isdigit()):
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        alive.append(pid)
+    return alive
+
+
 async def drain(worker: ProcessWorker, submitted: set[UUID], stop: StopRequest) -> list[UUID]:
     """Let the run in flight finish, else cancel it; the runs still not final after `cancel_seconds`."""
     config, busy = stop.config, (lambda: in_flight_slots(worker) > 0)
@@ -156,5 +173,10 @@ async def serve(config: WorkerConfig, say: Any = print) -> int:
         await mark_crashed(left, "the radsim worker stopped this run by force: it did not stop within "
                                  f"{config.cancel_seconds:.0f} s of its cancellation; rerun it")
         say(f"radsim worker: {len(left)} run(s) stopped by force and marked CRASHED")
+    alive = await live_process_groups(submitted)
+    if alive:
+        say(f"radsim worker: {worker.name} stopped, but flow-run process group(s) {alive} are still alive "
+            f"(stop them with: kill -TERM -- -PGID)")
+        return 1
     say(f"radsim worker: {worker.name} stopped; no flow-run process of it is left")
     return 1 if left else 0

@@ -190,8 +190,8 @@ def test_radsim_run_cli_then_nothing_new(prefect_harness, cohorts, tmp_path, cap
     assert "nothing new" in capsys.readouterr().out
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[
-            "pipeline-reconciliation", "label-counts", "shard-counts"])))
-    assert {a.key for a in found} >= {"pipeline-reconciliation", "label-counts", "shard-counts"}
+            "radsim-pipeline-run", "label-counts", "shard-counts"])))
+    assert {a.key for a in found} >= {"radsim-pipeline-run", "label-counts", "shard-counts"}
 
 
 def json_settings(warehouse: Path) -> dict:
