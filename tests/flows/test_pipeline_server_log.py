@@ -8,6 +8,7 @@ the server's database holds no raw exam id, report sentence or identifying heade
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -69,6 +70,9 @@ def test_a_radsim_run_shows_its_lines_decision_and_counts_on_the_server(tmp_path
     assert "Quarantine reasons (this run)" in report and "Nothing was quarantined" not in report
     assert "model-card" in artifacts and "Gate decision: forced" in artifacts["model-card"]["data"]
     assert "warehouse:site-wh" in run["tags"] and any(t.startswith("model:") for t in run["tags"]), run["tags"]
+    current = json.loads((warehouse / "models" / "current.json").read_text())
+    assert current["reason"].startswith("forced: by model.force_promote in radsim.toml")  # not "--force-promote"
+    assert current["decision"]["forced_by"] == "model.force_promote in radsim.toml"
 
     needles = privacy_scan.inbox_needles(cohort.inbox)
     assert len(needles) > 150
