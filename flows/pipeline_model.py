@@ -80,6 +80,7 @@ def train_step(layout: WarehouseLayout, cfg: RunConfig, current: dict | None, pr
     if current is None:
         say(f"      {result.promotion['reason']}", quiet)
         say("[5/6] nothing published: no model has passed the gates yet (--force-promote to publish anyway)", quiet)
+        say("[6/6] evaluation skipped (no model published yet)", quiet)
     return current, True
 
 

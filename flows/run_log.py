@@ -56,3 +56,8 @@ def say(line: str, quiet: bool = False, level: int = logging.INFO) -> None:
     if not quiet:
         print(line, file=sys.stderr if level >= logging.WARNING else sys.stdout, flush=True)
     log_lines([line.strip()], level)
+
+
+def warn(line: str) -> None:
+    """A warning: on the console (stderr) and on the flow run's log at WARNING."""
+    say(line, quiet=False, level=logging.WARNING)

@@ -9,10 +9,7 @@ and decisions only: nothing here names an exam, a patient or a path under restri
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-_log = logging.getLogger("radsim.run_report")
 
 ARTIFACT_KEYS = {"pipeline": "radsim-pipeline-run", "train": "radsim-train-run"}
 
@@ -104,6 +101,8 @@ def tag_run(*tags: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.context import FlowRunContext
 
+    from radsim.flows.run_log import warn
+
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return
@@ -112,4 +111,4 @@ def tag_run(*tags: str) -> None:
             current = client.read_flow_run(ctx.flow_run.id).tags or []
             client.update_flow_run(ctx.flow_run.id, tags=sorted({*current, *tags}))
     except Exception as exc:  # noqa: BLE001 - the run's outputs are on disk; tags are for the UI
-        _log.warning("could not tag the flow run: %s", exc)
+        warn(f"radsim: could not tag the flow run: {exc}")

@@ -55,3 +55,17 @@ def test_an_empty_table_artifact_becomes_a_sentence(monkeypatch):
     artifacts.table_artifact("shard-counts", [{"rows_in": 3}], "images sharded")
     assert made[0][0] == "markdown" and "Nothing to show" in made[0][1]["markdown"]
     assert made[1][0] == "table"
+
+
+def test_an_artifact_the_api_refuses_is_a_warning_not_a_failed_run(monkeypatch, capsys):
+    import prefect.artifacts
+
+    from radsim.flows import artifacts
+
+    def refuse(**fields):
+        raise RuntimeError("503 from the server")
+
+    monkeypatch.setattr(artifacts, "in_flow_run", lambda: True)
+    monkeypatch.setattr(prefect.artifacts, "create_markdown_artifact", refuse)
+    artifacts.markdown_artifact("radsim-pipeline-run", "# run", "the run")
+    assert "could not write the Prefect artifact 'radsim-pipeline-run': 503 from the server" in capsys.readouterr().err
