@@ -62,6 +62,12 @@ def _run_mid_flight(base: str, deployment: dict, toml, worker_log) -> str:
     return run_id
 
 
+def _listed() -> set[int]:
+    """What deploy/README's check lists: `pgrep -af "radsim worker|prefect.engine"` (the worker and its flow-run processes)."""
+    out = subprocess.run(["pgrep", "-af", "radsim worker|prefect.engine"], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines()}
+
+
 def _stopped(worker: subprocess.Popen, log, limit_s: float = 90) -> int:
     try:
         return worker.wait(limit_s)
@@ -95,6 +101,8 @@ def test_the_worker_stops_cleanly_and_the_next_run_redoes_a_cancelled_one(tmp_pa
         log_a = tmp_path / "worker-a.log"
         procs.append(start([*RADSIM, "worker", "--drain-seconds", "0"], client_env, log_a))
         first = _run_mid_flight(base, deployments["pipeline"], toml, log_a)
+        seen = _listed()
+        assert {procs[-1].pid, int(flow_run(base, first)["infrastructure_pid"])} <= seen  # the check sees both
         os.kill(procs[-1].pid, signal.SIGTERM)
         assert _stopped(procs[-1], log_a) == 0
         run = flow_run(base, first)
@@ -114,6 +122,7 @@ def test_the_worker_stops_cleanly_and_the_next_run_redoes_a_cancelled_one(tmp_pa
             stop_group(proc)
     assert "cancelling 1 run(s) in flight" in log_a.read_text() and "no new runs" in log_b.read_text()
     assert all(group_gone(pid) for pid in [*pids, *(p.pid for p in procs)])  # no worker or flow-run process left
+    assert not _listed() & {*pids, *(p.pid for p in procs)}  # deploy/README's check finds none of ours
 
     published = pq.read_table(warehouse / "published" / "embeddings")
     manifest = pq.read_table(warehouse / "shards" / "manifest.parquet")

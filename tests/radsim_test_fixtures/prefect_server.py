@@ -19,7 +19,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
-RADSIM = [sys.executable, "-m", "radsim.flows.cli"]
+# the installed console script, as a site runs it (`pgrep -f "radsim worker"` finds it), else the module
+_SCRIPT = Path(sys.executable).with_name("radsim")
+RADSIM = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "radsim.flows.cli"]
 
 
 def free_port() -> int:
