@@ -154,6 +154,14 @@ def test_train_flow_promotes_only_through_the_gates(prefect_harness, cohorts, tm
     assert set(pq.read_table(wh / "restricted" / "ledger.parquet").column("published_version").to_pylist()) == {
         first.model_version}
     assert gated.published_rows == first.published_rows  # the current model's rows, republished
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["radsim-train-run"])))
+    report = max(runs, key=lambda a: a.created).data  # the train deployment's artifact: no stage, said in a sentence
+    assert "| stage |" not in report and "No ingest, label or shard stage ran" in report
+    assert "**Decision: undecided:" in report
 
     from radsim.warehouse.published import current_version, read_versions
 

@@ -47,6 +47,7 @@ def test_a_radsim_run_shows_its_lines_decision_and_counts_on_the_server(tmp_path
                               capture_output=True, text=True, timeout=DEADLINE_S)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert "[1/6] ingesting" in done.stdout and "Counts (rows in" in done.stdout  # the console is as it was
+        assert "Finished in state" not in done.stdout + done.stderr  # Prefect's INFO lines stay off the console
         runs = flow_runs_named(base, "pipeline")
         assert len(runs) == 1 and runs[0]["state_type"] == "COMPLETED"
         run = runs[0]
@@ -62,6 +63,7 @@ def test_a_radsim_run_shows_its_lines_decision_and_counts_on_the_server(tmp_path
     assert counts and int(counts[1]) > 0 and int(counts[3]) > 0, text[-3000:]  # the bad records were refused
     assert "quarantined by reason:" in text and re.search(r"published \d+ rows under model version", text)
     assert "radsim pipeline finished" in text
+    assert "Finished in state Completed()" in text  # radsim's defaults send Prefect's own INFO lines to the server
 
     report = artifacts["radsim-pipeline-run"]["data"]
     assert "**Decision: forced: by model.force_promote in radsim.toml" in report
