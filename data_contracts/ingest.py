@@ -54,6 +54,7 @@ def split_duplicates(exams: pa.Table, stage: str = STAGE) -> tuple[pa.Table, lis
     owner: dict[Any, Any] = {}
     keep: list[bool] = []
     records: list[QuarantineRecord] = []
+    copies: dict[tuple[Any, Any, Any], int] = {}
     for n, (eid, ix, pid, uri) in enumerate(zip(ids, idx, patients, uris)):
         key = (eid, 0 if ix is None else ix)
         if eid is None:
@@ -68,8 +69,18 @@ def split_duplicates(exams: pa.Table, stage: str = STAGE) -> tuple[pa.Table, lis
             keep.append(True)
             continue
         keep.append(False)
-        records.append(QuarantineRecord(stage, f"{eid}/{key[1]} (row {n + 1})", "duplicate_id", reason, uri))
+        records.append(QuarantineRecord(stage, _duplicate_id(eid, key[1], uri, copies), "duplicate_id", reason, uri))
     return exams.filter(pa.array(keep)), records
+
+
+def _duplicate_id(eid: Any, index: Any, uri: Any, copies: dict[tuple[Any, Any, Any], int]) -> str:
+    """A duplicate's record id names its file, not its row: the same copy keeps its id as the inbox grows.
+
+    So a re-sent copy is one row of the quarantine table however many runs see it (the table keeps
+    the first sighting of each id). The same file listed again is told apart by its count (#2, #3).
+    """
+    copies[(eid, index, uri)] = count = copies.get((eid, index, uri), 0) + 1
+    return f"{eid}/{index} (copy at {uri or 'no image_uri'}{f' #{count}' if count > 1 else ''})"
 
 
 def _split_missing(table: pa.Table, source: str) -> tuple[pa.Table, list[QuarantineRecord]]:

@@ -109,7 +109,7 @@ class SimilarIndex:
     @classmethod
     def open(cls, published_dir: str | Path, model_version: str | None = None, *, kind: str = "flat",
              index_dir: str | Path | None = None, cache: bool = True) -> SimilarIndex:
-        """Open (or build and cache) the index of a version: the newest publish record unless given."""
+        """Open (or build and cache) the index of a version: the current one unless given (else the one published last)."""
         if kind not in INDEX_KINDS:
             raise UsageError(f"unknown index kind {kind!r}: use one of {', '.join(INDEX_KINDS)}")
         quick = open_version(published_dir, model_version, verify="quick")
@@ -251,12 +251,17 @@ def suggest_ids(exam_id: str, known_ids: Sequence[str], n: int = 5) -> list[str]
     return difflib.get_close_matches(str(exam_id), [str(i) for i in known_ids], n=n, cutoff=0.6)
 
 
-def format_neighbours(neighbours: Sequence[Neighbour], model_version: str, query_label: str) -> str:
-    """A plain-text table for the terminal."""
+def format_neighbours(neighbours: Sequence[Neighbour], model_version: str, query_label: str,
+                      raw_ids: dict[str, str] | None = None) -> str:
+    """A plain-text table for the terminal; with `raw_ids` (exam_key → exam_id) a raw id column, marked restricted."""
     lines = [f"{len(neighbours)} nearest exams to {query_label} (model version {model_version}; distance = 1 - cosine)",
              f"{'rank':>4}  {'exam_key':<32}  {'img':>3}  {'distance':>8}  {'split':<5}  {'view':<7}  findings"]
+    if raw_ids is not None:
+        lines[0] = "RESTRICTED: raw exam ids from the id map, for in-site use only\n" + lines[0]
+        lines[-1] = lines[-1].replace("  findings", f"  {'exam_id (restricted)':<20}  findings")
     for nb in neighbours:
         findings = "unlabelled" if nb.positive_findings is None else (", ".join(nb.positive_findings) or "-")
+        raw = "" if raw_ids is None else f"{raw_ids.get(nb.exam_key, '(not in the id map)'):<20}  "
         lines.append(f"{nb.rank:>4}  {nb.exam_key:<32}  {nb.image_index:>3}  {nb.distance:8.4f}  {nb.split:<5}  "
-                     f"{(nb.view_position or '-'):<7}  {findings}")
+                     f"{(nb.view_position or '-'):<7}  {raw}{findings}")
     return "\n".join(lines)

@@ -6,7 +6,6 @@ while writing one is a warning on the run's log, never a failed run.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from radsim.flows.prefect_env import configure_prefect
@@ -15,7 +14,7 @@ configure_prefect()  # before prefect is imported
 
 from prefect.context import FlowRunContext  # noqa: E402
 
-_log = logging.getLogger("radsim.artifacts")
+from radsim.flows.run_log import warn  # noqa: E402
 
 
 def in_flow_run() -> bool:
@@ -27,6 +26,10 @@ def markdown_artifact(key: str, markdown: str, description: str) -> None:
 
 
 def table_artifact(key: str, table: list[dict[str, Any]], description: str) -> None:
+    """A table; an empty one is a sentence saying there was nothing to count (never an empty table in the UI)."""
+    if not table:
+        markdown_artifact(key, f"Nothing to show: no rows this run. ({description})", description)
+        return
     _create("table", key=key, table=table, description=description)
 
 
@@ -39,4 +42,4 @@ def _create(kind: str, **fields: Any) -> None:
     try:
         create(**fields)
     except Exception as exc:  # noqa: BLE001 - the outputs are on disk; the run goes on, and says so
-        _log.warning("could not write the Prefect artifact %r: %s", fields["key"], exc)
+        warn(f"radsim: could not write the Prefect artifact {fields['key']!r}: {exc}")

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import traceback
-from typing import Sequence, TextIO
+from typing import Sequence
 
 from radsim.data_contracts.errors import RadsimError
+from radsim.flows.streams import ClosedPipeSafe
 
 # Imported lazily so `radsim label --help` does not pay for torch or prefect.
 COMMANDS = ("synth", "label", "label-audit", "label-score", "demo", "shard", "publish", "evaluate", "similar", "train",
-            "run", "prune", "key")
+            "run", "worker", "deploy", "prune", "key")
 
 
 # Which optional extra brings a module that a plain `pip install radsim` leaves out (DESIGN §2).
@@ -61,49 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ClosedPipeSafe:
-    """stdout that goes quiet when its reader has gone (`radsim label ... | head -1`).
-
-    The work and its files are what matter; a summary nobody reads is not a failure, and Python's
-    own flush at exit must not turn it into one either.
-    """
-
-    def __init__(self, stream: TextIO):
-        self._stream = stream
-        self._closed = False
-
-    def write(self, text: str) -> int:
-        if not self._closed:
-            try:
-                return self._stream.write(text)
-            except BrokenPipeError:
-                self._go_quiet()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self._closed:
-            try:
-                self._stream.flush()
-            except BrokenPipeError:
-                self._go_quiet()
-
-    def _go_quiet(self) -> None:
-        self._closed = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, self._stream.fileno())  # the interpreter's final flush then succeeds
-        except (OSError, ValueError):
-            pass
-        finally:
-            os.close(devnull)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._stream, name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     original = sys.stdout
-    sys.stdout = _ClosedPipeSafe(original)  # type: ignore[assignment]
+    sys.stdout = ClosedPipeSafe(original)  # type: ignore[assignment]
     try:
         return _main(argv)
     finally:

@@ -18,6 +18,7 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from radsim.flows.artifacts import table_artifact  # noqa: E402
+from radsim.flows.streams import closed_pipe_safe  # noqa: E402
 from radsim.nlp.config import LabelConfig  # noqa: E402
 from radsim.nlp.runner import LabelRunSummary, label_file  # noqa: E402
 
@@ -73,10 +74,11 @@ def label_reports(input: str | Path, out: str | Path, config: LabelConfig | None
     `mapped=True` labels exam batches as tasks on the flow's task runner (Dask: see run_label_reports).
     """
     config = config or LabelConfig()
-    if mapped:
-        summary = label_file_mapped(str(input), str(out), config, progress)
-    else:
-        summary = label_file_task(str(input), str(out), config, progress)
+    with closed_pipe_safe():  # a worker gone mid-run must not fail a run whose labels are written
+        if mapped:
+            summary = label_file_mapped(str(input), str(out), config, progress)
+        else:
+            summary = label_file_task(str(input), str(out), config, progress)
     c = summary.counts
     table_artifact(
         "label-counts",

@@ -35,12 +35,14 @@ from radsim.flows.pipeline_tasks import (
     merge_exams_task,
     quarantine_file,
     quarantine_task,
-    say,
     shard_stage,
 )
-from radsim.flows.artifacts import table_artifact
+from radsim.flows.run_log import say
+from radsim.flows.run_report import report_run
+from radsim.flows.streams import closed_pipe_safe
 from radsim.warehouse.layout import WarehouseLayout
 from radsim.warehouse.run_config import RunConfig
+
 
 @dataclass
 class PipelineResult:
@@ -49,6 +51,7 @@ class PipelineResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     headline: list[str] = field(default_factory=list)
+    run_reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # stage → this run's quarantine reasons
     metrics: dict[str, Any] = field(default_factory=dict)
     labelled: list[str] = field(default_factory=list)  # exam ids labelled by this run
     sharded: list[str] = field(default_factory=list)  # exam ids sent to the shard stage
@@ -99,9 +102,12 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
     if not inbox or not warehouse:
         raise UsageError("the pipeline needs an inbox and a warehouse (arguments or paths.* in radsim.toml)")
     keyer_from_env(demo=demo_key)  # no key, no run (DESIGN §3): before anything is pulled
-    with _storage(str(inbox), str(warehouse), cfg, quiet) as (inbox_dir, warehouse_dir):
-        result = _run_pipeline(str(inbox_dir), str(warehouse_dir), retrain, cfg, demo_key, progress, quiet, verify)
-    _show_remote(result, warehouse_dir, str(warehouse))
+    with closed_pipe_safe():  # a worker gone mid-run must not fail a run whose work is written
+        with _storage(str(inbox), str(warehouse), cfg, quiet) as (inbox_dir, warehouse_dir):
+            result = _run_pipeline(str(inbox_dir), str(warehouse_dir), retrain, cfg, demo_key, progress, quiet,
+                                   verify)
+        _show_remote(result, warehouse_dir, str(warehouse))
+        report_run(result, "pipeline", str(warehouse), quiet)
     return result
 
 
@@ -175,7 +181,8 @@ def _ingest_step(layout: WarehouseLayout, inbox: str, verify: bool, ceiling: Any
         result.notes.append(f"inbox: {indexed.folders} exam folders, {indexed.folders_reused} unchanged by file stat "
                             f"(not opened)")
     quarantine_task(str(quarantine_file(layout)), quote(ingested.quarantine))
-    ceiling.check(ingested.counts, reason_counts(ingested.quarantine))
+    result.run_reasons["ingest"] = reason_counts(ingested.quarantine)
+    ceiling.check(ingested.counts, result.run_reasons["ingest"])
     exams_path = layout.restricted / "exams.parquet"
     merge_exams_task(quote(ingested.exams), str(exams_path))
     if indexed.index is not None and (indexed.index_changed or verify or not index_path.exists()):
@@ -216,7 +223,8 @@ def _label_step(layout: WarehouseLayout, cfg: RunConfig, exams: Any, prints: dic
     result.labelled = sorted(e for e, s in status.items() if s == "done")
     result.outputs["labels (restricted)"] = layout.restricted / "labels.parquet"
     quarantine_task(str(quarantine_file(layout)), [], stage_quarantine or "")
-    ceiling.check(counts, file_reason_counts(stage_quarantine))
+    result.run_reasons["label"] = file_reason_counts(stage_quarantine)
+    ceiling.check(counts, result.run_reasons["label"])
     return status
 
 
@@ -230,6 +238,7 @@ def _shard_step(layout: WarehouseLayout, cfg: RunConfig, exams: Any, todo: Any, 
     result.sharded = list(todo.to_shard)
     result.outputs["shards"] = layout.shards
     reasons = quarantine_task(str(quarantine_file(layout)), [], str(layout.restricted / QUARANTINE_FILE))
+    result.run_reasons["shard"] = dict(stage_reasons)
     ceiling.check(counts, stage_reasons)
     result.outputs["quarantine (restricted)"] = quarantine_file(layout)
     result.notes.append("quarantined by reason: " + (", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
@@ -272,9 +281,11 @@ def train(warehouse: str | None = None, config: RunConfig | None = None, config_
     from radsim.warehouse.storage import open_folder, require_local
 
     require_local("paths.truth", cfg.paths.truth)
-    with open_folder(str(warehouse)) as warehouse_dir:
-        result = _run_train(warehouse_dir, cfg, demo_key, progress, quiet)
-    _show_remote(result, warehouse_dir, str(warehouse))
+    with closed_pipe_safe():
+        with open_folder(str(warehouse)) as warehouse_dir:
+            result = _run_train(warehouse_dir, cfg, demo_key, progress, quiet)
+        _show_remote(result, warehouse_dir, str(warehouse))
+        report_run(result, "train", str(warehouse), quiet)
     return result
 
 
@@ -303,6 +314,3 @@ def _run_train(warehouse: Path, cfg: RunConfig, demo_key: bool, progress: bool, 
 def _reconcile(result: PipelineResult) -> None:
     for counts in result.counts:
         counts.check()
-    table_artifact("pipeline-reconciliation", [c.as_dict() for c in result.counts],
-                   "rows in = rows out + quarantined + skipped (already processed), per stage; "
-                   + "; ".join(result.notes[:1]))

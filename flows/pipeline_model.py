@@ -14,7 +14,8 @@ configure_prefect()  # before prefect is imported
 
 from prefect.utilities.annotations import quote  # big arguments: Prefect must not walk every row
 
-from radsim.flows.pipeline_tasks import promote_task, relabel_task, say
+from radsim.flows.pipeline_tasks import promote_task, relabel_task
+from radsim.flows.run_log import say
 from radsim.warehouse.layout import WarehouseLayout
 from radsim.warehouse.run_config import RunConfig
 
@@ -74,10 +75,12 @@ def train_step(layout: WarehouseLayout, cfg: RunConfig, current: dict | None, pr
     result.notes.append(f"model {result.promotion['candidate']}: {result.promotion['reason']}")
     result.metrics["validation"] = trained.get("metrics") or {}
     result.metrics["untrained_encoder"] = (trained.get("baseline_metrics") or {}).get("untrained_encoder") or {}
+    result.metrics["baselines"] = trained.get("baseline_metrics") or {}
     current = current_model(layout.models)
     if current is None:
         say(f"      {result.promotion['reason']}", quiet)
         say("[5/6] nothing published: no model has passed the gates yet (--force-promote to publish anyway)", quiet)
+        say("[6/6] evaluation skipped (no model published yet)", quiet)
     return current, True
 
 

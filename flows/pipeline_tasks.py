@@ -20,11 +20,6 @@ from radsim.warehouse.layout import WarehouseLayout
 from radsim.warehouse.run_config import RunConfig
 
 
-def say(line: str, quiet: bool) -> None:
-    if not quiet:
-        print(line, flush=True)
-
-
 @task(name="ingest-inbox", cache_policy=NO_CACHE)
 def ingest_task(inbox: str, index_path: str | None) -> Any:
     """The inbox's exams; with an index, folders whose stats are unchanged are not opened."""

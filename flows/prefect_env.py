@@ -13,7 +13,11 @@ OFFLINE_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
+    # Prefect's INFO records (task and flow run states) reach the run log a server keeps; the
+    # console handler shows WARNING and above only, so the terminal carries radsim's own lines.
+    # radsim's lines reach the run log whatever these say (radsim.flows.run_log).
+    "PREFECT_LOGGING_LEVEL": "INFO",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
 }
 
 

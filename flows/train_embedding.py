@@ -57,8 +57,8 @@ def torchrun_task(shards: str, out: str, config: TrainConfig, resume: bool, prog
 def _run_log() -> logging.LoggerAdapter:
     """This task run's log at INFO, sent to the Prefect API only (the console gets the lines by print).
 
-    radsim keeps Prefect's console at WARNING (prefect_env), which would drop the training
-    lines before they reach the run log; this logger does not propagate, so nothing is shown twice.
+    Its own level is INFO whatever PREFECT_LOGGING_LEVEL says (as radsim.flows.run_log's), and it
+    does not propagate to Prefect's console handler, so nothing is shown twice.
     """
     from prefect.logging.handlers import APILogHandler
 

@@ -3,12 +3,16 @@
 Parquet pages are compressed, so a raw-byte search misses most identifiers; this reads what a
 person would read: Parquet values and metadata, tar members (names and contents), zip members
 (torch checkpoints), PNG text chunks (pixels hold no text), text files, and the printable runs of
-anything else (as `strings` shows them).
+anything else (as `strings` shows them). A Prefect server's SQLite database is read cell by cell
+(`find_in_database`): flow run parameters, logs, artifacts, states, events. `inbox_needles` are
+what must never appear: an inbox's exam ids (folder names), report sentences and identifying
+DICOM header values.
 """
 from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import struct
 import tarfile
 import zipfile
@@ -138,3 +142,54 @@ def scanned_files(root: str | Path, skip: tuple[str, ...] = ("restricted",)) -> 
     root = Path(root)
     return [p.relative_to(root).as_posix() for p in sorted(root.rglob("*"))
             if p.is_file() and not set(p.relative_to(root).parts) & set(skip)]
+
+
+# DICOM elements that identify a patient, an exam or a person
+IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyID", "InstitutionName",
+               "ReferringPhysicianName", "OperatorsName", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+
+
+def inbox_needles(inbox: Path) -> set[str]:
+    """The raw exam ids, report sentences and identifying header values of an inbox of exam folders."""
+    import pydicom
+
+    out: set[str] = set()
+    for folder in (p for p in Path(inbox).rglob("*") if p.is_dir()):
+        if any(f.is_file() for f in folder.iterdir()):  # an exam folder: its name is the exam id
+            out.add(folder.name)
+        report = folder / "report.txt"
+        if report.exists():
+            text = report.read_text(encoding="utf-8", errors="replace")
+            out |= {s.strip() for s in re.split(r"(?<=[.!?])\s+|\n", text) if len(s.strip()) >= 12}
+        for dcm in folder.glob("*.dcm"):
+            try:
+                ds = pydicom.dcmread(dcm, stop_before_pixels=True, force=True)
+            except Exception:  # noqa: BLE001 - the corrupt DICOM of the bad set has no header to leak
+                continue
+            for name in IDENTIFYING:
+                value = str(ds.get(name, "") or "").strip()
+                if value:
+                    out.add(value)
+    out.discard(Path(inbox).name)
+    return {n for n in out if not n.isdigit() or len(n) >= 6}  # short numbers match anything
+
+
+def database_texts(db: str | Path) -> str:
+    """Every cell of every table of a SQLite database (a Prefect server's prefect.db), as text."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        chunks: list[str] = []
+        for table in tables:
+            for row in con.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - names read from the schema
+                chunks += [cell.decode("latin-1") if isinstance(cell, bytes) else str(cell)
+                           for cell in row if cell is not None]
+        return "\n".join(chunks)
+    finally:
+        con.close()
+
+
+def find_in_database(db: str | Path, needles: Iterable[str]) -> list[str]:
+    """The needles (in any of their forms) found anywhere in the database."""
+    text = database_texts(db)
+    return sorted({needle for needle in forms(needles) if needle in text})

@@ -18,7 +18,8 @@ their types, defaults and bounds are those of `RunConfig` (radsim.warehouse.run_
                  task), shards_per_task (shards embedded by one task when the runner is not "threads")
     [publish]    keep_versions (after each publication, keep the N versions first published last and the
                  current one; 0 keeps every version)
-    [schedule]   cron
+    [schedule]   cron (the pipeline deployment), train_cron (the train deployment), timezone; `radsim deploy`
+                 gives them to Prefect
     [quarantine] max_fraction (a stage that refuses more of a run's input fails the run), min_count
                  (fewer refusals than this never fail it)
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Mapping
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from radsim.data_contracts import UsageError, settings
 from radsim.data_contracts.reconcile import QuarantineCeiling
@@ -26,14 +26,14 @@ TaskRunner = Literal["threads", "processes", "dask"]
 TASK_RUNNERS: tuple[str, ...] = TaskRunner.__args__  # type: ignore[attr-defined]
 
 
-def check_cron(expr: str) -> str:
+def check_cron(expr: str, key: str = "schedule.cron") -> str:
     """A cron string that does not parse is a usage error now, not a schedule that never fires."""
     from cronsim import CronSim, CronSimError
 
     try:
         CronSim(expr, datetime(2026, 1, 1))
     except (CronSimError, ValueError, IndexError) as exc:
-        raise UsageError(f"schedule.cron {expr!r} is not a valid cron string (minute hour day month weekday): {exc}") \
+        raise UsageError(f"{key} {expr!r} is not a valid cron string (minute hour day month weekday): {exc}") \
             from None
     return expr
 
@@ -98,14 +98,37 @@ class PublishSection(Settings):
 
 
 class ScheduleSection(Settings):
-    """[schedule]: when a deployment runs."""
+    """[schedule]: when the deployments run. The one place their cron strings are declared.
 
-    cron: str = Field("0 2 * * *", description="cron string (minute hour day month weekday)")
+    `radsim deploy` gives them to Prefect (deploy/prefect.yaml names them as {{ $RADSIM_CRON }},
+    {{ $RADSIM_TRAIN_CRON }} and {{ $RADSIM_SCHEDULE_TIMEZONE }}; `schedule_env` fills them).
+    """
 
-    @field_validator("cron")
+    cron: str = Field("0 2 * * *", description="when the pipeline deployment runs: a cron string (minute hour day "
+                      "month weekday)")
+    train_cron: str = Field("0 3 * * 0", description="when the train deployment retrains: a cron string")
+    timezone: str = Field("UTC", description="the time zone both cron strings are read in (an IANA name)")
+
+    @field_validator("cron", "train_cron")
     @classmethod
-    def _parses(cls, value: str) -> str:
-        return check_cron(value)
+    def _parses(cls, value: str, info: ValidationInfo) -> str:
+        return check_cron(value, f"schedule.{info.field_name}")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(f"schedule.timezone {value!r} is not an IANA time zone name (UTC, Europe/Paris...)") \
+                from None
+        return value
+
+    def schedule_env(self) -> dict[str, str]:
+        """The variables deploy/prefect.yaml's schedules read (Prefect fills {{ $NAME }} from the environment)."""
+        return {"RADSIM_CRON": self.cron, "RADSIM_TRAIN_CRON": self.train_cron, "RADSIM_SCHEDULE_TIMEZONE": self.timezone}
 
 
 class QuarantineSection(Settings):
@@ -125,7 +148,8 @@ SECTIONS: dict[str, type[Settings]] = {
 ENV_ALIASES = {"paths.inbox": "RADSIM_INBOX", "paths.warehouse": "RADSIM_WAREHOUSE", "paths.truth": "RADSIM_TRUTH",
                "paths.vocabulary": "RADSIM_VOCABULARY", "imaging.image_size": "RADSIM_IMAGE_SIZE",
                "runner.task_runner": "RADSIM_TASK_RUNNER", "runner.workers": "RADSIM_WORKERS",
-               "runner.dask_address": "RADSIM_DASK_ADDRESS", "schedule.cron": "RADSIM_CRON"}
+               "runner.dask_address": "RADSIM_DASK_ADDRESS", "schedule.cron": "RADSIM_CRON",
+               "schedule.train_cron": "RADSIM_TRAIN_CRON"}
 
 
 class RunConfig(Settings):

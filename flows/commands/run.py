@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from radsim.flows.commands.summary import print_counts_and_notes
-
 NAME = "run"
 
 
@@ -99,16 +97,10 @@ def run(args: argparse.Namespace) -> int:
     with ephemeral_run():
         result = pipeline(str(inbox), str(warehouse), retrain=args.retrain, config=cfg, demo_key=args.demo_key,
                           progress=not args.no_progress, verify=args.verify)
+    from radsim.flows.run_report import summary_lines
+
     shown = warehouse if is_remote(warehouse) else Path(warehouse).resolve()
     print(f"\nradsim run finished in {result.seconds:.0f} s; warehouse {shown}")
-    print_counts_and_notes(result, "Counts (rows in = out + quarantined + skipped as already processed):")
-    if result.headline:
-        print("Test split, against the validated subset:")
-        for line in result.headline:
-            print(f"  {line}")
-    if result.deferred and result.model_version is None:
-        print("  nothing published yet: training is deferred until enough labelled exams have arrived")
-    elif not result.nothing_new:
-        print(f"  published {result.published_rows} rows under model version {result.model_version}")
+    print("\n".join(summary_lines(result, "Counts (rows in = out + quarantined + skipped as already processed):")))
     sys.stdout.flush()
     return 0

@@ -77,3 +77,25 @@ def test_ingest_table_validates_rows_made_in_memory(tmp_path):
     uris = result.exams.column("image_uri").to_pylist()
     assert uris == [str((tmp_path / "1.dcm").resolve()), "/abs/3.dcm"]
     assert set(result.exams.column("source").to_pylist()) == {"inbox"}
+
+
+def test_a_duplicate_keeps_its_record_id_as_the_inbox_grows(tmp_path):
+    from radsim.data_contracts.ingest import split_duplicates
+    from radsim.data_contracts.quarantine import quarantine_table
+    from radsim.warehouse.quarantine import collect_quarantine
+
+    def table(ids_uris):
+        return pa.table({"exam_id": [e for e, _ in ids_uris], "patient_id": ["P"] * len(ids_uris),
+                         "image_uri": [u for _, u in ids_uris], "image_index": [0] * len(ids_uris)})
+
+    first = [("E1", "/in/E1/0.dcm"), ("E2", "/in/E2/0.dcm"), ("E1", "/in/resent/E1/0.dcm")]
+    grown = [("E0", "/in/E0/0.dcm"), *first[:2], ("E3", "/in/E3/0.dcm"), first[2]]  # new exams before and after
+    _, before = split_duplicates(table(first))
+    _, after = split_duplicates(table(grown))
+    assert [r.record_id for r in before] == [r.record_id for r in after] == ["E1/0 (copy at /in/resent/E1/0.dcm)"]
+    path = tmp_path / "quarantine.parquet"
+    collect_quarantine(path, before)
+    assert collect_quarantine(path, after) == {"duplicate_id": 1}  # one file, one row, however many runs
+    _, twice = split_duplicates(table([*first, first[2]]))  # the same file listed twice more
+    assert [r.record_id for r in twice] == ["E1/0 (copy at /in/resent/E1/0.dcm)", "E1/0 (copy at /in/resent/E1/0.dcm #2)"]
+    assert quarantine_table(twice).num_rows == 2  # both rows keep a key of their own

@@ -154,6 +154,14 @@ def test_train_flow_promotes_only_through_the_gates(prefect_harness, cohorts, tm
     assert set(pq.read_table(wh / "restricted" / "ledger.parquet").column("published_version").to_pylist()) == {
         first.model_version}
     assert gated.published_rows == first.published_rows  # the current model's rows, republished
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["radsim-train-run"])))
+    report = max(runs, key=lambda a: a.created).data  # the train deployment's artifact: no stage, said in a sentence
+    assert "| stage |" not in report and "No ingest, label or shard stage ran" in report
+    assert "**Decision: undecided:" in report
 
     from radsim.warehouse.published import current_version, read_versions
 
@@ -190,8 +198,8 @@ def test_radsim_run_cli_then_nothing_new(prefect_harness, cohorts, tmp_path, cap
     assert "nothing new" in capsys.readouterr().out
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[
-            "pipeline-reconciliation", "label-counts", "shard-counts"])))
-    assert {a.key for a in found} >= {"pipeline-reconciliation", "label-counts", "shard-counts"}
+            "radsim-pipeline-run", "label-counts", "shard-counts"])))
+    assert {a.key for a in found} >= {"radsim-pipeline-run", "label-counts", "shard-counts"}
 
 
 def json_settings(warehouse: Path) -> dict:

@@ -6,39 +6,12 @@ restricted/: shards, manifests, models, published, index, reports, config.json, 
 """
 from __future__ import annotations
 
-import re
-
-import pydicom
 import pyarrow.parquet as pq
 
 from radsim.warehouse.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 16,
         "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)
-# DICOM elements that identify a patient, an exam or a person
-IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyID", "InstitutionName",
-               "ReferringPhysicianName", "OperatorsName", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-
-
-def _needles(inbox) -> set[str]:
-    out: set[str] = set()
-    for folder in (p for p in inbox.rglob("*") if p.is_dir()):
-        out.add(folder.name)
-        report = folder / "report.txt"
-        if report.exists():
-            text = report.read_text(encoding="utf-8", errors="replace")
-            out |= {s.strip() for s in re.split(r"(?<=[.!?])\s+|\n", text) if len(s.strip()) >= 12}
-        for dcm in folder.glob("*.dcm"):
-            try:
-                ds = pydicom.dcmread(dcm, stop_before_pixels=True, force=True)
-            except Exception:  # noqa: BLE001 - the corrupt DICOM of the bad set has no header to leak
-                continue
-            for name in IDENTIFYING:
-                value = str(ds.get(name, "") or "").strip()
-                if value:
-                    out.add(value)
-    out.discard(inbox.name)
-    return {n for n in out if not n.isdigit() or len(n) >= 6}  # short numbers match anything
 
 
 def test_no_identifier_outside_restricted_after_a_pipeline_run(prefect_harness, tmp_path, privacy_scan):
@@ -62,7 +35,7 @@ def test_no_identifier_outside_restricted_after_a_pipeline_run(prefect_harness, 
     for folder in ("shards/", "models/", "published/", "index/", "reports/"):
         assert any(p.startswith(folder) for p in scanned), folder
     assert not any(p.endswith(("ledger.parquet", "quarantine.parquet")) for p in scanned)  # both are restricted
-    needles = _needles(cohort.inbox)
+    needles = privacy_scan.inbox_needles(cohort.inbox)
     assert len(needles) > 300
     assert privacy_scan.find_identifiers(wh, needles) == []
     # the same scan does find what is there: raw ids in the restricted tables

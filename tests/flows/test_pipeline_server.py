@@ -1,95 +1,85 @@
-"""Acceptance: the `pipeline` deployment runs on a real Prefect server through a process worker.
+"""Acceptance: the deployments on a real Prefect server, a process work pool and `radsim worker`, stopped cleanly.
 
-Starts `prefect server start` on 127.0.0.1 (own PREFECT_HOME, free port), creates the process
-work pool, deploys everything in deploy/prefect.yaml, starts a worker, triggers `pipeline`
-through the API on a tiny synthetic inbox, waits (bounded), checks the published table, and
-stops the server and worker process groups whatever happens.
+Starts `prefect server start` on 127.0.0.1 (own PREFECT_HOME, free port), creates the work pool,
+registers deploy/prefect.yaml with `radsim deploy` (the schedule comes from RADSIM_CRON), then:
+
+1. a worker with --drain-seconds 0 takes a pipeline run; SIGTERM to the worker (what systemd with
+   KillMode=mixed, Docker and Kubernetes send) mid-run: the worker exits 0, the run is CANCELLED,
+   and its flow-run process group is gone;
+2. a worker with the default drain takes the next run; Ctrl-C (SIGINT to the worker's process
+   group, as a terminal sends it) mid-run: the run finishes COMPLETED, the worker exits 0, and the
+   run publishes every sharded image: the cancelled run left nothing the next one could not redo.
+
+This is deploy/README.md's stop procedure. Every process the test started is stopped as a group,
+whatever happens, and checked gone.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from radsim_test_fixtures.prefect_server import (
+    PREFECT,
+    RADSIM,
+    REPO,
+    api,
+    flow_run,
+    free_port,
+    group_gone,
+    run_logs,
+    server_env,
+    start,
+    start_server,
+    stop_group,
+    wait_for,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-PREFECT = [sys.executable, "-m", "prefect"]
 DEADLINE_S = 240
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _deploy(base: str, env: dict) -> dict[str, dict]:
+    def cli(*args: str) -> str:
+        done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    cli(*PREFECT, "--no-prompt", "work-pool", "create", "radsim-process", "--type", "process")
+    out = cli(*RADSIM, "deploy")
+    assert "pipeline/pipeline  cron '17 4 * * 2' (environment)" in out, out
+    return {d["name"]: d for d in api(f"{base}/deployments/filter", {})}
 
 
-def _get(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
+def _run_mid_flight(base: str, deployment: dict, toml, worker_log) -> str:
+    """Start a pipeline run and return its id once it is past its first stage."""
+    run_id = api(f"{base}/deployments/{deployment['id']}/create_flow_run",
+                 {"parameters": {"config_path": str(toml), "demo_key": True}})["id"]
+    wait_for(lambda: any("[1/6] ingesting" in m for m in run_logs(base, run_id)), 120,
+             "the run's first stage line on the server: " + worker_log.read_text()[-1500:] if worker_log.exists() else "")
+    return run_id
 
 
-def _stop(proc: subprocess.Popen) -> int | None:
-    """Stop a Prefect process the way deploy/README says: SIGINT, a second SIGINT if the first only
-    starts a graceful drain, SIGKILL as the last resort (SIGTERM does not stop `prefect worker start`).
-
-    Returns the signal that stopped it (None if it had already exited).
-    """
-    if proc.poll() is not None:
-        return None
-    for sig, wait in ((signal.SIGINT, 15), (signal.SIGINT, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return sig
-        try:
-            proc.wait(wait)
-            return sig
-        except subprocess.TimeoutExpired:
-            continue
-    return signal.SIGKILL
+def _listed() -> set[int]:
+    """What deploy/README's check lists: `pgrep -af "radsim worker|prefect.engine"` (the worker and its flow-run processes)."""
+    out = subprocess.run(["pgrep", "-af", "radsim worker|prefect.engine"], capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines()}
 
 
-def _start_server(port: int, env: dict, cwd: Path, log: Path, limit_s: float) -> subprocess.Popen:
-    """`prefect server start` on loopback, returned once /health answers; stopped again if it never does."""
-    started = time.monotonic()
-    with open(log, "w") as out:  # the child keeps its own descriptor
-        proc = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+def _stopped(worker: subprocess.Popen, log, limit_s: float = 90) -> int:
     try:
-        while True:
-            try:
-                if _get(f"http://127.0.0.1:{port}/api/health") is True:
-                    return proc
-            except OSError:
-                pass
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() - started < limit_s, f"Prefect server not healthy within {limit_s:.0f} s"
-            time.sleep(0.5)
-    except BaseException:
-        _stop(proc)
-        raise
-
-
-def _group_gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+        return worker.wait(limit_s)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the worker did not stop:\n" + log.read_text()[-3000:]) from None
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(DEADLINE_S + 60)
-def test_pipeline_deployment_runs_on_a_real_server(tmp_path):
+def test_the_worker_stops_cleanly_and_the_next_run_redoes_a_cancelled_one(tmp_path):
     from radsim.synthetic import generate_cohort
+    from radsim.warehouse.run_config import ScheduleSection
 
     cohort = generate_cohort(tmp_path / "cohort", 24, seed=21, image_size=64, progress=False)
     warehouse = tmp_path / "wh"
@@ -97,49 +87,45 @@ def test_pipeline_deployment_runs_on_a_real_server(tmp_path):
     toml.write_text(f'[paths]\ninbox = "{cohort.inbox}"\nwarehouse = "{warehouse}"\n'
                     '[imaging]\nimage_size = 64\n[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 8\nforce_promote = true\n'
                     '[runner]\nworkers = 1\n')
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RADSIM_"))}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               DO_NOT_TRACK="1", PREFECT_LOGGING_LEVEL="WARNING")
-    client_env = {**env, "PREFECT_API_URL": api}
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    started = time.monotonic()
-    procs: list[subprocess.Popen] = []
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api"
+    env = server_env(tmp_path / "prefect-home")
+    client_env = {**env, "PREFECT_API_URL": base, "PREFECT_WORKER_QUERY_SECONDS": "1"}  # no 10 s wait for a run
+    started, procs, pids = time.monotonic(), [], []
     try:
-        procs.append(_start_server(port, env, tmp_path, logs / "server.log", 90))
+        procs.append(start_server(port, env, tmp_path, tmp_path / "server.log"))
+        deployments = _deploy(base, {**client_env, "RADSIM_CRON": "17 4 * * 2"})
+        schedules = {name: [s["schedule"]["cron"] for s in d["schedules"]] for name, d in deployments.items()}
+        assert schedules == {"pipeline": ["17 4 * * 2"], "train": [ScheduleSection().train_cron], "label-reports": []}
 
-        def cli(*args: str) -> str:
-            done = subprocess.run([*PREFECT, "--no-prompt", *args], env=client_env, cwd=REPO, capture_output=True,
-                                  text=True, timeout=120)
-            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-            return done.stdout
+        log_a = tmp_path / "worker-a.log"
+        procs.append(start([*RADSIM, "worker", "--drain-seconds", "0"], client_env, log_a))
+        first = _run_mid_flight(base, deployments["pipeline"], toml, log_a)
+        seen = _listed()
+        assert {procs[-1].pid, int(flow_run(base, first)["infrastructure_pid"])} <= seen  # the check sees both
+        os.kill(procs[-1].pid, signal.SIGTERM)
+        assert _stopped(procs[-1], log_a) == 0
+        run = flow_run(base, first)
+        pids.append(int(run["infrastructure_pid"]))
+        assert run["state_type"] == "CANCELLED", (run["state"], log_a.read_text()[-3000:])
 
-        cli("work-pool", "create", "radsim-process", "--type", "process")
-        out = cli("deploy", "--all", "--prefect-file", str(REPO / "deploy" / "prefect.yaml"))
-        for name in ("pipeline/pipeline", "label-reports/label-reports", "train/train"):
-            assert name in out
-        procs.append(subprocess.Popen([*PREFECT, "worker", "start", "--pool", "radsim-process", "--limit", "1"],
-                                      env=client_env, cwd=REPO, stdout=open(logs / "worker.log", "w"),
-                                      stderr=subprocess.STDOUT, start_new_session=True))
-        out = cli("deployment", "run", "pipeline/pipeline", "--param", f"config_path={toml}",
-                  "--param", "demo_key=true")
-        run_id = next(line.split("UUID:")[1].strip() for line in out.splitlines() if "UUID:" in line)
-        state = None
-        while time.monotonic() - started < DEADLINE_S:
-            state = _get(f"{api}/flow_runs/{run_id}")["state_type"]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            time.sleep(2)
-        assert state == "COMPLETED", f"flow run {state}; worker log:\n" + (logs / "worker.log").read_text()[-3000:]
+        log_b = tmp_path / "worker-b.log"
+        procs.append(start([*RADSIM, "worker"], client_env, log_b))
+        second = _run_mid_flight(base, deployments["pipeline"], toml, log_b)
+        os.killpg(procs[-1].pid, signal.SIGINT)  # Ctrl-C: the terminal signals the worker's process group
+        assert _stopped(procs[-1], log_b, DEADLINE_S - (time.monotonic() - started)) == 0
+        run = flow_run(base, second)
+        pids.append(int(run["infrastructure_pid"]))
+        assert run["state_type"] == "COMPLETED", (run["state"], log_b.read_text()[-3000:])
     finally:
-        stopped = {proc.args[3]: _stop(proc) for proc in reversed(procs)}
-    assert stopped.get("worker") == signal.SIGINT, stopped  # SIGINT stops the worker: no SIGKILL needed
-    assert all(_group_gone(proc.pid) for proc in procs)  # nothing left of the server or the worker
+        for proc in reversed(procs):
+            stop_group(proc)
+    assert "cancelling 1 run(s) in flight" in log_a.read_text() and "no new runs" in log_b.read_text()
+    assert all(group_gone(pid) for pid in [*pids, *(p.pid for p in procs)])  # no worker or flow-run process left
+    assert not _listed() & {*pids, *(p.pid for p in procs)}  # deploy/README's check finds none of ours
 
     published = pq.read_table(warehouse / "published" / "embeddings")
     manifest = pq.read_table(warehouse / "shards" / "manifest.parquet")
     assert published.num_rows == manifest.num_rows > 0
+    assert len(set(manifest.column("exam_key").to_pylist())) == 24  # every exam, once: nothing lost or doubled
     assert "exam_id" not in published.column_names
-    assert (warehouse / "restricted" / "ledger.parquet").exists() and (warehouse / "config.json").exists()

@@ -59,8 +59,8 @@ def test_bad_cron_is_a_usage_error(cron):
 
 
 def test_good_cron_passes():
-    assert check_cron("0 2 * * *") == "0 2 * * *"
-    assert check_cron("0 3 * * 0") == "0 3 * * 0"
+    assert check_cron("15 1 * * *") == "15 1 * * *"
+    assert check_cron("45 4 * * 6") == "45 4 * * 6"
 
 
 def test_malformed_toml_is_a_usage_error(tmp_path):

@@ -62,3 +62,24 @@ def test_the_certainty_threshold_of_the_labels_is_a_site_setting():
     assert resolve_config({}, environ={}).label_config(None, 1).certainty_threshold == LabelConfig().certainty_threshold
     with pytest.raises(UsageError, match=r"labels\.certainty_threshold"):
         resolve_config({"labels.certainty_threshold": "sure"}, environ={})
+
+
+def test_a_force_names_where_it_came_from(tmp_path):
+    toml = tmp_path / "radsim.toml"
+    toml.write_text("[model]\nforce_promote = true\n")
+    assert resolve_config(None, toml, environ={}).force_source() == "model.force_promote in radsim.toml"
+    assert resolve_config(None, None, environ={"RADSIM_MODEL_FORCE_PROMOTE": "true"}).force_source() == \
+        "model.force_promote in the environment"
+    assert resolve_config({"model.force_promote": True}, toml, environ={}).force_source() == "--force-promote"
+    assert resolve_config(None, None, environ={}).force_source() is None
+
+
+def test_the_schedule_section_checks_both_cron_strings_and_the_time_zone():
+    schedule = resolve_config({"schedule.train_cron": "15 4 * * 1"}, None,
+                              environ={"RADSIM_CRON": "5 1 * * *", "RADSIM_SCHEDULE_TIMEZONE": "Europe/Paris"}).schedule
+    assert schedule.schedule_env() == {"RADSIM_CRON": "5 1 * * *", "RADSIM_TRAIN_CRON": "15 4 * * 1",
+                                       "RADSIM_SCHEDULE_TIMEZONE": "Europe/Paris"}
+    with pytest.raises(UsageError, match="schedule.train_cron"):
+        resolve_config({"schedule.train_cron": "every sunday"}, None, environ={})
+    with pytest.raises(UsageError, match="IANA"):
+        resolve_config(None, None, environ={"RADSIM_SCHEDULE_TIMEZONE": "Nowhere/Land"})
