@@ -8,7 +8,6 @@ groups are killed whatever happens.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,9 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-_spec = importlib.util.spec_from_file_location("_pipeline_server", Path(__file__).with_name("test_pipeline_server.py"))
-_server = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_server)  # reuse its free-port, health-check and process-group helpers
+from radsim_test_fixtures.prefect_server import free_port, start_server, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120
@@ -94,7 +91,7 @@ def test_unreachable_dask_scheduler_is_one_line_usage_error(tmp_path):
     from radsim.data_contracts import UsageError
     from radsim.flows.task_runners import check_dask_scheduler, make_task_runner
 
-    address = f"tcp://127.0.0.1:{_server._free_port()}"  # nothing listens there
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
     with pytest.raises(UsageError) as err:
         make_task_runner("dask", 2, address)
@@ -105,7 +102,7 @@ def test_unreachable_dask_scheduler_is_one_line_usage_error(tmp_path):
 
 
 def test_cli_unreachable_dask_scheduler_exits_2(tmp_path):
-    address = f"tcp://127.0.0.1:{_server._free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     reports = tmp_path / "reports.csv"
     reports.write_text("exam_id,report_text\nE1,No acute findings.\n")
     env = {**os.environ, "RADSIM_ID_KEY": "k" * 32}
@@ -132,7 +129,7 @@ def _shard_bytes(folder: Path) -> dict[str, bytes]:
 def test_dask_runner_matches_local_run(tmp_path):
     pytest.importorskip("prefect_dask")
     pytest.importorskip("distributed")
-    port = _server._free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RADSIM_"))}
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -143,7 +140,7 @@ def test_dask_runner_matches_local_run(tmp_path):
     started = time.monotonic()
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(_server._start_server(port, env, tmp_path, logs / "server.log", 60))
+        procs.append(start_server(port, env, tmp_path, logs / "server.log", 60))
         run_log = logs / "run.log"
         with open(run_log, "w") as log:
             procs.append(subprocess.Popen([sys.executable, str(tmp_path / "run_dask.py"), str(tmp_path)],
@@ -161,7 +158,7 @@ def test_dask_runner_matches_local_run(tmp_path):
         assert n_shards >= 3 and _count_task_runs(api, "embed-part") == n_shards  # one task per shard
     finally:
         for proc in reversed(procs):
-            _server._stop(proc)
+            stop_group(proc)
 
     _assert_dask_outputs_equal_local_ones(tmp_path)
 
@@ -194,7 +191,7 @@ def test_pipeline_label_and_embed_stages_follow_the_configured_runner(tmp_path):
     from radsim.warehouse.config import resolve_config
     from radsim.warehouse.ledger import fingerprints
 
-    address = f"tcp://127.0.0.1:{_server._free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     exams = rows_to_table(load_contract("exams"), [
         {"exam_id": "E1", "patient_id": "P1", "image_uri": str(tmp_path / "e1.dcm"), "image_index": 0,
          "report_text": "No acute findings."}])
