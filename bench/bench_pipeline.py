@@ -46,7 +46,7 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
         update_ledger,
         write_ledger,
     )
-    from radsim.warehouse.promotion import promote_through_gates
+    from radsim.model.promotion import promote_through_gates
 
     keyer = demo_keyer()
     restricted = warehouse / "restricted"
@@ -74,7 +74,7 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
 def prefect_pipeline(inbox: Path, warehouse: Path, args: argparse.Namespace) -> tuple[float, float, object]:
     """The pipeline flow on the same cohort, then a no-op rerun: (seconds, rerun seconds, result)."""
     from radsim.flows.pipeline import ephemeral_run, pipeline
-    from radsim.warehouse.config import resolve_config
+    from radsim.flows.config import resolve_config
 
     cfg = resolve_config({"imaging.image_size": args.image_size, "runner.workers": args.workers,
                           "runner.task_runner": args.runner, "model.force_promote": True,  # as the direct path

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     import fsspec
     from radsim.flows.pipeline import ephemeral_run, pipeline
     from radsim.synthetic import generate_cohort
-    from radsim.warehouse.config import resolve_config
+    from radsim.flows.config import resolve_config
 
     cfg = resolve_config(TINY, environ={})
     cohort = generate_cohort(work / "cohort", args.exams, seed=4, image_size=64, progress=False)

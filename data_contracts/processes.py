@@ -16,14 +16,24 @@ from collections.abc import Sequence
 from typing import Any
 
 _PRELOAD: list[str] = []
-TORCH_WORKERS = ("radsim.model.data", "radsim.imaging.reader")  # the streaming feeder's DataLoader workers
+_PRELOAD_WITH: dict[str, tuple[str, ...]] = {}  # trigger module -> modules every worker preloads once it is imported
+
+
+def preload_with(trigger: str, modules: Sequence[str]) -> None:
+    """Once `trigger` is imported in this process, the next forkserver preloads `modules` too.
+
+    The layer that owns the modules registers them (radsim.model registers its training input
+    modules under "torch"), so this floor never names a module above it.
+    """
+    _PRELOAD_WITH[trigger] = tuple(dict.fromkeys([*_PRELOAD_WITH.get(trigger, ()), *modules]))
 
 
 def worker_context(preload: Sequence[str] = ()) -> Any:
     """A multiprocessing context for worker pools: forkserver (preloading `preload`) where there is one."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
-    for name in [*preload, *(TORCH_WORKERS if "torch" in sys.modules else ())]:
+    triggered = [m for trigger, modules in _PRELOAD_WITH.items() if trigger in sys.modules for m in modules]
+    for name in [*preload, *triggered]:
         if name not in _PRELOAD:
             _PRELOAD.append(name)
     ctx = mp.get_context("forkserver")

@@ -21,7 +21,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from radsim.data_contracts import StageCounts, UsageError
 from radsim.warehouse.layout import DemoLayout
-from radsim.warehouse.run_config import RunConfig
+from radsim.flows.run_config import RunConfig
 
 DEMO_MARKER = ".radsim-demo"
 
@@ -67,14 +67,14 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-# The demo runs with a scheduled run's defaults (radsim.warehouse.run_config): it shards at 256 px and
+# The demo runs with a scheduled run's defaults (radsim.flows.run_config): it shards at 256 px and
 # trains the small CNN at 128 px for at most 5 minutes (DESIGN §8).
 
 
 def demo_config(seed: int, training: dict | None, truth: Path) -> RunConfig:
     """The demo's resolved configuration: a scheduled run's defaults, then `training` overrides (model.* keys)."""
-    from radsim.warehouse.config import resolve_config
-    from radsim.warehouse.run_config import ModelSection
+    from radsim.flows.config import resolve_config
+    from radsim.flows.run_config import ModelSection
 
     model = {"seed": seed, **(training or {})}
     unknown = [k for k in model if k not in ModelSection.model_fields]

@@ -41,7 +41,7 @@ from radsim.flows.run_log import say
 from radsim.flows.run_report import report_run
 from radsim.flows.streams import closed_pipe_safe
 from radsim.warehouse.layout import WarehouseLayout
-from radsim.warehouse.run_config import RunConfig
+from radsim.flows.run_config import RunConfig
 
 
 @dataclass
@@ -94,7 +94,7 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
     mirror that is pushed back only when the run succeeds (radsim.warehouse.storage).
     `verify` re-hashes every inbox file instead of trusting unchanged file stats.
     """
-    from radsim.warehouse.config import resolve_config
+    from radsim.flows.config import resolve_config
 
     cfg = config if config is not None else resolve_config(
         {"paths.inbox": inbox, "paths.warehouse": warehouse}, config_path)
@@ -138,7 +138,7 @@ def _show_remote(result: PipelineResult, local_root: Path, uri: str) -> None:
 def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: RunConfig, demo_key: bool, progress: bool,
                   quiet: bool, verify: bool = False) -> PipelineResult:
     """The pipeline on local folders (the flow has resolved the configuration and the storage)."""
-    from radsim.warehouse.config import save_config
+    from radsim.flows.config import save_config
     from radsim.warehouse.keycheck import check_warehouse_key
     from radsim.warehouse.ledger import has_unpublished
     from radsim.warehouse.registry import current_model
@@ -272,7 +272,7 @@ def train(warehouse: str | None = None, config: RunConfig | None = None, config_
     A refused candidate leaves the current model (and the published table) as they were, and
     current.json's "last_refused" says why.
     """
-    from radsim.warehouse.config import resolve_config
+    from radsim.flows.config import resolve_config
 
     cfg = config if config is not None else resolve_config({"paths.warehouse": warehouse}, config_path)
     warehouse = warehouse or cfg.paths.warehouse
@@ -290,7 +290,7 @@ def train(warehouse: str | None = None, config: RunConfig | None = None, config_
 
 
 def _run_train(warehouse: Path, cfg: RunConfig, demo_key: bool, progress: bool, quiet: bool) -> PipelineResult:
-    from radsim.warehouse.config import save_config
+    from radsim.flows.config import save_config
     from radsim.warehouse.ledger import mark_published, read_ledger, write_ledger
     from radsim.warehouse.registry import current_model
 

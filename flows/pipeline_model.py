@@ -17,7 +17,7 @@ from prefect.utilities.annotations import quote  # big arguments: Prefect must n
 from radsim.flows.pipeline_tasks import promote_task, relabel_task
 from radsim.flows.run_log import say
 from radsim.warehouse.layout import WarehouseLayout
-from radsim.warehouse.run_config import RunConfig
+from radsim.flows.run_config import RunConfig
 
 
 def train_publish_evaluate(layout: WarehouseLayout, cfg: RunConfig, ledger: Any, train: bool, demo_key: bool,

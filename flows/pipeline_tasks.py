@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from radsim.data_contracts import StageCounts, load_vocabulary, write_parquet_atomic
 from radsim.warehouse.layout import WarehouseLayout
-from radsim.warehouse.run_config import RunConfig
+from radsim.flows.run_config import RunConfig
 
 
 @task(name="ingest-inbox", cache_policy=NO_CACHE)
@@ -48,8 +48,8 @@ def diff_task(exams: Any, warehouse: str, files_stat: dict[str, str | None], ver
 
 @task(name="register-and-promote", cache_policy=NO_CACHE)
 def promote_task(models: str, trained_dir: str, min_val_patients: int = 30, force: str | None = None) -> dict[str, Any]:
-    from radsim.warehouse.gates import GatePolicy
-    from radsim.warehouse.promotion import promote_through_gates
+    from radsim.model.gates import GatePolicy
+    from radsim.model.promotion import promote_through_gates
     from radsim.warehouse.registry import register_model
 
     from radsim.flows.train_embedding import card_artifact

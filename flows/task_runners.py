@@ -10,9 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from radsim.data_contracts import UsageError
-from radsim.warehouse.run_config import TASK_RUNNERS
+from radsim.flows.run_config import TASK_RUNNERS
 
-RUNNERS = TASK_RUNNERS  # declared with the [runner] section (radsim.warehouse.run_config)
+RUNNERS = TASK_RUNNERS  # declared with the [runner] section (radsim.flows.run_config)
 CONNECT_TIMEOUT_S = 5.0
 
 

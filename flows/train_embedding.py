@@ -22,6 +22,8 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from radsim.model.config import TrainConfig, train_config  # noqa: E402
 
+RANK_ENTRY = "radsim.flows.torchrun"  # each torchrun rank runs `python -m RANK_ENTRY` (radsim train's arguments)
+
 
 @task(name="train-encoder", cache_policy=NO_CACHE)
 def train_task(shards: str, out: str, config: TrainConfig, resume: bool, progress: bool) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def torchrun_task(shards: str, out: str, config: TrainConfig, resume: bool, prog
             print(line, flush=True)
 
     kw = {**changed_fields(config), "resume": resume, "progress": progress}
-    launch_training(spec, rank_argv(shards, out, kw), out, on_line=on_line)
+    launch_training(spec, rank_argv(shards, out, kw), out, on_line=on_line, entry=RANK_ENTRY)
     return _result_dict(result_from_folder(out))
 
 

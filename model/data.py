@@ -36,7 +36,14 @@ from radsim.imaging.reader import FRONTAL
 from radsim.imaging.manifest import MANIFEST_FILE, META_IMAGE_SIZE, META_KEY_ID
 from radsim.imaging.tarshard import iter_tar_samples
 
+from radsim.data_contracts.processes import preload_with
+
 from .sampler import MultiLabelBatchSampler
+
+# the streaming feeder's DataLoader workers: once torch is imported, a process's forkserver preloads
+# them, even when its first pool was a sharding one (radsim.data_contracts.processes)
+TRAINING_WORKERS = ("radsim.model.data", "radsim.imaging.reader")
+preload_with("torch", TRAINING_WORKERS)
 
 DATA_MODES = ("auto", "memory", "stream")
 DEFAULT_CACHE_LIMIT = 4 << 30  # bytes of decoded uint8 images before "auto" streams instead
@@ -350,9 +357,9 @@ class StreamFeeder:
         if self.workers == 0:
             yield from prefetch(iter(data), depth=self.prefetch)  # one background thread (PNG decode drops the GIL)
             return
-        from radsim.data_contracts.processes import TORCH_WORKERS, worker_context
+        from radsim.data_contracts.processes import worker_context
 
-        context = worker_context(TORCH_WORKERS)  # workers fork with torch imported: no import per epoch
+        context = worker_context(TRAINING_WORKERS)  # workers fork with torch imported: no import per epoch
         loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory,
                                              prefetch_factor=self.prefetch, multiprocessing_context=context)
         yield from loader

@@ -29,7 +29,6 @@ from pathlib import Path
 
 from radsim.data_contracts import RadsimError, UsageError
 
-TRAIN_MODULE = "radsim.flows.torchrun"
 LOG_SUBDIR = Path("logs") / "torchrun"
 _RANK_LINE = re.compile(r"^\[default(\d+)\]:(.*)$")
 _ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
@@ -64,8 +63,12 @@ class LaunchSpec:
             raise UsageError(f"--node-rank must be in 0..{self.nnodes - 1} (got {self.node_rank})")
 
 
-def torchrun_command(spec: LaunchSpec, train_argv: Sequence[str], log_dir: str | Path) -> list[str]:
-    """The torchrun command line that runs `python -m radsim.flows.torchrun TRAIN_ARGV` on every rank."""
+def torchrun_command(spec: LaunchSpec, train_argv: Sequence[str], log_dir: str | Path, entry: str) -> list[str]:
+    """The torchrun command line that runs `python -m ENTRY TRAIN_ARGV` on every rank.
+
+    `entry` is the rank's module, named by the caller (the command layer owns `radsim train`'s
+    entry point), so this module names nothing above it.
+    """
     spec.check()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(spec.nproc_per_node),
            "--max-restarts", "0", "--tee", "3", "--log-dir", str(log_dir)]
@@ -74,7 +77,7 @@ def torchrun_command(spec: LaunchSpec, train_argv: Sequence[str], log_dir: str |
     else:
         cmd += ["--nnodes", str(spec.nnodes), "--rdzv-backend", "c10d",
                 "--rdzv-endpoint", str(spec.rdzv_endpoint), "--rdzv-id", spec.rdzv_id]
-    return cmd + ["-m", TRAIN_MODULE, *train_argv]
+    return cmd + ["-m", entry, *train_argv]
 
 
 @dataclass
@@ -222,11 +225,12 @@ def _checkpoint_step(path: Path) -> str:
 
 
 def launch_training(spec: LaunchSpec, train_argv: Sequence[str], model_dir: str | Path,
-                    on_line: Callable[[str], None] | None = None, *, env: dict[str, str] | None = None) -> LaunchOutcome:
-    """Run training on `spec`'s ranks; a failed rank raises one RadsimError line (see describe_failure)."""
+                    on_line: Callable[[str], None] | None = None, *, entry: str,
+                    env: dict[str, str] | None = None) -> LaunchOutcome:
+    """Run training on `spec`'s ranks (each `python -m ENTRY`); a failed rank raises one RadsimError line."""
     model_dir = Path(model_dir)
     log_dir = model_dir / LOG_SUBDIR
-    cmd = torchrun_command(spec, train_argv, log_dir)
+    cmd = torchrun_command(spec, train_argv, log_dir, entry)
     say = on_line or (lambda line: print(line, flush=True))
     outcome = run_torchrun(cmd, log_dir, say, env=env, label=rank_label(spec))
     if outcome.returncode != 0:

@@ -98,7 +98,7 @@ class CurrentChoice:
 def current_choice(model_dir: str | Path, published_dir: str | Path, make_current: bool,
                    force: str | None) -> CurrentChoice:
     """The gates' decision on the model (recorded in its card) and what it means for the current version."""
-    from radsim.warehouse.promotion import publication_decision
+    from radsim.model.promotion import publication_decision
 
     gate = publication_decision(model_dir, published_dir, force=force)
     said = f"{gate.state}: {gate.reason}"

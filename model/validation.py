@@ -1,6 +1,6 @@
 """Validation during training: P@10 and normal-vs-abnormal AUC with their true nulls, intervals and collapse.
 
-What the promotion gates read (radsim.warehouse.gates). numpy and radsim.evaluation, plus
+What the promotion gates read (radsim.model.gates). numpy and radsim.evaluation, plus
 torch only to embed the validation split.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, normal_index:
     """P@10 and the normal-vs-abnormal kNN AUC on the validation split (radsim.evaluation).
 
     Without `groups`, the values alone (each epoch's model selection). With `groups` (each item's
-    patient), the judged metrics the promotion gates read (radsim.warehouse.gates): each value with
+    patient), the judged metrics the promotion gates read (radsim.model.gates): each value with
     its true null (`_chance`), interval (`_ci`), verdict (`_verdict`), the queries and patients it
     rests on, the random-embedding baseline over several draws (`random_embedding`), and the mean
     pairwise cosine of the embeddings (near 1: the embedding collapsed).

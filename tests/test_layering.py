@@ -1,17 +1,24 @@
-"""The layers hold: Prefect and the flows stay in flows/, and no module imports itself round a cycle.
+"""The layers hold: each folder imports only folders of lower rank, Prefect stays in flows/, no cycle.
 
 Every import counts, at module level, inside functions and under TYPE_CHECKING alike: a lazy
-import is still a dependency. `from package import submodule` depends on the submodule only.
+import is still a dependency. `from package import submodule` depends on the submodule only. A
+module named in a string ("radsim.flows.torchrun") counts as an import too: a module run by
+name, preloaded by name or imported with importlib is a dependency that no import statement shows.
 """
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("data_contracts", "evaluation", "flows", "imaging", "model", "nlp", "synthetic", "warehouse")
+# DESIGN §2: a folder imports only folders of a lower rank (never one of its own rank)
+RANKS = {"data_contracts": 0, "warehouse": 1, "nlp": 2, "imaging": 2, "synthetic": 2, "evaluation": 3, "model": 4,
+         "flows": 5}
+_MODULE_STRING = re.compile(r"radsim(\.\w+)+")
 
 
 def _module_name(path: Path) -> str:
@@ -26,11 +33,17 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """Every module `name` imports: radsim modules resolved, third-party names as written."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return _imports_of_code(name, path.read_text(encoding="utf-8"), known, path.name == "__init__.py")
+
+
+def _imports_of_code(name: str, code: str, known: set[str], is_package: bool = False) -> set[str]:
+    """Every module `name` imports: radsim modules resolved, third-party names as written, strings naming modules."""
+    package = name if is_package else name.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_STRING.fullmatch(node.value):
+            out.add(node.value)
+        elif isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -110,6 +123,41 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if len(component) > 1:
                     found.append(sorted(component))
     return found
+
+
+def _folder(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "radsim" and parts[1] in RANKS else None
+
+
+def _upward(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """module -> the radsim modules it imports from a folder of its own or a higher rank (another folder)."""
+    out: dict[str, list[str]] = {}
+    for module, deps in graph.items():
+        home = _folder(module)
+        bad = sorted(d for d in deps if _folder(d) not in (None, home) and RANKS[_folder(d)] >= RANKS[home])
+        if bad:
+            out[module] = bad
+    return out
+
+
+def test_every_folder_has_a_rank():
+    assert set(RANKS) == set(SOURCE_DIRS)
+
+
+def test_folders_import_only_lower_ranks(graph):
+    assert _upward(graph) == {}
+
+
+def test_an_upward_import_or_a_module_named_in_a_string_is_caught():
+    known = {"radsim.flows.torchrun", "radsim.model.data"}
+    code = 'import radsim.model.data\nENTRY = "radsim.flows.torchrun"\nNOT_A_MODULE = "radsim is great"\n'
+    deps = _imports_of_code("radsim.imaging.shards", code, known)
+    assert {"radsim.model.data", "radsim.flows.torchrun"} <= deps and "radsim is great" not in deps
+    assert _upward({"radsim.imaging.shards": deps}) == {"radsim.imaging.shards": ["radsim.flows.torchrun",
+                                                                                 "radsim.model.data"]}
+    assert _upward({"radsim.model.data": {"radsim.imaging.reader", "radsim.model.encoders"}}) == {}
+    assert _upward({"radsim.nlp.runner": {"radsim.imaging.reader"}}) != {}  # same rank, another folder
 
 
 def test_no_import_cycle(graph):

@@ -34,7 +34,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)  # best validation metrics
     baseline_metrics: dict[str, Any] = field(default_factory=dict)  # untrained encoder, same validation split
     training: dict[str, Any] = field(default_factory=dict)  # epochs, batch size, lr, seed, device, images/s
-    promotion: dict[str, Any] = field(default_factory=dict)  # the gate decision (radsim.warehouse.gates)
+    promotion: dict[str, Any] = field(default_factory=dict)  # the gate decision (radsim.model.gates)
     intended_use: str = (
         "Research on radiological similarity: retrieval of chest radiographs that share report-derived "
         "findings, and analysis of the embedding space. Labels are extracted automatically from reports and are noisy."

@@ -3,7 +3,7 @@
 Training writes into a fresh folder; registering moves it under its version name, so a
 half-trained model never sits where the pipeline looks for models. `current.json` names the
 version that embeds and publishes, and keeps the last refused or undecided candidate and why;
-this module is its only writer (radsim.warehouse.promotion decides, then calls it).
+this module is its only writer (radsim.model.promotion decides, then calls it).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`radsim deploy`: register deploy/prefect.yaml's deployments with the schedules radsim's configuration declares.
 
 The cron strings live in one place, [schedule] in radsim.toml (RADSIM_CRON, RADSIM_TRAIN_CRON,
-RADSIM_SCHEDULE_TIMEZONE, or their defaults in warehouse/run_config.py); prefect.yaml names them
+RADSIM_SCHEDULE_TIMEZONE, or their defaults in flows/run_config.py); prefect.yaml names them
 as {{ $RADSIM_CRON }}..., and this command resolves them and runs `prefect deploy` with them.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ PREFECT_FILE = "deploy/prefect.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from radsim.warehouse.run_config import ScheduleSection
+    from radsim.flows.run_config import ScheduleSection
 
     p = sub.add_parser(
         NAME,
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolved_schedule(args: argparse.Namespace) -> tuple[object, dict[str, str]]:
     """The schedule section and where each of its values came from."""
-    from radsim.warehouse.config import resolve_config
+    from radsim.flows.config import resolve_config
 
     toml = "radsim.toml" if Path("radsim.toml").is_file() else None
     cfg = resolve_config({f"schedule.{key}": getattr(args, key, None) for key in ("cron", "train_cron", "timezone")},

@@ -68,7 +68,7 @@ def check_prefect_server(environ: dict[str, str] | None = None, timeout: float =
 def run(args: argparse.Namespace) -> int:
     from radsim.data_contracts import UsageError, keyer_from_env
     from radsim.flows.cli import require_extras
-    from radsim.warehouse.config import resolve_config
+    from radsim.flows.config import resolve_config
 
     toml_path = args.config or ("radsim.toml" if Path("radsim.toml").is_file() else None)
     cfg = resolve_config({"paths.inbox": args.inbox, "paths.warehouse": args.warehouse, "paths.truth": args.truth,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from radsim.warehouse.config import resolve_config
+from radsim.flows.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 16,
         "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)

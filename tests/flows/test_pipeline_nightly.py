@@ -12,7 +12,7 @@ import pytest
 
 from radsim.data_contracts import UsageError
 from radsim.data_contracts.errors import QuarantineCeilingExceeded, UnexpectedStageError
-from radsim.warehouse.config import resolve_config
+from radsim.flows.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 2, "model.batch_size": 16,
         "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)

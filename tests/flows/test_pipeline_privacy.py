@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from radsim.warehouse.config import resolve_config
+from radsim.flows.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 16,
         "model.force_promote": True}  # these tests are about runs, not the promotion gates (warehouse/test_promotion)

@@ -79,7 +79,7 @@ def _stopped(worker: subprocess.Popen, log, limit_s: float = 90) -> int:
 @pytest.mark.timeout(DEADLINE_S + 60)
 def test_the_worker_stops_cleanly_and_the_next_run_redoes_a_cancelled_one(tmp_path):
     from radsim.synthetic import generate_cohort
-    from radsim.warehouse.run_config import ScheduleSection
+    from radsim.flows.run_config import ScheduleSection
 
     cohort = generate_cohort(tmp_path / "cohort", 24, seed=21, image_size=64, progress=False)
     warehouse = tmp_path / "wh"

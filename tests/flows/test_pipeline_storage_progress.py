@@ -2,7 +2,7 @@
 
 def test_storage_progress_lines_reach_the_console(tmp_path, capsys):
     from radsim.flows.pipeline import _storage
-    from radsim.warehouse.run_config import RunConfig
+    from radsim.flows.run_config import RunConfig
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent("""
     from radsim.nlp.runner import label_file
     from radsim.synthetic import generate_cohort
     from radsim.warehouse.inbox import ingest_inbox
-    from radsim.warehouse.run_config import RunConfig
+    from radsim.flows.run_config import RunConfig
 
     if __name__ == "__main__":
         root = Path(sys.argv[1])
@@ -188,7 +188,7 @@ def test_pipeline_label_and_embed_stages_follow_the_configured_runner(tmp_path):
     from radsim.flows.pipeline_tasks import label_stage
     from radsim.warehouse.layout import WarehouseLayout
     from radsim.flows.publish_embeddings import run_embed_shards
-    from radsim.warehouse.config import resolve_config
+    from radsim.flows.config import resolve_config
     from radsim.warehouse.ledger import fingerprints
 
     address = f"tcp://127.0.0.1:{free_port()}"

@@ -32,6 +32,7 @@ from radsim.model.launch import (LaunchOutcome, LaunchSpec, describe_failure, la
 from radsim.model.train import train_embedding_model
 
 STEPS, B = 3, 16
+ENTRY = "radsim.flows.torchrun"  # the command layer's rank entry point
 ENV = {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -53,11 +54,11 @@ def test_options_survive_the_trip_to_the_ranks_command_line():
 
 
 def test_torchrun_command_for_one_node_and_for_many():
-    one = torchrun_command(LaunchSpec(nproc_per_node=2), ["--shards", "S"], "/logs")
+    one = torchrun_command(LaunchSpec(nproc_per_node=2), ["--shards", "S"], "/logs", ENTRY)
     assert one[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in one
     assert one[one.index("--max-restarts") + 1] == "0"  # a failed rank ends the job, it is not restarted
     assert one[-4:] == ["-m", "radsim.flows.torchrun", "--shards", "S"]
-    many = torchrun_command(LaunchSpec(2, nnodes=3, node_rank=1, rdzv_endpoint="node0:29400"), [], "/logs")
+    many = torchrun_command(LaunchSpec(2, nnodes=3, node_rank=1, rdzv_endpoint="node0:29400"), [], "/logs", ENTRY)
     assert "--standalone" not in many and many[many.index("--rdzv-endpoint") + 1] == "node0:29400"
     with pytest.raises(UsageError, match="rdzv-endpoint"):
         LaunchSpec(2, nnodes=2).check()
@@ -93,7 +94,7 @@ def test_a_usage_error_on_the_ranks_stays_a_usage_error(tmp_path):
     with pytest.raises(UsageError) as err:
         launch_training(LaunchSpec(nproc_per_node=2), ["--shards", str(tmp_path / "shards"), "--out",
                                                        str(tmp_path / "m")], tmp_path / "m", on_line=lambda line: None,
-                        env=ENV)
+                        env=ENV, entry=ENTRY)
     message = str(err.value)
     assert "\n" not in message and "exited with code 2" in message and "manifest" in message, message
     assert "No checkpoint was written yet" in message
@@ -160,7 +161,7 @@ def test_a_killed_rank_stops_the_job_and_keeps_the_last_good_checkpoint(train_sh
 
     def launch() -> None:
         try:
-            launch_training(LaunchSpec(nproc_per_node=2), argv, out, on_line=lines.append, env=ENV)
+            launch_training(LaunchSpec(nproc_per_node=2), argv, out, on_line=lines.append, env=ENV, entry=ENTRY)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             failure.append(exc)
 
@@ -189,7 +190,8 @@ def test_a_killed_rank_stops_the_job_and_keeps_the_last_good_checkpoint(train_sh
 LAUNCHER = """
 import sys
 from radsim.model.launch import LaunchSpec, launch_training
-launch_training(LaunchSpec(nproc_per_node=2), sys.argv[2:], sys.argv[1], on_line=lambda line: None)
+launch_training(LaunchSpec(nproc_per_node=2), sys.argv[2:], sys.argv[1], on_line=lambda line: None,
+                entry="radsim.flows.torchrun")
 """
 
 

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from radsim.flows.cli import main
-from radsim.warehouse.run_config import ScheduleSection
+from radsim.flows.run_config import ScheduleSection
 
 REPO = Path(__file__).resolve().parents[3]
-HOME = "warehouse/run_config.py"  # the one file that may write the schedules' cron strings
+HOME = "flows/run_config.py"  # the one file that may write the schedules' cron strings
 CRON_LITERAL = re.compile(r"""["'`]\s*([0-9*/,\-]+(?:\s+[0-9*/,\-A-Za-z]+){4})\s*["'`]""")
 
 

@@ -114,7 +114,7 @@ def test_publish_of_an_undecided_model_is_not_made_current_without_force_promote
 def test_a_forced_collapsed_model_is_reported_as_both_everywhere(cohort, model_factory, tmp_path, capsys):
     from radsim.evaluation.display import model_card_markdown
     from radsim.warehouse.card import read_card, update_card
-    from radsim.warehouse.promotion import promote_through_gates
+    from radsim.model.promotion import promote_through_gates
     from radsim.warehouse.registry import current_model
 
     models = tmp_path / "models"

@@ -7,8 +7,8 @@ from radsim.imaging.config import ShardOptions
 from radsim.model.config import TrainConfig
 from radsim.model.embed_config import EmbedConfig
 from radsim.nlp.config import LabelConfig
-from radsim.warehouse.config import SCHEMA, resolve_config
-from radsim.warehouse.run_config import RunConfig
+from radsim.flows.config import SCHEMA, resolve_config
+from radsim.flows.run_config import RunConfig
 
 
 def test_stage_settings_keep_the_stage_configs_defaults_and_help():

@@ -4,7 +4,7 @@ Precedence (DESIGN §4): CLI flag > environment (RADSIM_<SECTION>_<KEY>, e.g. RA
 or the short names in ENV_ALIASES) > radsim.toml > defaults. The resolved configuration is saved
 as `config.json` in the warehouse, so every run says what it ran with. An unknown key, a wrong
 type or a value out of its bounds is a one-line usage error naming the key (exit 2). The keys,
-their types, defaults and bounds are those of `RunConfig` (radsim.warehouse.run_config).
+their types, defaults and bounds are those of `RunConfig` (radsim.flows.run_config).
 
     [paths]      inbox, warehouse, truth, vocabulary          (paths or fsspec URIs)
     [imaging]    image_size, compact_after (merge the small shards at the end of the manifest once there are

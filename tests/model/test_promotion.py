@@ -5,8 +5,8 @@ import json
 
 from radsim.warehouse.card import CARD_FILE, ModelCard
 from radsim.warehouse.registry import current_model, promote
-from radsim.warehouse.gates import GatePolicy, decide
-from radsim.warehouse.promotion import promote_through_gates
+from radsim.model.gates import GatePolicy, decide
+from radsim.model.promotion import promote_through_gates
 
 UNTRAINED = {"precision_at_10": 0.40, "normal_auc": 0.60}
 

@@ -1,6 +1,6 @@
 """Promotion: a trained model is published or replaces the current one only through the gates (DESIGN §11).
 
-`promote_through_gates` reads the candidate's model card, applies radsim.warehouse.gates (beat
+`promote_through_gates` reads the candidate's model card, applies radsim.model.gates (beat
 chance and the untrained encoder beyond the intervals, no collapse, a validation split big enough,
 not worse than the current model beyond its interval) and records the decision and its reason
 everywhere a user looks: `models/current.json` (as the promotion, or under "last_refused" /
@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .card import read_card, update_card
-from .registry import current_model, promote, record_decision
+from radsim.warehouse.card import read_card, update_card
+from radsim.warehouse.registry import current_model, promote, record_decision
 
 from .gates import GateDecision, GatePolicy, decide
 
@@ -43,7 +43,7 @@ def promote_through_gates(models_root: str | Path, candidate: str, *, policy: Ga
                           force: str | None = None) -> PromotionDecision:
     """Decide on `candidate` (a registered version), promote it if it passes, and record why either way.
 
-    `force` names where a force came from (radsim.warehouse.gates.decide); None: no force.
+    `force` names where a force came from (radsim.model.gates.decide); None: no force.
     """
     policy = policy or GatePolicy()
     models_root = Path(models_root)
@@ -71,7 +71,7 @@ def publication_decision(model_dir: str | Path, published_dir: str | Path, *, fo
     written to (it may be read-only): the publication carries the decision in the published
     table's model card, its publish record and versions.parquet.
     """
-    from .published.read import current_version, open_version
+    from radsim.warehouse.published.read import current_version, open_version
 
     card = read_card(model_dir)
     current = current_version(published_dir) if Path(published_dir).exists() else None

@@ -5,7 +5,7 @@ import json
 
 import pytest
 from radsim.data_contracts import UsageError
-from radsim.warehouse.config import (
+from radsim.flows.config import (
     check_cron,
     resolve_config,
     save_config,
