@@ -47,9 +47,9 @@ RECIPES: dict[str, dict] = {
     "strong-augmentation": {"augment": "strong"},
     "mild-augmentation": {"augment": "mild"},
     # the whole schedule, last epoch kept (what a validation split under 30 patients used to get)
-    "last-epoch": {"min_val_patients": 30},
-    "no-augmentation-last-epoch": {"augment": "none", "min_val_patients": 30},
-    "10-epochs-last-epoch": {"epochs": 10, "min_val_patients": 30},
+    "last-epoch": {"selection_min_patients": 30},
+    "no-augmentation-last-epoch": {"augment": "none", "selection_min_patients": 30},
+    "10-epochs-last-epoch": {"epochs": 10, "selection_min_patients": 30},
     "ms-loss": {"loss": "ms"},
     "ml2plus-loss": {"loss": "ml2plus"},
     "lr5e-4": {"lr": 5e-4},

@@ -1,29 +1,54 @@
 """Label sets and the primitives every metric is built on: relevance, Jaccard gain, harmonic numbers, AUC.
 
 Labels are a multi-hot matrix `n x F`; CheXpert-style values (1, 0, -1, NaN) become one with
-`label_sets`. numpy only.
+`label_sets`, through `label_weights`, radsim's one conversion of label values to label sets. numpy only.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 
 # ----------------------------------------------------------------------------- labels
-def label_sets(values: np.ndarray, uncertain_positive: bool = False) -> np.ndarray:
-    """Multi-hot bool matrix from CheXpert-style values (1 present, 0, -1 uncertain, NaN/None).
+#: What an uncertain finding (-1) weighs in a label set, the one meaning of "uncertain" everywhere:
+#: the evaluation and ML2 count it absent, ML2+ at one half (DESIGN §8), an opt-in count present.
+UNCERTAIN_ABSENT = 0.0
+UNCERTAIN_HALF = 0.5
+UNCERTAIN_PRESENT = 1.0
 
-    Already-boolean or 0/1 matrices pass through unchanged.
+
+def label_weights(values: Any, uncertain: float = UNCERTAIN_ABSENT) -> np.ndarray:
+    """The one conversion from CheXpert-style values to label sets: float32 [items, findings] weights in [0, 1].
+
+    1 (present) weighs 1; 0 (absent), NaN and None (not mentioned) weigh 0; -1 (uncertain) weighs
+    `uncertain`; a soft value in [0, 1] passes through, so converting twice is harmless. A finding
+    belongs to an item's set when its weight is above 0: two items share a label when their
+    weights overlap. The sampler, the losses and miners (radsim.model.labelsets) and the
+    evaluation all read label sets through this function.
     """
+    if not 0.0 <= uncertain <= 1.0:
+        raise ValueError(f"uncertain must lie in [0, 1], got {uncertain}")
     arr = np.asarray(values)
     if arr.dtype == object:
         arr = np.array([[np.nan if v is None else v for v in row] for row in arr], dtype=np.float64)
-    arr = arr.astype(np.float64)
+    arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(f"labels must be a 2-D matrix (items x findings), got shape {arr.shape}")
-    out = arr == 1
-    if uncertain_positive:
-        out |= arr == -1
-    return out
+    x = np.where(arr == -1, uncertain, np.nan_to_num(arr, nan=0.0))
+    bad = (x < 0) | (x > 1)
+    if bad.any():
+        raise ValueError(f"label values must be 1, 0, -1, NaN or soft values in [0, 1]; got {x[bad][0]}")
+    return x.astype(np.float32)
+
+
+def label_sets(values: np.ndarray, uncertain_positive: bool = False) -> np.ndarray:
+    """Multi-hot bool matrix from CheXpert-style values: the findings whose weight (`label_weights`) is above 0.
+
+    Uncertain findings count as absent, or as present with `uncertain_positive`. Already-boolean
+    or 0/1 matrices pass through unchanged.
+    """
+    return label_weights(values, UNCERTAIN_PRESENT if uncertain_positive else UNCERTAIN_ABSENT) > 0
 
 
 def as_label_matrix(labels: np.ndarray, n: int | None = None) -> np.ndarray:

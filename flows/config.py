@@ -25,7 +25,6 @@ their types, defaults and bounds are those of `RunConfig` (radsim.flows.run_conf
 """
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from radsim.data_contracts import UsageError
-from radsim.data_contracts.atomic import atomic_output
+from radsim.data_contracts.atomic import write_json_atomic
 
 from .run_config import ENV_ALIASES, TASK_RUNNERS, RunConfig, check_cron, schema
 
@@ -123,6 +122,4 @@ def save_config(config: RunConfig, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     doc = {"settings": config.flat(), "sources": {**{k: "default" for k in SCHEMA}, **config.sources}}
-    with atomic_output(folder / CONFIG_FILE) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return folder / CONFIG_FILE
+    return write_json_atomic(folder / CONFIG_FILE, doc)

@@ -19,7 +19,7 @@ Loss = Literal["ml2", "ml2plus", "triplet", "ms"]
 Backbone = Literal["small", "resnet18", "resnet50", "densenet121"]
 # the options of `radsim train` that come from this config, in --help order
 CLI_FIELDS = ("loss", "backbone", "epochs", "image_size", "embedding_dim", "device", "batch_size", "lr",
-              "weight_decay", "backbone_lr", "warmup", "patience", "min_val_patients", "augment", "seed", "init_weights",
+              "weight_decay", "backbone_lr", "warmup", "patience", "selection_min_patients", "augment", "seed", "init_weights",
               "max_minutes", "threads", "data", "loader_workers", "accumulate", "max_steps")
 
 
@@ -41,10 +41,11 @@ class TrainConfig(Settings):
     warmup: float = Field(1.0, ge=0, description="linear warm-up before the cosine decay, in epochs")
     patience: int = Field(10, ge=0, description="stop after this many epochs without a better validation P@10 "
                           "(0: never)")
-    min_val_patients: int = Field(0, ge=0, description="early stopping and best-epoch choice only with at least "
-                                  "this many validation patients; below it the whole schedule runs and the last "
-                                  "epoch is the model (0: always; on nih-dev, selecting on a 10-patient split "
-                                  "beat the last epoch)")
+    selection_min_patients: int = Field(0, ge=0, description="early stopping and best-epoch choice only with at "
+                                        "least this many validation patients; below it the whole schedule runs and "
+                                        "the last epoch is the model (0: always; on nih-dev, selecting on a "
+                                        "10-patient split beat the last epoch). Not the promotion gates' minimum "
+                                        "(model.min_val_patients in radsim.toml)")
     augment: Literal["none", "mild", "chest", "strong"] = Field("chest", description="train-time augmentation: chest = small "
                                                         "affine moves, crops, brightness/contrast/gamma, no flips")
     seed: int = Field(0, description="seed for weights, data order and augmentation")

@@ -2,9 +2,9 @@
 
 A label vector holds 1 (present), 0 (absent), -1 (uncertain) or NaN (not mentioned) per
 finding, `no_finding` included, so two normal exams share a label. A label set is a
-float vector in [0, 1]: 1 -> 1, 0 and NaN -> 0, -1 -> `uncertain` (0 for ML2, i.e.
-absent; 0.5 for ML2+). Values already in [0, 1] pass through, so converting twice is
-harmless. Jaccard is the soft Jaccard sum(min)/sum(max), which is the ordinary Jaccard
+float vector in [0, 1], from radsim's one conversion (radsim.evaluation.labelsets.label_weights):
+1 -> 1, 0 and NaN -> 0, -1 -> `uncertain` (0 for ML2, i.e. absent; 0.5 for ML2+). Values
+already in [0, 1] pass through, so converting twice is harmless. Jaccard is the soft Jaccard sum(min)/sum(max), which is the ordinary Jaccard
 index on 0/1 sets. A row whose set is empty (for example only uncertain findings under
 ML2, or an unlabelled image) takes no part in any pair.
 """
@@ -13,23 +13,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-ML2_UNCERTAIN = 0.0
-ML2PLUS_UNCERTAIN = 0.5
+from radsim.evaluation.labelsets import UNCERTAIN_ABSENT, UNCERTAIN_HALF, label_weights
+
+ML2_UNCERTAIN = UNCERTAIN_ABSENT
+ML2PLUS_UNCERTAIN = UNCERTAIN_HALF
 
 
 def label_sets(labels: torch.Tensor | np.ndarray, uncertain: float = ML2_UNCERTAIN) -> torch.Tensor:
-    """[B, F] float32 label sets from label vectors (see module docstring)."""
-    if not 0.0 <= uncertain <= 1.0:
-        raise ValueError(f"uncertain must lie in [0, 1], got {uncertain}")
-    x = torch.as_tensor(labels).to(torch.float32)
-    if x.ndim != 2:
-        raise ValueError(f"label vectors must be a [batch, findings] matrix, got shape {tuple(x.shape)}")
-    x = torch.nan_to_num(x, nan=0.0)
-    x = torch.where(x == -1, torch.full_like(x, uncertain), x)
-    bad = (x < 0) | (x > 1)
-    if bool(bad.any()):
-        raise ValueError(f"label values must be 1, 0, -1, NaN or soft values in [0, 1]; got {x[bad][0].item()}")
-    return x
+    """[B, F] float32 label sets from label vectors: radsim.evaluation.labelsets.label_weights, as a tensor.
+
+    The batch's labels come from the data loader on the CPU; the caller moves the sets to its device.
+    """
+    values = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels
+    try:
+        return torch.from_numpy(label_weights(values, uncertain))
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("labels must be a 2-D matrix (items x findings)",
+                                          "label vectors must be a [batch, findings] matrix")) from None
 
 
 def soft_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -18,15 +18,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from radsim.evaluation.labelsets import label_weights
+
 from .labelsets import ML2_UNCERTAIN
-
-
-def _label_sets_np(labels: np.ndarray, uncertain: float) -> np.ndarray:
-    x = np.asarray(labels, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"labels must be a [items, findings] matrix, got shape {x.shape}")
-    x = np.nan_to_num(x, nan=0.0)
-    return np.where(x == -1, uncertain, x) > 0
 
 
 class MultiLabelBatchSampler:
@@ -46,7 +40,7 @@ class MultiLabelBatchSampler:
         rank: int = 0,
         world_size: int = 1,
     ):
-        sets = _label_sets_np(labels, uncertain)
+        sets = label_weights(labels, uncertain) > 0  # the findings each item has (radsim.evaluation.labelsets)
         if batch_size < 2:
             raise ValueError("batch_size must be >= 2")
         if not 0 <= rank < world_size:

@@ -184,7 +184,7 @@ def _data(run: Run, size: int) -> Data:
     except ValueError as exc:  # the sampler: no finding shared by two images, batch larger than the data
         raise UsageError(f"cannot batch the training split of {info.shards_dir}: {exc}") from None
     val = load_split(info, "val", views=cfg.views, image_size=size) if ctx.is_main else None
-    enough = ctx.broadcast(val is not None and val.n_patients >= max(1, cfg.min_val_patients))
+    enough = ctx.broadcast(val is not None and val.n_patients >= max(1, cfg.selection_min_patients))
     normal_index = info.findings.index("no_finding") if "no_finding" in info.findings else None
     return Data(feeder, val, int(train_labels.shape[0]), len(feeder) // cfg.accumulate, normal_index, bool(enough))
 
@@ -244,7 +244,7 @@ def _settings(run: Run, start: Start, data: Data, parts: Parts) -> dict[str, Any
             "val_images": len(data.val) if data.val is not None else None,
             "val_patients": data.val.n_patients if data.val is not None else None,
             "model_selection": "best validation P@10" if data.select_on_val else
-            f"last epoch (fewer than {run.cfg.min_val_patients} validation patients)", "init_weights": parts.init_note}
+            f"last epoch (fewer than {run.cfg.selection_min_patients} validation patients)", "init_weights": parts.init_note}
 
 
 def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, Any], settings: dict[str, Any]) -> None:
@@ -359,7 +359,7 @@ def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: dict[str, 
                   losses: list[float], n_img: int, seconds: float, card: ModelCard) -> str | None:
     """Validate (rank 0), keep the best model, decide early stopping; every rank gets the decision.
 
-    With fewer validation patients than `min_val_patients`, the epochs are still validated for
+    With fewer validation patients than `selection_min_patients`, the epochs are still validated for
     the record, but neither early stopping nor the best-epoch choice listens to them.
     """
     stop = None

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radsim.data_contracts.atomic import exclusive_lock
+from radsim.data_contracts.atomic import exclusive_lock, write_json_atomic
 from radsim.data_contracts import RadsimError, UsageError
 
 SNAPSHOT_FILE = ".radsim-mirror.json"
@@ -136,9 +136,7 @@ class Mirror:
             return None
 
     def _write_json(self, name: str, doc: Any) -> None:
-        tmp = self.local / (name + ".tmp")
-        tmp.write_text(json.dumps(doc, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.local / name)
+        write_json_atomic(self.local / name, doc)
 
     def _remote(self, rel: str) -> str:
         return f"{self.root}/{rel}"

@@ -46,7 +46,7 @@ def test_options_survive_the_trip_to_the_ranks_command_line():
     kw = {"loss": "triplet", "backbone": "small", "image_size": 64, "embedding_dim": 32, "batch_size": 8, "seed": 3,
           "device": "cpu", "resume": True, "max_minutes": 1.5, "progress": False, "threads": 1, "data": "memory",
           "accumulate": 2, "max_steps": 5, "epochs": 4, "lr": 0.01, "weight_decay": 0.0, "patience": 0,
-          "augment": "none", "min_val_patients": 0, "loader_workers": 2, "warmup": 0.5}
+          "augment": "none", "selection_min_patients": 0, "loader_workers": 2, "warmup": 0.5}
     back = options(_train_args(options_to_argv("S", "M", kw)))
     assert back == kw
     with pytest.raises(UsageError, match="views"):
