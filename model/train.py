@@ -55,7 +55,7 @@ from .checkpoint import BEST_FILE, LAST_FILE, read_checkpoint, save_checkpoint
 from .train_run import Data, Parts, Run, Start
 from radsim.evaluation.display import fmt
 
-from .train_result import TrainResult, best_metrics, result_of, speed
+from .train_result import EpochOutcome, TrainProgress, TrainResult, result_of
 from .validation import evaluate_split
 from .compatibility import check_checkpoint_fits, is_radsim_checkpoint
 from .config import TrainConfig, train_config
@@ -123,8 +123,8 @@ def _train(run: Run) -> TrainResult:
     data = _data(run, start.size)
     parts = _parts(run, start, data)
     card, prog = _card_and_progress(run, start, data, parts)
-    if prog.get("stopped") == "early_stopping" or prog["epoch"] >= run.cfg.epochs:
-        run.say(f"{run.out_dir}: training already finished ({prog.get('stopped') or 'completed'}); nothing to resume")
+    if prog.stopped == "early_stopping" or prog.epoch >= run.cfg.epochs:
+        run.say(f"{run.out_dir}: training already finished ({prog.stopped or 'completed'}); nothing to resume")
         return result_of(run.out_dir, card, prog, "already_done", run.started)
     settings = _settings(run, start, data, parts)
     _loop(run, data, parts, card, prog, settings)
@@ -213,18 +213,17 @@ def _parts(run: Run, start: Start, data: Data) -> Parts:
                  init_note)
 
 
-def _card_and_progress(run: Run, start: Start, data: Data, parts: Parts) -> tuple[ModelCard, dict[str, Any]]:
+def _card_and_progress(run: Run, start: Start, data: Data, parts: Parts) -> tuple[ModelCard, TrainProgress]:
     """The resumed card and progress, or a new card with the untrained-encoder and random baselines."""
     if start.state is not None:
-        return ModelCard.from_dict(start.state["card"]), dict(start.state["progress"])
+        return ModelCard.from_dict(start.state["card"]), TrainProgress.from_dict(start.state["progress"])
     cfg, info = run.cfg, run.info
     card = ModelCard(
         model_version=make_model_version(cfg.backbone, cfg.loss, info.manifest_sha256), backbone=cfg.backbone,
         embedding_dim=cfg.embedding_dim, image_size=start.size, loss=cfg.loss, vocabulary_name=info.vocabulary_name,
         vocabulary_version=info.vocabulary_version, findings=list(info.findings), key_id=info.key_id,
         data_manifest_sha256=info.manifest_sha256, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    prog = {"epoch": 0, "batches_done": 0, "step": 0, "best_p10": None, "best_epoch": None, "bad_epochs": 0,
-            "history": [], "stopped": None, "train_seconds": 0.0, "images": 0}
+    prog = TrainProgress()
     if run.ctx.is_main:
         untrained = evaluate_split(parts.model, data.val, run.setup, data.normal_index, intervals=True)
         card.baseline_metrics = {"untrained_encoder": untrained,
@@ -247,7 +246,7 @@ def _settings(run: Run, start: Start, data: Data, parts: Parts) -> dict[str, Any
             f"last epoch (fewer than {run.cfg.selection_min_patients} validation patients)", "init_weights": parts.init_note}
 
 
-def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, Any], settings: dict[str, Any]) -> None:
+def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgress, settings: dict[str, Any]) -> None:
     """Epochs of optimiser steps; each epoch ends with validation, the best model and last.pt."""
     cfg, ctx = run.cfg, run.ctx
     net = parts.model
@@ -258,13 +257,13 @@ def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, A
 
     def save_last() -> None:
         if ctx.is_main:
-            card.training = {**settings, **speed(prog), "stopped": prog["stopped"], "history": prog["history"]}
+            card.training = {**settings, **prog.speed(), "stopped": prog.stopped, "history": prog.history}
             save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
-                            scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=dict(prog))
+                            scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=prog.as_dict())
             write_card(run.out_dir, card)
 
     ctx.barrier()  # every rank has checked the folder before rank 0 writes to it
-    if prog["step"] == 0 and not run.last_path.exists():
+    if prog.step == 0 and not run.last_path.exists():
         run.out_dir.mkdir(parents=True, exist_ok=True)
         save_last()  # step 0: there is always a last good checkpoint
         run.say(f"training {card.model_version} on {settings['train_images']} images ({settings['data']}, "
@@ -272,36 +271,37 @@ def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, A
                 f"augment {cfg.augment}); untrained validation P@10 "
                 f"{fmt(card.baseline_metrics.get('untrained_encoder', {}).get('precision_at_10'))}")
     else:
-        run.say(f"resuming {card.model_version} at epoch {prog['epoch'] + 1}, step {prog['step']}")
+        run.say(f"resuming {card.model_version} at epoch {prog.epoch + 1}, step {prog.step}")
     deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes else None
-    start_step, stop = prog["step"], None
-    while prog["epoch"] < cfg.epochs and stop is None:
-        epoch = prog["epoch"]
+    start_step, stop = prog.step, None
+    while prog.epoch < cfg.epochs and stop is None:
+        epoch = prog.epoch
         losses, n_img, seconds, stop = _epoch(run, data, parts, net, prog, epoch, start_step, deadline)
-        prog["train_seconds"] += seconds
-        prog["images"] += n_img
-        complete = prog["batches_done"] >= len(data.feeder)
-        stop = _end_of_epoch(parts.model, data, run, prog, epoch, complete, losses, n_img, seconds, card) or stop
+        prog.train_seconds += seconds
+        prog.images += n_img
+        complete = prog.batches_done >= len(data.feeder)
+        stop = _end_of_epoch(parts.model, data, run, prog, EpochOutcome(epoch, complete, losses, n_img, seconds),
+                             card) or stop
         if complete:
-            prog["epoch"], prog["batches_done"] = epoch + 1, 0
-        prog["stopped"] = stop
+            prog.epoch, prog.batches_done = epoch + 1, 0
+        prog.stopped = stop
         save_last()
-        if stop is None and prog["epoch"] >= cfg.epochs:
-            prog["stopped"] = "completed"
-    prog["stopped"] = prog["stopped"] or "completed"
+        if stop is None and prog.epoch >= cfg.epochs:
+            prog.stopped = "completed"
+    prog.stopped = prog.stopped or "completed"
 
 
-def _epoch(run: Run, data: Data, parts: Parts, net: torch.nn.Module, prog: dict[str, Any], epoch: int,
+def _epoch(run: Run, data: Data, parts: Parts, net: torch.nn.Module, prog: TrainProgress, epoch: int,
            start_step: int, deadline: float | None) -> tuple[list[float], int, float, str | None]:
     """One (possibly resumed, possibly cut) epoch: (losses, images, seconds, why it stopped early)."""
     cfg, ctx, setup = run.cfg, run.ctx, run.setup
-    skip = prog["batches_done"]
+    skip = prog.batches_done
     bar = _progress_bar(data.steps_per_epoch, run.progress and ctx.is_main, f"epoch {epoch + 1}/{cfg.epochs}")
     bar.update(skip // cfg.accumulate)
     t0, n_img, losses, stop = time.perf_counter(), 0, [], None
     try:
         for micro in grouped(data.feeder.epoch(epoch, skip=skip), cfg.accumulate):
-            step = prog["step"] + 1
+            step = prog.step + 1
             try:
                 value = optimizer_step(net, parts.loss_fn, parts.optimizer, parts.scheduler, micro, setup, step=step,
                                        clip_norm=cfg.clip_norm, ctx=ctx, augment=parts.augment, seed=cfg.seed)
@@ -309,7 +309,7 @@ def _epoch(run: Run, data: Data, parts: Parts, net: torch.nn.Module, prog: dict[
                 raise NonFiniteLossError(
                     f"{exc} (epoch {epoch + 1}); training stopped. The last good checkpoint is kept: "
                     f"{run.last_path} (step {_saved_step(run.last_path)})") from None
-            prog["step"], prog["batches_done"] = step, prog["batches_done"] + cfg.accumulate
+            prog.step, prog.batches_done = step, prog.batches_done + cfg.accumulate
             n_img += sum(int(x.shape[0]) for x, _ in micro) * ctx.world_size
             losses.append(value)
             bar.update(1)
@@ -328,35 +328,34 @@ def _epoch(run: Run, data: Data, parts: Parts, net: torch.nn.Module, prog: dict[
     return losses, n_img, time.perf_counter() - t0, stop
 
 
-def _finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: dict[str, Any],
+def _finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgress,
             settings: dict[str, Any]) -> TrainResult:
     """The model: the best epoch's weights (or the last), with the final card and its validation intervals."""
     cfg, ctx = run.cfg, run.ctx
-    stopped = prog["stopped"]
+    stopped = prog.stopped
     if ctx.is_main:
         final = parts.model
         if data.select_on_val and run.best_path.exists():
             final = build_encoder(cfg.backbone, embedding_dim=cfg.embedding_dim)
             final.load_state_dict(read_checkpoint(run.best_path)["state_dict"])
         elif data.val is not None:  # the last epoch is the model: its metrics are the card's
-            prog["best_metrics"] = {**(prog["history"][-1] if prog["history"] else {}), "split": "val",
-                                    "epoch": prog["epoch"]}
-            prog["best_epoch"] = prog["epoch"]
+            prog.best_metrics = {**(prog.history[-1] if prog.history else {}), "split": "val", "epoch": prog.epoch}
+            prog.best_epoch = prog.epoch
         judged = evaluate_split(final, data.val, run.setup, data.normal_index, intervals=True)
         judged.pop("random_embedding", None)  # the same draws as the card's baseline_metrics
-        card.metrics = {**best_metrics(prog), **judged}
-        card.training = {**settings, **speed(prog), "stopped": stopped, "history": prog["history"],
+        card.metrics = {**prog.best(), **judged}
+        card.training = {**settings, **prog.speed(), "stopped": stopped, "history": prog.history,
                          "seconds_total": round(time.perf_counter() - run.started, 2)}
         save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
-                        scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=dict(prog))
+                        scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=prog.as_dict())
         save_checkpoint(run.best_path, final, card)
         write_card(run.out_dir, card)
     ctx.barrier()
     return result_of(run.out_dir, card, prog, stopped, run.started)
 
 
-def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: dict[str, Any], epoch: int, complete: bool,
-                  losses: list[float], n_img: int, seconds: float, card: ModelCard) -> str | None:
+def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: TrainProgress, done: EpochOutcome,
+                  card: ModelCard) -> str | None:
     """Validate (rank 0), keep the best model, decide early stopping; every rank gets the decision.
 
     With fewer validation patients than `selection_min_patients`, the epochs are still validated for
@@ -366,24 +365,23 @@ def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: dict[str, 
     if run.ctx.is_main:
         metrics = evaluate_split(model, data.val, run.setup, data.normal_index)
         p10 = metrics.get("precision_at_10")
-        row = {"epoch": epoch + 1, "complete": complete, "step": prog["step"],
-               "loss": float(np.mean(losses)) if losses else None, "images_per_s": round(n_img / seconds, 1)
-               if seconds > 0 else None, **{k: metrics.get(k) for k in ("precision_at_10", "normal_auc")}}
-        prog["history"].append(row)
-        improved = (data.select_on_val and p10 is not None
-                    and (prog["best_p10"] is None or p10 > prog["best_p10"] + 1e-9))
+        row = {"epoch": done.epoch + 1, "complete": done.complete, "step": prog.step,
+               "loss": float(np.mean(done.losses)) if done.losses else None,
+               "images_per_s": round(done.images / done.seconds, 1) if done.seconds > 0 else None,
+               **{k: metrics.get(k) for k in ("precision_at_10", "normal_auc")}}
+        prog.history.append(row)
+        improved = data.select_on_val and p10 is not None and (prog.best_p10 is None or p10 > prog.best_p10 + 1e-9)
         if improved:
-            prog["best_p10"], prog["best_epoch"], prog["bad_epochs"] = p10, epoch + 1, 0
-            prog["best_metrics"] = {**metrics, "split": "val", "epoch": epoch + 1}
-            card.metrics = best_metrics(prog)
+            prog.best_p10, prog.best_epoch, prog.bad_epochs = p10, done.epoch + 1, 0
+            prog.best_metrics = {**metrics, "split": "val", "epoch": done.epoch + 1}
+            card.metrics = prog.best()
             save_checkpoint(run.best_path, model, card)
-        elif data.select_on_val and p10 is not None and complete:
-            prog["bad_epochs"] += 1
-        if data.select_on_val and run.cfg.patience and prog["bad_epochs"] >= run.cfg.patience:
+        elif data.select_on_val and p10 is not None and done.complete:
+            prog.bad_epochs += 1
+        if data.select_on_val and run.cfg.patience and prog.bad_epochs >= run.cfg.patience:
             stop = "early_stopping"
-        run.say(f"epoch {epoch + 1}: loss {fmt(row['loss'])}, {fmt(row['images_per_s'], '.0f')} images/s, "
-                f"val P@10 {fmt(p10)}, "
-                f"normal AUC {fmt(metrics.get('normal_auc'))}{' *' if improved else ''}")
+        run.say(f"epoch {done.epoch + 1}: loss {fmt(row['loss'])}, {fmt(row['images_per_s'], '.0f')} images/s, "
+                f"val P@10 {fmt(p10)}, normal AUC {fmt(metrics.get('normal_auc'))}{' *' if improved else ''}")
     return run.ctx.broadcast(stop)
 
 
