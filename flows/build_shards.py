@@ -61,6 +61,9 @@ def build_shards(
 
     `options` holds the sizes, split fractions and limits (radsim.imaging.config.ShardOptions).
     Refused images go to the restricted table `quarantine` (default: beside `out`, in ../restricted).
+
+    Wide on purpose: a Prefect flow's parameters are what a deployment sets and the UI shows, one flat typed
+    value each; the shard settings themselves travel as one ShardOptions.
     """
     keyer = keyer_from_env(demo=demo_key)
     vocab = load_vocabulary(vocabulary)
@@ -82,6 +85,8 @@ def run_build_shards(exams: str, labels: str | None, out: str, *, runner: str = 
 
     ShardOptions fields given as keywords (`image_size=64`) override `options`. On Dask only the
     decode batches leave this process; the shard commit stays here.
+
+    Wide on purpose: the build_shards flow's parameters plus the task runner that runs it.
     """
     return build_shards.with_options(task_runner=make_task_runner(runner, workers, dask_address))(
         exams, labels, out, options=shard_options(options, **settings), workers=workers, demo_key=demo_key,

@@ -42,6 +42,7 @@ from radsim.flows.run_report import report_run
 from radsim.flows.streams import closed_pipe_safe
 from radsim.warehouse.layout import WarehouseLayout
 from radsim.flows.run_config import RunConfig
+from radsim.flows.run_context import RunContext
 
 
 @dataclass
@@ -93,6 +94,9 @@ def pipeline(inbox: str | None = None, warehouse: str | None = None, retrain: bo
     Either may be an fsspec URI (s3://, gs://, memory://): the run then works on a local
     mirror that is pushed back only when the run succeeds (radsim.warehouse.storage).
     `verify` re-hashes every inbox file instead of trusting unchanged file stats.
+
+    Wide on purpose: a Prefect flow's parameters are what a deployment sets and the UI shows; the settings
+    themselves travel as one RunConfig.
     """
     from radsim.flows.config import resolve_config
 
@@ -147,30 +151,30 @@ def _run_pipeline(inbox: str, warehouse: str, retrain: bool, cfg: RunConfig, dem
     keyer = keyer_from_env(demo=demo_key)
     layout = WarehouseLayout(Path(warehouse))
     check_warehouse_key(layout.root, keyer)  # before any stage writes anything
-    ceiling = cfg.quarantine_ceiling()
     layout.restricted.mkdir(parents=True, exist_ok=True)
     result = PipelineResult(layout)
     result.outputs["configuration"] = save_config(cfg, layout.root)
+    run = RunContext(layout, cfg, result, demo_key, progress, quiet, keyer, cfg.quarantine_ceiling())
 
-    exams, ledger, prints, todo = _ingest_step(layout, inbox, verify, ceiling, result, quiet)
+    exams, ledger, prints, todo = _ingest_step(run, inbox, verify)
     current = current_model(layout.models)
     stale = current is None or not layout.published.exists() or has_unpublished(ledger, current["model_version"])
     if todo.nothing_new and not retrain and not stale:
-        _nothing_new(layout, ledger, prints, current, result, quiet)
+        _nothing_new(run, ledger, prints, current)
     else:
-        label_status = _label_step(layout, cfg, exams, prints, todo, ceiling, progress, quiet, result)
-        shard_status = _shard_step(layout, cfg, exams, todo, keyer, ceiling, demo_key, progress, quiet, result)
-        _model_step(layout, cfg, ledger, prints, keyer, label_status, shard_status, current is None or retrain,
-                    demo_key, progress, quiet, result)
+        label_status = _label_step(run, exams, prints, todo)
+        shard_status = _shard_step(run, exams, todo)
+        _model_step(run, ledger, prints, (label_status, shard_status), current is None or retrain)
     _reconcile(result)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _ingest_step(layout: WarehouseLayout, inbox: str, verify: bool, ceiling: Any, result: PipelineResult,
-                 quiet: bool) -> tuple[Any, Any, Any, Any]:
+def _ingest_step(run: RunContext, inbox: str, verify: bool) -> tuple[Any, Any, Any, Any]:
     """Read the inbox (unchanged folders from the index), keep exams.parquet, diff against the ledger."""
     from radsim.warehouse.inbox_index import INDEX_FILE
+
+    layout, result, quiet = run.layout, run.result, run.quiet
 
     say(f"[1/6] ingesting {inbox}" + (" (--verify: every file re-read and re-hashed)" if verify else ""), quiet)
     index_path = layout.restricted / INDEX_FILE
@@ -182,7 +186,7 @@ def _ingest_step(layout: WarehouseLayout, inbox: str, verify: bool, ceiling: Any
                             f"(not opened)")
     quarantine_task(str(quarantine_file(layout)), quote(ingested.quarantine))
     result.run_reasons["ingest"] = reason_counts(ingested.quarantine)
-    ceiling.check(ingested.counts, result.run_reasons["ingest"])
+    run.ceiling.check(ingested.counts, result.run_reasons["ingest"])
     exams_path = layout.restricted / "exams.parquet"
     merge_exams_task(quote(ingested.exams), str(exams_path))
     if indexed.index is not None and (indexed.index_changed or verify or not index_path.exists()):
@@ -195,10 +199,11 @@ def _ingest_step(layout: WarehouseLayout, inbox: str, verify: bool, ceiling: Any
     return ingested.exams, ledger, prints, todo
 
 
-def _nothing_new(layout: WarehouseLayout, ledger: Any, prints: dict, current: dict | None, result: PipelineResult,
-                 quiet: bool) -> None:
+def _nothing_new(run: RunContext, ledger: Any, prints: dict, current: dict | None) -> None:
     """Nothing changed: only touched-but-unchanged files move their stats in the ledger."""
     from radsim.warehouse.ledger import refresh_stats, write_ledger
+
+    layout, result, quiet = run.layout, run.result, run.quiet
 
     for stage in ("label", "shard"):
         result.counts.append(StageCounts(stage, rows_in=len(prints), skipped=len(prints)))
@@ -212,49 +217,51 @@ def _nothing_new(layout: WarehouseLayout, ledger: Any, prints: dict, current: di
         write_ledger(refreshed, layout.root)
 
 
-def _label_step(layout: WarehouseLayout, cfg: RunConfig, exams: Any, prints: dict, todo: Any, ceiling: Any,
-                progress: bool, quiet: bool, result: PipelineResult) -> dict[str, str]:
+def _label_step(run: RunContext, exams: Any, prints: dict, todo: Any) -> dict[str, str]:
     from radsim.warehouse.quarantine import file_reason_counts
 
-    say(f"[2/6] labelling {len(todo.to_label)} new or amended reports (label_reports flow)", quiet)
-    counts, status, stage_quarantine = label_stage(layout, exams, prints, todo.to_label, cfg.paths.vocabulary,
-                                                   1, progress, config=cfg)
+    layout, result = run.layout, run.result
+    say(f"[2/6] labelling {len(todo.to_label)} new or amended reports (label_reports flow)", run.quiet)
+    counts, status, stage_quarantine = label_stage(layout, exams, prints, todo.to_label, run.cfg.paths.vocabulary,
+                                                   1, run.progress, config=run.cfg)
     result.counts.append(counts)
     result.labelled = sorted(e for e, s in status.items() if s == "done")
     result.outputs["labels (restricted)"] = layout.restricted / "labels.parquet"
     quarantine_task(str(quarantine_file(layout)), [], stage_quarantine or "")
     result.run_reasons["label"] = file_reason_counts(stage_quarantine)
-    ceiling.check(counts, result.run_reasons["label"])
+    run.ceiling.check(counts, result.run_reasons["label"])
     return status
 
 
-def _shard_step(layout: WarehouseLayout, cfg: RunConfig, exams: Any, todo: Any, keyer: Any, ceiling: Any,
-                demo_key: bool, progress: bool, quiet: bool, result: PipelineResult) -> dict[str, str]:
+def _shard_step(run: RunContext, exams: Any, todo: Any) -> dict[str, str]:
     from radsim.imaging.shards import QUARANTINE_FILE
 
-    say(f"[3/6] sharding the images of {len(todo.to_shard)} new exams (build_shards flow)", quiet)
-    counts, status, stage_reasons = shard_stage(layout, cfg, exams, list(todo.to_shard), keyer, demo_key, progress)
+    layout, result = run.layout, run.result
+    say(f"[3/6] sharding the images of {len(todo.to_shard)} new exams (build_shards flow)", run.quiet)
+    counts, status, stage_reasons = shard_stage(run, exams, list(todo.to_shard))
     result.counts.append(counts)
     result.sharded = list(todo.to_shard)
     result.outputs["shards"] = layout.shards
     reasons = quarantine_task(str(quarantine_file(layout)), [], str(layout.restricted / QUARANTINE_FILE))
     result.run_reasons["shard"] = dict(stage_reasons)
-    ceiling.check(counts, stage_reasons)
+    run.ceiling.check(counts, stage_reasons)
     result.outputs["quarantine (restricted)"] = quarantine_file(layout)
     result.notes.append("quarantined by reason: " + (", ".join(f"{k}={v}" for k, v in sorted(reasons.items()))
                                                      or "none"))
     return status
 
 
-def _model_step(layout: WarehouseLayout, cfg: RunConfig, ledger: Any, prints: dict, keyer: Any,
-                label_status: dict[str, str], shard_status: dict[str, str], train: bool, demo_key: bool,
-                progress: bool, quiet: bool, result: PipelineResult) -> None:
-    """Train/publish/evaluate, then record every exam's statuses in the ledger and clear the scratch folder."""
+def _model_step(run: RunContext, ledger: Any, prints: dict, statuses: tuple[dict[str, str], dict[str, str]],
+                train: bool) -> None:
+    """Train/publish/evaluate, then record every exam's (label, shard) statuses in the ledger and clear the scratch."""
     from radsim.warehouse.ledger import ledger_path, refresh_stats, update_ledger, write_ledger
+
+    layout, keyer, result = run.layout, run.keyer, run.result
+    label_status, shard_status = statuses
 
     keyed = update_ledger(ledger, prints, keyer, label_status={}, shard_status={}, published_version=None,
                           published=())  # exam_id → exam_key for every exam, new ones included
-    published_keys = train_publish_evaluate(layout, cfg, keyed, train, demo_key, progress, quiet, result)
+    published_keys = train_publish_evaluate(run, keyed, train)
     key_of = dict(zip(keyed.column("exam_id").to_pylist(), keyed.column("exam_key").to_pylist()))
     now_published = [e for e in prints if key_of[e] in published_keys]
     write_ledger(refresh_stats(update_ledger(ledger, prints, keyer, label_status=label_status,
@@ -304,7 +311,7 @@ def _run_train(warehouse: Path, cfg: RunConfig, demo_key: bool, progress: bool, 
     before = current_model(layout.models)
     ledger = read_ledger(layout.root)
     say(f"retraining from all shards; the current model is {before['model_version'] if before else 'none'}", quiet)
-    published_keys = train_publish_evaluate(layout, cfg, ledger, True, demo_key, progress, quiet, result)
+    published_keys = train_publish_evaluate(RunContext(layout, cfg, result, demo_key, progress, quiet), ledger, True)
     write_ledger(mark_published(ledger, published_keys, result.model_version), layout.root)
     _reconcile(result)
     result.seconds = time.perf_counter() - started

@@ -18,10 +18,10 @@ from radsim.flows.pipeline_tasks import promote_task, relabel_task
 from radsim.flows.run_log import say
 from radsim.warehouse.layout import WarehouseLayout
 from radsim.flows.run_config import RunConfig
+from radsim.flows.run_context import RunContext
 
 
-def train_publish_evaluate(layout: WarehouseLayout, cfg: RunConfig, ledger: Any, train: bool, demo_key: bool,
-                           progress: bool, quiet: bool, result: Any) -> set[str]:
+def train_publish_evaluate(run: RunContext, ledger: Any, train: bool) -> set[str]:
     """(Re)train and promote when asked, then embed the shards with the current model, publish, evaluate.
 
     Without a retrain, shards whose rows the current version already published are reused
@@ -30,9 +30,10 @@ def train_publish_evaluate(layout: WarehouseLayout, cfg: RunConfig, ledger: Any,
     """
     from radsim.warehouse.registry import current_model
 
+    layout, result, quiet = run.layout, run.result, run.quiet
     current = current_model(layout.models)
     if train or current is None:
-        current, train = train_step(layout, cfg, current, progress, quiet, result)
+        current, train = train_step(run, current)
         if current is None:
             return set()
     if not train:
@@ -40,17 +41,18 @@ def train_publish_evaluate(layout: WarehouseLayout, cfg: RunConfig, ledger: Any,
     version = current["model_version"]
     result.model_version = version
     result.outputs["model"] = layout.models / version
-    embedded = publish_step(layout, cfg, current, train, progress, quiet, result, ledger)
-    evaluate_step(layout, cfg, version, demo_key, quiet, result)
+    embedded = publish_step(run, current, train, ledger)
+    evaluate_step(run, version)
     return set(embedded.exam_keys)
 
 
-def train_step(layout: WarehouseLayout, cfg: RunConfig, current: dict | None, progress: bool, quiet: bool,
-               result: Any) -> tuple[dict | None, bool]:
+def train_step(run: RunContext, current: dict | None) -> tuple[dict | None, bool]:
     """Train a candidate and put it through the gates when there is data enough: (current model, trained?)."""
     from radsim.flows.train_embedding import train_embedding
     from radsim.model.config import train_config
     from radsim.warehouse.registry import current_model
+
+    layout, cfg, result, quiet = run.layout, run.cfg, run.result, run.quiet
 
     readiness = _readiness(layout, cfg)
     if not readiness.ready:
@@ -68,7 +70,7 @@ def train_step(layout: WarehouseLayout, cfg: RunConfig, current: dict | None, pr
         result.notes.append(readiness.message)
         say(f"      {readiness.message}", quiet)
     trained = train_embedding(layout.shards, layout.models / f"training-{time.strftime('%Y%m%d%H%M%S')}",
-                              train_config(**options), launch=cfg.launch_options(), progress=progress)
+                              train_config(**options), launch=cfg.launch_options(), progress=run.progress)
     result.promotion = promote_task(str(layout.models), trained["model_dir"],
                                     cfg.model.min_val_patients, cfg.force_source())
     result.notes += [line.strip() for line in trained["summary"].splitlines() if "model folder" not in line]
@@ -84,10 +86,11 @@ def train_step(layout: WarehouseLayout, cfg: RunConfig, current: dict | None, pr
     return current, True
 
 
-def publish_step(layout: WarehouseLayout, cfg: RunConfig, current: dict, trained: bool, progress: bool,
-                 quiet: bool, result: Any, ledger: Any) -> Any:
+def publish_step(run: RunContext, current: dict, trained: bool, ledger: Any) -> Any:
     """Embed every sharded image with the current model (reusing what it published) and publish it as current."""
     from radsim.flows.publish_embeddings import prune_task, publish_task, reuse_plan_task
+
+    layout, cfg, result, quiet = run.layout, run.cfg, run.result, run.quiet
 
     version = current["model_version"]
     model_dir = layout.models / version
@@ -100,7 +103,7 @@ def publish_step(layout: WarehouseLayout, cfg: RunConfig, current: dict, trained
     else:
         why = f" ({plan.note})" if plan is not None else " (a training run: nothing reused)"
         say(f"[5/6] embedding every sharded image with {version}{why} and publishing", quiet)
-    loaded, embedded = _embed(layout, cfg, str(model_dir), plan, progress)
+    loaded, embedded = _embed(layout, cfg, str(model_dir), plan, run.progress)
     _record_embedding(result, embedded, version, plan)
     embedded = relabel_task(quote(embedded), str(layout.restricted / "labels.parquet"), ledger)
     published = publish_task(quote(embedded), loaded, str(layout.published), True,
@@ -136,10 +139,11 @@ def _record_embedding(result: Any, embedded: Any, version: str, plan: Any) -> No
                            f"; {plan.note if plan is not None else 'a training run: nothing reused'}"))
 
 
-def evaluate_step(layout: WarehouseLayout, cfg: RunConfig, version: str, demo_key: bool, quiet: bool,
-                  result: Any) -> None:
+def evaluate_step(run: RunContext, version: str) -> None:
     """Evaluate the published version against the validated subset, when one is configured."""
     from radsim.flows.publish_embeddings import evaluate_task, evaluation_artifacts
+
+    layout, cfg, result, quiet = run.layout, run.cfg, run.result, run.quiet
 
     truth = cfg.paths.truth
     if not truth:
@@ -147,7 +151,7 @@ def evaluate_step(layout: WarehouseLayout, cfg: RunConfig, version: str, demo_ke
         return
     say("[6/6] evaluating against the validated subset", quiet)
     report_dir = layout.reports / version
-    evaluation = evaluate_task(str(layout.published), str(report_dir), version, str(truth), demo_key,
+    evaluation = evaluate_task(str(layout.published), str(report_dir), version, str(truth), run.demo_key,
                                str(layout.shards), reuse=True)  # a report of unchanged inputs is kept
     if evaluation.reused:
         say(f"      {evaluation.notes[0]}", quiet)

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from radsim.data_contracts import StageCounts, load_vocabulary, write_parquet_atomic
 from radsim.warehouse.layout import WarehouseLayout
 from radsim.flows.run_config import RunConfig
+from radsim.flows.run_context import RunContext
 
 
 @task(name="ingest-inbox", cache_policy=NO_CACHE)
@@ -114,8 +115,7 @@ def label_stage(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str
     return counts.check(), status, qpath
 
 
-def shard_stage(layout: WarehouseLayout, cfg: RunConfig, exams: Any, to_shard: list[str], keyer: Any,
-                demo_key: bool, progress: bool) -> tuple[StageCounts, dict[str, str], dict[str, int]]:
+def shard_stage(run: RunContext, exams: Any, to_shard: list[str]) -> tuple[StageCounts, dict[str, str], dict[str, int]]:
     """Shard the images of the exams in `to_shard` (build_shards flow): counts, ledger statuses, reasons."""
     from datetime import UTC, datetime
 
@@ -124,6 +124,7 @@ def shard_stage(layout: WarehouseLayout, cfg: RunConfig, exams: Any, to_shard: l
     from radsim.warehouse.inbox import exams_table_for
     from radsim.warehouse.ledger import shard_statuses
 
+    layout, cfg = run.layout, run.cfg
     n_images = exams.num_rows
     if not to_shard:
         return StageCounts("shard", n_images, 0, 0, n_images).check(), {}, {}
@@ -133,12 +134,13 @@ def shard_stage(layout: WarehouseLayout, cfg: RunConfig, exams: Any, to_shard: l
     batch = write_parquet_atomic(exams_table_for(exams, set(to_shard)), layout.work / "shard-batch.parquet")
     sharded = run_build_shards(str(batch), str(layout.restricted / "labels.parquet"), str(layout.shards),
                                runner=cfg.runner.task_runner, workers=cfg.runner.workers,
-                               dask_address=cfg.runner.dask_address, demo_key=demo_key,
+                               dask_address=cfg.runner.dask_address, demo_key=run.demo_key,
                                vocabulary=cfg.paths.vocabulary, quarantine=str(shard_quarantine),
-                               progress=progress, batch_size=cfg.runner.decode_batch_size, **cfg.imaging.model_dump())
+                               progress=run.progress, batch_size=cfg.runner.decode_batch_size,
+                               **cfg.imaging.model_dump())
     counts = StageCounts("shard", n_images, sharded["rows_out"], sharded["quarantined"],
                          n_images - sharded["rows_out"] - sharded["quarantined"])
-    status = shard_statuses(to_shard, keyer, layout.shards, shard_refusals(shard_quarantine, run_started))
+    status = shard_statuses(to_shard, run.keyer, layout.shards, shard_refusals(shard_quarantine, run_started))
     return counts.check(), status, sharded.get("quarantine_reasons") or {}
 
 

@@ -182,6 +182,9 @@ def publish_embeddings(model_dir: str, shards: str, published_dir: str, config: 
     Returns the publish summary and headline lines.
 
     `mapped=True` embeds groups of `config.shards_per_task` shards as tasks on the flow's task runner.
+
+    Wide on purpose: a Prefect flow's parameters are what a deployment sets and the UI shows; the embedding
+    settings travel as one EmbedConfig.
     """
     config = config or EmbedConfig()
     choice = gate_task(str(model_dir), str(published_dir), config.current, force)

@@ -331,6 +331,10 @@ class StreamFeeder:
     PNG decoding runs in `workers` processes (torch DataLoader; pinned memory on CUDA), so the
     input rate scales with cores instead of one thread's. Each rank takes exactly
     `len(self)` batches per epoch, so all DDP ranks run the same number of steps.
+
+    Wide on purpose (its __init__): the sampler's knobs (batch, seed, rank, world size, accumulation) and the
+    DataLoader's (buffer, prefetch, workers, pinned memory), each with a default; TrainConfig carries them to
+    the one call in radsim.model.train.
     """
 
     mode = "stream"

@@ -24,7 +24,11 @@ from .labelsets import ML2_UNCERTAIN
 
 
 class MultiLabelBatchSampler:
-    """Yields batches (lists of row indices) built finding by finding (see module docstring)."""
+    """Yields batches (lists of row indices) built finding by finding (see module docstring).
+
+    Wide on purpose (its __init__): like torch's samplers, each keyword is one knob of the batch draw, with a
+    default; the training loop sets them from TrainConfig.
+    """
 
     def __init__(
         self,

@@ -131,6 +131,10 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
     `only` embeds just those shards (the rows are theirs alone); `reuse` (see `plan_reuse`)
     embeds the plan's shards and takes the others' rows from the published version, so the
     result covers every shard as a full run would.
+
+    Wide on purpose: its keywords are the three ways to run it (one process; mapped on an executor with
+    `submit`, `shards_per_task`, `window`; reusing a version with `reuse`) plus the device and batch of
+    radsim.model.embed_config.EmbedConfig; each combination is tested.
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")

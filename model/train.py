@@ -303,8 +303,8 @@ def _epoch(run: Run, data: Data, parts: Parts, net: torch.nn.Module, prog: Train
         for micro in grouped(data.feeder.epoch(epoch, skip=skip), cfg.accumulate):
             step = prog.step + 1
             try:
-                value = optimizer_step(net, parts.loss_fn, parts.optimizer, parts.scheduler, micro, setup, step=step,
-                                       clip_norm=cfg.clip_norm, ctx=ctx, augment=parts.augment, seed=cfg.seed)
+                value = optimizer_step(net, parts, micro, setup, step=step, clip_norm=cfg.clip_norm, ctx=ctx,
+                                       seed=cfg.seed)
             except NonFiniteLossError as exc:
                 raise NonFiniteLossError(
                     f"{exc} (epoch {epoch + 1}); training stopped. The last good checkpoint is kept: "

@@ -79,10 +79,20 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # ---------------------------------------------------------------------------- the step
-def optimizer_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
-                   scheduler: Any, micro: Sequence[tuple[torch.Tensor, torch.Tensor]], setup: DeviceSetup, *,
-                   step: int, clip_norm: float | None, ctx: DistContext, augment: Augmentation | None = None,
-                   seed: int = 0) -> float:
+@dataclass
+class Parts:
+    """What a training run steps: the model, its loss, optimiser, schedule and batch augmentation."""
+
+    model: torch.nn.Module
+    loss_fn: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    augment: Augmentation | None
+    init_note: str | None = None
+
+
+def optimizer_step(model: torch.nn.Module, parts: Parts, micro: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                   setup: DeviceSetup, *, step: int, clip_norm: float | None, ctx: DistContext, seed: int = 0) -> float:
     """One optimiser step over `micro` batches (mean of their losses); checks every loss is finite first.
 
     Under DDP the gradients of the last micro-batch are all-reduced (no_sync before), and
@@ -90,6 +100,7 @@ def optimizer_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.o
     rank r is augmented with the generator of (seed, step, r * len(micro) + j): 2 ranks with one
     batch each draw what 1 process accumulating 2 batches draws.
     """
+    optimizer, augment = parts.optimizer, parts.augment
     model.train()
     optimizer.zero_grad(set_to_none=True)
     total, n = 0.0, len(micro)
@@ -101,7 +112,7 @@ def optimizer_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.o
                 x = augment(x, step_generator(seed, step * 65_536 + ctx.rank * n + j, x.device))
             with setup.autocast():
                 emb = model(x)
-            loss = loss_fn(emb.float(), y.to(setup.device, dtype=torch.float32, non_blocking=True))
+            loss = parts.loss_fn(emb.float(), y.to(setup.device, dtype=torch.float32, non_blocking=True))
             value = float(loss.detach())
             if ctx.any(not math.isfinite(value)):
                 raise NonFiniteLossError(f"non-finite loss ({value}) at step {step}")
@@ -110,7 +121,7 @@ def optimizer_step(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.o
     if clip_norm:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()
-    scheduler.step()
+    parts.scheduler.step()
     return total / n
 
 

@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from .augment import Augmentation
 from .checkpoint import BEST_FILE, LAST_FILE
 from .config import TrainConfig
 from .data import MemoryFeeder, ShardInfo, SplitData, StreamFeeder
 from .distributed import DistContext
-from .train_core import DeviceSetup
+from .train_core import DeviceSetup, Parts  # noqa: F401 - Parts is part of a run's state
 
 
 @dataclass
@@ -61,11 +59,3 @@ class Data:
     select_on_val: bool  # early stopping and best-epoch choice (enough validation patients)
 
 
-@dataclass
-class Parts:
-    model: torch.nn.Module
-    loss_fn: Callable
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    augment: Augmentation
-    init_note: str | None

@@ -31,6 +31,9 @@ def embeddings_table(
 
     positive_findings lists the findings whose value is 1 (no_finding included), so a
     reader rebuilds the label set the metrics use; uncertain values are not published.
+
+    Wide on purpose: one argument per column of the embeddings contract, so a caller cannot publish a table
+    that lacks one.
     """
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = emb.shape if emb.ndim == 2 else (0, 0)

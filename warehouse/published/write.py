@@ -121,6 +121,9 @@ def publish_table(table: pa.Table, published_dir: str | Path, *, model_version: 
 
     The versions table is rewritten last: with `make_current` this version becomes the current one
     (a promotion); otherwise the current version stays what it was.
+
+    Wide on purpose: the table and its version, then the publication's own knobs (file layout, current flag
+    and reason), each with a default.
     """
     t0 = time.perf_counter()
     check_version_name(model_version)
