@@ -45,6 +45,21 @@ def build(model: type[M], values: dict[str, Any], origin: str = "settings", as_f
         raise UsageError(f"{origin}: {name}: {msg} (got {first.get('input')!r})") from None
 
 
+def check_value(model: type[pydantic.BaseModel], name: str, value: Any, origin: str = "settings",
+                as_flag: bool = True) -> Any:
+    """`value` checked against the type and bounds `model` declares for `name`, or the same one-line UsageError.
+
+    For library functions that take one setting as a plain argument: the bound is read from its
+    one declaration, never written again beside it.
+    """
+    field = model.model_fields[name]
+    try:
+        return pydantic.TypeAdapter(typing.Annotated[field.annotation, field]).validate_python(value)
+    except pydantic.ValidationError as exc:
+        msg = str(exc.errors()[0].get("msg")).removeprefix("Value error, ")
+        raise UsageError(f"{origin}: {flag(name) if as_flag else name}: {msg} (got {value!r})") from None
+
+
 def with_values(model: type[M], base: M | None, values: dict[str, Any], origin: str = "settings",
                 as_flags: bool = False) -> M:
     """`base` (or the defaults) with the `values` that are not None set, validated again."""

@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from radsim.data_contracts import keyer_from_env, load_vocabulary  # noqa: E402
 from radsim.flows.task_runners import RUNNERS, make_task_runner  # noqa: E402,F401 - re-exported
 from radsim.imaging.config import ShardOptions, shard_options  # noqa: E402
+from radsim.model.embed_config import DEFAULT_WORKERS  # noqa: E402
 from radsim.imaging.shards import (  # noqa: E402
     ShardPlan,
     commit_shard_run,
@@ -45,13 +46,13 @@ def _artifact(summary: Any) -> None:
     table_artifact("shard-counts", [summary.counts.as_dict()], summary.summary())
 
 
-@flow(name="build_shards", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="build_shards", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
 def build_shards(
     exams: str,
     labels: str | None,
     out: str,
     options: ShardOptions | None = None,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
     demo_key: bool = False,
     vocabulary: str | None = None,
     quarantine: str | None = None,
@@ -77,7 +78,7 @@ def build_shards(
             "quarantine": str(summary.quarantine_path), "quarantine_reasons": summary.quarantine_reasons}
 
 
-def run_build_shards(exams: str, labels: str | None, out: str, *, runner: str = "threads", workers: int = 2,
+def run_build_shards(exams: str, labels: str | None, out: str, *, runner: str = "threads", workers: int = DEFAULT_WORKERS,
                      dask_address: str | None = None, options: ShardOptions | None = None, demo_key: bool = False,
                      vocabulary: str | None = None, quarantine: str | None = None, progress: bool = False,
                      **settings: Any) -> dict[str, Any]:

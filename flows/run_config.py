@@ -20,6 +20,7 @@ from radsim.data_contracts.settings import Settings, field_of
 from radsim.imaging.config import ShardOptions
 from radsim.model.config import TrainConfig
 from radsim.model.embed_config import EmbedConfig
+from radsim.model.launch import MIN_PROCESSES, LaunchSpec
 from radsim.nlp.config import LabelConfig
 
 TaskRunner = Literal["threads", "processes", "dask"]
@@ -68,8 +69,8 @@ ModelSection = settings.section("ModelSection", "[model]: training and promotion
                            description="images per step and process; none: training's default, shrunk to fit "
                            "a first cohort too small for it"),
     "seed": field_of(TrainConfig, "seed"),
-    "nproc_per_node": (int, Field(1, ge=1, description="more than 1: train with DDP under torchrun, one process "
-                                  "per GPU")),
+    "nproc_per_node": (int, Field(LaunchSpec().nproc_per_node, ge=MIN_PROCESSES, description="more than 1: train with DDP "
+                                  "under torchrun, one process per GPU")),
     "min_val_patients": (int, Field(30, ge=0, description="the promotion gates decide only with this many "
                                     "validation patients")),
     "force_promote": (bool, Field(False, description="publish or promote a model the gates refuse; recorded as "
@@ -82,7 +83,7 @@ LabelsSection = settings.section("LabelsSection", "[labels]: the label stage's s
 
 RunnerSection = settings.section("RunnerSection", "[runner]: where the CPU stages' tasks run.", {
     "task_runner": (TaskRunner, Field("threads", description="threads, processes or dask")),
-    "workers": (int, Field(2, ge=1, description="task runner workers")),
+    "workers": field_of(EmbedConfig, "workers"),
     "dask_address": (str | None, Field(None, description="Dask scheduler, tcp://HOST:PORT")),
     "label_batch_size": field_of(LabelConfig, "batch_size"),
     "decode_batch_size": field_of(ShardOptions, "batch_size"),

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from radsim.data_contracts import UsageError
 from radsim.flows.run_config import TASK_RUNNERS
+from radsim.model.embed_config import DEFAULT_WORKERS
 
 RUNNERS = TASK_RUNNERS  # declared with the [runner] section (radsim.flows.run_config)
 CONNECT_TIMEOUT_S = 5.0
@@ -51,7 +52,7 @@ def check_dask_scheduler(address: str, timeout: float = CONNECT_TIMEOUT_S) -> No
                          f"`dask scheduler` is running there and that port {port} is open from this machine") from None
 
 
-def make_task_runner(kind: str = "threads", workers: int = 2, dask_address: str | None = None) -> Any:
+def make_task_runner(kind: str = "threads", workers: int = DEFAULT_WORKERS, dask_address: str | None = None) -> Any:
     """Threads (cheap to start), processes (true parallelism) or Dask (a cluster, or a LocalCluster)."""
     if kind not in RUNNERS:
         raise UsageError(f"task runner must be one of {RUNNERS}, got {kind!r}")

@@ -110,3 +110,5 @@ def rank_argv(shards: str, out: str, kw: dict) -> list[str]:
     if not kw.get("progress", True):
         argv.append("--no-progress")
     return argv
+
+DEFAULT_EMBEDDING_DIM = TrainConfig.model_fields["embedding_dim"].default  # D, wherever an encoder is built

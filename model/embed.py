@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .embed_config import DEFAULT_BATCH_SIZE
 from .train_core import DeviceSetup, resolve_device
 
 
@@ -19,7 +20,7 @@ def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> 
 
 
 @torch.no_grad()
-def embed_images(model: nn.Module, images: torch.Tensor | Iterable[torch.Tensor], *, batch_size: int = 256,
+def embed_images(model: nn.Module, images: torch.Tensor | Iterable[torch.Tensor], *, batch_size: int = DEFAULT_BATCH_SIZE,
                  device: str | DeviceSetup = "auto", progress: bool = False) -> np.ndarray:
     """[N, D] float32 embeddings of a [N, 1, S, S] tensor or an iterable of batches.
 

@@ -31,3 +31,4 @@ class EmbedConfig(Settings):
 
 
 DEFAULT_BATCH_SIZE = EmbedConfig.model_fields["batch_size"].default
+DEFAULT_WORKERS = EmbedConfig.model_fields["workers"].default  # task runner workers, wherever a runner is made

@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from radsim.data_contracts import UsageError
+from radsim.data_contracts.settings import check_value
+
+from .config import DEFAULT_EMBEDDING_DIM, TrainConfig
 
 BACKBONES = ("small", "resnet18", "resnet50", "densenet121")
 __all__ = ["BACKBONES", "EmbeddingNet", "LoadReport", "build_backbone", "build_encoder", "load_init_weights"]
@@ -230,7 +233,7 @@ class EmbeddingNet(nn.Module):
     distances the losses see are not rounded to bf16.
     """
 
-    def __init__(self, backbone: nn.Module, backbone_name: str, embedding_dim: int = 128, in_channels: int = 1):
+    def __init__(self, backbone: nn.Module, backbone_name: str, embedding_dim: int = DEFAULT_EMBEDDING_DIM, in_channels: int = 1):
         super().__init__()
         self.backbone = backbone
         self.projection = nn.Linear(backbone.out_channels, embedding_dim)
@@ -265,10 +268,9 @@ def build_backbone(backbone: str, in_channels: int = 1) -> nn.Module:
     raise UsageError(f"unknown backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
 
 
-def build_encoder(backbone: str, embedding_dim: int = 128, in_channels: int = 1) -> EmbeddingNet:
+def build_encoder(backbone: str, embedding_dim: int = DEFAULT_EMBEDDING_DIM, in_channels: int = 1) -> EmbeddingNet:
     """An untrained encoder: `backbone` is one of BACKBONES."""
-    if embedding_dim < 1:
-        raise UsageError(f"embedding_dim must be >= 1, got {embedding_dim}")
+    check_value(TrainConfig, "embedding_dim", embedding_dim, "encoder", as_flag=False)
     return EmbeddingNet(build_backbone(backbone, in_channels), backbone.lower(), embedding_dim, in_channels)
 
 

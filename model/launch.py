@@ -30,6 +30,7 @@ from pathlib import Path
 from radsim.data_contracts import RadsimError, UsageError
 
 LOG_SUBDIR = Path("logs") / "torchrun"
+MIN_PROCESSES = 1  # processes per node and nodes: the bound radsim.toml's model.nproc_per_node reads too
 _RANK_LINE = re.compile(r"^\[default(\d+)\]:(.*)$")
 _ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
 _TORCHRUN_LOG = re.compile(r"^[IWEF]\d{4} ")
@@ -54,7 +55,7 @@ class LaunchSpec:
         return self.nproc_per_node * self.nnodes
 
     def check(self) -> None:
-        if self.nproc_per_node < 1 or self.nnodes < 1:
+        if self.nproc_per_node < MIN_PROCESSES or self.nnodes < MIN_PROCESSES:
             raise UsageError(f"--nproc-per-node and --nnodes must be at least 1 (got {self.nproc_per_node}, "
                              f"{self.nnodes})")
         if self.nnodes > 1 and not self.rdzv_endpoint:

@@ -20,7 +20,8 @@ import torch
 
 from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts.inflight import in_order
-from radsim.data_contracts import RadsimError, UsageError
+from radsim.data_contracts.settings import check_value
+from radsim.data_contracts import RadsimError
 
 from .checkpoint import LoadedModel
 from .compatibility import check_compatible
@@ -28,7 +29,7 @@ from .data import float_images_at
 from .embed import embed_images
 from radsim.imaging.manifest import manifest_metadata
 
-from .embed_config import DEFAULT_BATCH_SIZE
+from .embed_config import DEFAULT_BATCH_SIZE, EmbedConfig
 from .embedded import EmbeddedPart, EmbeddedShards, shard_digests, shard_row_counts
 from .reuse import ReusePlan, embed_reusing
 from .train_core import resolve_device
@@ -42,8 +43,7 @@ PartSubmitter = Callable[[list[str]], Any]
 def shard_groups(shard_dir: str | Path, shards_per_task: int, only: Sequence[str] | None = None) -> list[list[str]]:
     """The manifest's shard names in write order (those in `only`, when given), cut into groups of
     `shards_per_task` (one task each)."""
-    if shards_per_task < 1:
-        raise UsageError(f"--shards-per-task must be at least 1, got {shards_per_task}")
+    check_value(EmbedConfig, "shards_per_task", shards_per_task, "embedding")
     names = list(dict.fromkeys(pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard"])
                                .column("shard").to_pylist()))
     if only is not None:
@@ -63,8 +63,7 @@ def embed_part(loaded: LoadedModel, shard_dir: str | Path, shards: Sequence[str]
     """
     from radsim.imaging.reader import iter_manifest_samples
 
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    check_value(EmbedConfig, "batch_size", batch_size, "embedding")
     rows: dict[str, list[Any]] = {"exam_key": [], "image_index": [], "split": [], "view_position": [], "labels": []}
     seen: list[str] = []
 
@@ -136,8 +135,7 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
     `submit`, `shards_per_task`, `window`; reusing a version with `reuse`) plus the device and batch of
     radsim.model.embed_config.EmbedConfig; each combination is tested.
     """
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    check_value(EmbedConfig, "batch_size", batch_size, "embedding")
     if reuse is not None:
         def embed(shards: list[str] | None) -> tuple[LoadedModel, EmbeddedShards]:
             return loaded, embed_shards(loaded, shard_dir, batch_size=batch_size, device=device, progress=progress,

@@ -89,5 +89,5 @@ def evaluate_split(model: torch.nn.Module, val: SplitData | None, setup: DeviceS
               intervals: bool = False) -> dict:
     if val is None or len(val) < 2:
         return {}
-    emb = embed_images(model, val.float_images(), batch_size=256, device=setup)
+    emb = embed_images(model, val.float_images(), device=setup)
     return validation_metrics(emb, val.labels, normal_index, val.groups if intervals else None)

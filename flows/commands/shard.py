@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from radsim.data_contracts import UsageError, keyer_from_env, load_vocabulary, settings
     from radsim.imaging.config import ShardOptions
 
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1 (got {args.workers})")
+    from radsim.model.embed_config import EmbedConfig
+
+    settings.check_value(EmbedConfig, "workers", args.workers, "command line")  # the task runner's one declaration
     options = settings.from_arguments(ShardOptions, args)  # validated here: a bad value is one line, exit 2
     keyer = keyer_from_env(demo=args.demo_key)  # exits 2 without RADSIM_ID_KEY
     runner = runner_from_args(args)

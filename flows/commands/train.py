@@ -12,6 +12,7 @@ import os
 import sys
 
 from radsim.data_contracts.errors import UsageError
+from radsim.model.launch import LaunchSpec
 from radsim.model.config import rank_argv as options_to_argv  # noqa: F401 - the argv each torchrun rank parses
 
 NAME = "train"
@@ -49,15 +50,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "Any of these runs the train_embedding flow, whose task starts torchrun and streams its log. Each rank "
         "takes --batch-size images per step; gloo on CPU, nccl on GPUs. One failed rank stops the job; last.pt "
         "(the last finished epoch) is kept for --resume.")
-    launch.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+    layout = LaunchSpec()  # the launch layout's defaults are declared once, there
+    launch.add_argument("--nproc-per-node", type=int, default=layout.nproc_per_node, metavar="N",
                         help="processes on this node, one per GPU (default: %(default)s, no torchrun)")
-    launch.add_argument("--nnodes", type=int, default=1, metavar="M", help="nodes in the job (default: %(default)s)")
-    launch.add_argument("--node-rank", type=int, default=0, metavar="R",
+    launch.add_argument("--nnodes", type=int, default=layout.nnodes, metavar="M",
+                        help="nodes in the job (default: %(default)s)")
+    launch.add_argument("--node-rank", type=int, default=layout.node_rank, metavar="R",
                         help="this node's number 0..M-1, which tags its log lines; the c10d rendezvous assigns the "
                         "global ranks (default: 0)")
     launch.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
                         help="c10d rendezvous on node 0, the same on every node (needed when --nnodes > 1)")
-    launch.add_argument("--rdzv-id", default="radsim-train", metavar="JOB",
+    launch.add_argument("--rdzv-id", default=layout.rdzv_id, metavar="JOB",
                         help="job id shared by the nodes (default: %(default)s)")
 
 
@@ -75,12 +78,10 @@ def launch_spec(args: argparse.Namespace) -> dict | None:
     """The torchrun layout the flags ask for, or None for one plain process."""
     spec = {"nproc_per_node": args.nproc_per_node, "nnodes": args.nnodes, "node_rank": args.node_rank,
             "rdzv_endpoint": args.rdzv_endpoint, "rdzv_id": args.rdzv_id}
-    if args.nproc_per_node == 1 and args.nnodes == 1:
+    if args.nproc_per_node == 1 and args.nnodes == 1:  # one plain process: no torchrun
         if args.node_rank or args.rdzv_endpoint:
             raise UsageError("--node-rank and --rdzv-endpoint need --nnodes > 1")
         return None
-    from radsim.model.launch import LaunchSpec
-
     LaunchSpec(**spec).check()
     return spec
 
