@@ -110,8 +110,7 @@ class Labeler:
         self.nlp, patterns = build_nlp(vocabulary)
         self.nlp.max_length = MAX_REPORT_CHARS + 1
         self.attributes = patterns.attributes
-        self.corrector = SubstitutionCorrector(patterns.substitution_targets, patterns.known_words,
-                                               patterns.substitution_min_length or 8)
+        self.corrector = SubstitutionCorrector.from_patterns(patterns)
         cfg = phrases()
         strings = self.nlp.vocab.strings
         # qualifier word (as a LOWER hash) -> (value, rule), per attribute; abnormal wins a clash, as before
