@@ -81,8 +81,8 @@ def synthetic_dataset(work: Path, exams: int, seed: int) -> Dataset:
     from radsim.nlp.runner import label_file
     from radsim.synthetic import generate_cohort
 
-    cohort = generate_cohort(work / "cohort", exams, seed=seed, omission_rate=0.1, overcall_rate=0.1, image_size=128,
-                             progress=False, overwrite=True)
+    cohort = generate_cohort(work / "cohort", exams=exams, seed=seed, omission_rate=0.1, overcall_rate=0.1,
+                             image_size=128, progress=False, overwrite=True)
     write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, work / "exams.parquet", load_contract("exams"))
     label_file(work / "exams.parquet", work / "labels.parquet", progress=False)
     write_shards(work / "exams.parquet", work / "labels.parquet", work / "shards", keyer=demo_keyer(), image_size=64,

@@ -45,7 +45,8 @@ def make_cohort(work: Path, n_exams: int, image_size: int, render_size: int, see
     if (shards / "manifest.parquet").exists():
         return shards
     t0 = time.perf_counter()
-    cohort = generate_cohort(work / "cohort", n_exams, seed=seed, image_size=render_size, progress=False, overwrite=True)
+    cohort = generate_cohort(work / "cohort", exams=n_exams, seed=seed, image_size=render_size, progress=False,
+                             overwrite=True)
     label_and_shard(cohort, work, shards, image_size, workers=2)
     print(f"cohort: {n_exams} exams rendered at {render_size} px, sharded at {image_size} px in "
           f"{time.perf_counter() - t0:.1f} s ({work})", flush=True)
