@@ -127,10 +127,10 @@ def test_split(shards: Path):
 
 
 def _scores(emb: np.ndarray, labels: np.ndarray, normal_index: int):
-    from radsim.evaluation import retrieval_scores
+    from radsim.evaluation import RetrievalSpec, retrieval_scores
 
-    return retrieval_scores(emb, labels, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
-                            with_map=True, per_query=True)
+    return retrieval_scores(emb, labels, RetrievalSpec(ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
+                                                       with_map=True), per_query=True)
 
 
 def split_mean_intervals(parts: list[tuple], *, replicates: int, seed: int) -> dict[str, dict]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from radsim.data_contracts import UsageError
+from radsim.data_contracts.atomic import atomic_output, write_json_atomic
 
 from radsim.warehouse.published import INDEX_KINDS, PublishedVersion, default_index_dir, embedding_matrix, open_version
 
@@ -151,16 +151,12 @@ class SimilarIndex:
     def _store(index: Any, ipath: Path, jpath: Path, version: PublishedVersion, kind: str) -> None:
         faiss = _faiss()
         try:
-            ipath.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ipath.with_name(f".{ipath.name}.{os.getpid()}.tmp")
-            faiss.write_index(index, str(tmp))
-            os.replace(tmp, ipath)
-            doc = {"model_version": version.model_version, "record_checksum": version.checksum,
-                   "rows": version.record.get("rows"), "kind": kind, "embedding_dim": version.embedding_dim}
-            jtmp = jpath.with_name(f".{jpath.name}.{os.getpid()}.tmp")
-            jtmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(jtmp, jpath)
-        except OSError:
+            with atomic_output(ipath) as tmp:
+                faiss.write_index(index, str(tmp))
+            write_json_atomic(jpath, {"model_version": version.model_version, "record_checksum": version.checksum,
+                                      "rows": version.record.get("rows"), "kind": kind,
+                                      "embedding_dim": version.embedding_dim})
+        except (OSError, UsageError):  # atomic_output reports a folder it cannot write as a UsageError
             pass  # a read-only warehouse still answers queries, just without a cache
 
     # ------------------------------------------------------------------ lookups
