@@ -109,6 +109,17 @@ def exam_rows(specs: list[ExamSpec]) -> list[dict[str, Any]]:
     ]
 
 
+def _preview_picks(specs: list[ExamSpec]) -> dict[int, list[str]]:
+    """Exam index -> the rows of the preview sheet (normal, or a finding) its first image illustrates."""
+    picks = choose_preview([set(s.findings) - {"support_devices"} for s in specs], ["normal", *FINDINGS])
+    picks["support_devices"] = [s.index for s in specs if "support_devices" in s.findings][:3]
+    shown: dict[int, list[str]] = {}
+    for name, idx in picks.items():
+        for i in idx:
+            shown.setdefault(i, []).append(name)
+    return shown
+
+
 def generate_cohort(out_dir: str | Path, config: SynthConfig | None = None, *, progress: bool = True,
                     overwrite: bool = False, **settings: Any) -> CohortSummary:
     """Write a deterministic synthetic cohort under `out_dir` (same seed, same bytes).
@@ -121,13 +132,7 @@ def generate_cohort(out_dir: str | Path, config: SynthConfig | None = None, *, p
     out_dir = Path(out_dir)
     inbox = _prepare(out_dir, overwrite)
     specs = plan_cohort(cfg)
-    shown: dict[int, list[str]] = {}
-    if cfg.preview:
-        picks = choose_preview([set(s.findings) - {"support_devices"} for s in specs], ["normal", *FINDINGS])
-        picks["support_devices"] = [s.index for s in specs if "support_devices" in s.findings][:3]
-        for name, idx in picks.items():
-            for i in idx:
-                shown.setdefault(i, []).append(name)
+    shown = _preview_picks(specs) if cfg.preview else {}
     thumbs: dict[int, Any] = {}
     bar = progress_bar(cfg.exams, progress, unit="exam", desc="synth")
     try:
