@@ -101,7 +101,7 @@ def folds_of(rows: list[dict], k: int, seed: int, repeat: int = 0) -> dict[str, 
 def shard_fold(rows: list[dict], nih: Path, fold: int, folds: dict[str, int], out: Path, seed: int) -> Path:
     """Shards of all rows, with this fold's patients in test and 10% of the others in val."""
     from radsim.data_contracts import demo_keyer
-    from radsim.imaging.shards import write_shards
+    from radsim.imaging.shards import ShardSite, write_shards
     from radsim.imaging.splits import write_splits
 
     keyer = demo_keyer()
@@ -114,7 +114,7 @@ def shard_fold(rows: list[dict], nih: Path, fold: int, folds: dict[str, int], ou
     write_splits(out / "splits.parquet", splits, keyer.key_id)
     exams, labels = nih_tables(rows, nih)
     write_shards(exams, labels, out, keyer=keyer, image_size=64, progress=False,
-                 quarantine_path=out.parent / f"quarantine-{fold}.parquet")
+                 site=ShardSite(quarantine_path=out.parent / f"quarantine-{fold}.parquet"))
     return out
 
 

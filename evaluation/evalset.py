@@ -13,12 +13,12 @@ import numpy as np
 import pyarrow as pa
 
 from radsim.data_contracts import IdKeyer, UsageError
+from radsim.imaging.reader import FRONTAL
 from radsim.warehouse.published import PublishedVersion, embedding_matrix, label_matrix
 
 from .config import DEFAULT_CONFIG, SPLITS
 
 VIEWS = ("PA", "AP", "LATERAL")
-FRONTAL = ("PA", "AP")
 
 
 @dataclass

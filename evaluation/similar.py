@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import atomic_output, write_json_atomic
 
+from radsim.imaging.reader import FRONTAL
 from radsim.warehouse.published import INDEX_KINDS, PublishedVersion, default_index_dir, embedding_matrix, open_version
 
-FRONTAL = ("PA", "AP")
 META_COLUMNS = ["exam_key", "image_index", "split", "view_position", "positive_findings", "no_finding"]
 
 
