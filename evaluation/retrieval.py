@@ -13,7 +13,7 @@ import numpy as np
 
 from .labelindex import LabelIndex
 from .labelsets import discounts, map_at_r_expected, mean_or_nan, roc_auc
-from .neighbours import Metric, as_matrix, score_chunks, top_k
+from .neighbours import DEFAULT_METRIC, Metric, as_matrix, score_chunks, top_k
 from .ranking import Ranking, order_depth, rank, rank_chunk
 
 
@@ -88,8 +88,8 @@ class RetrievalScores:
 
 
 def retrieval_scores(embeddings: np.ndarray, labels: np.ndarray | LabelIndex, spec: RetrievalSpec = RetrievalSpec(),
-                     *, metric: Metric = "cosine", queries: np.ndarray | None = None, chunk_size: int | None = None,
-                     per_query: bool = False) -> RetrievalScores:
+                     *, metric: Metric = DEFAULT_METRIC, queries: np.ndarray | None = None,
+                     chunk_size: int | None = None, per_query: bool = False) -> RetrievalScores:
     """All retrieval metrics of an embedding that `spec` asks for: its ranking (`rank_for`), then `score_ranking`.
 
     `queries` restricts the queries (the gallery stays all items), e.g. to a seeded sample;
@@ -114,7 +114,7 @@ def make_spec(index: LabelIndex, spec: RetrievalSpec = RetrievalSpec()) -> Retri
     return replace(spec, ks=tuple(spec.ks), ndcg_ks=tuple(spec.ndcg_ks), finding_names=names)
 
 
-def rank_for(emb: np.ndarray, index: LabelIndex, spec: RetrievalSpec, *, metric: Metric = "cosine",
+def rank_for(emb: np.ndarray, index: LabelIndex, spec: RetrievalSpec, *, metric: Metric = DEFAULT_METRIC,
              queries: np.ndarray | None = None, chunk_size: int | None = None) -> Ranking:
     """The ranking `spec` needs: to kmax, and as deep as any query's relevant items for mAP@R if that fits."""
     if emb.shape[0] != index.n_items:
@@ -241,7 +241,7 @@ def _normal(out: RetrievalScores, index: LabelIndex, spec: RetrievalSpec, owner:
 
 
 def complete_map(out: RetrievalScores, emb: np.ndarray, index: LabelIndex, spec: RetrievalSpec,
-                 queries: np.ndarray | None, per_query: bool, *, metric: Metric = "cosine",
+                 queries: np.ndarray | None, per_query: bool, *, metric: Metric = DEFAULT_METRIC,
                  chunk_size: int | None = None) -> None:
     """mAP@R when the ranking was too deep to keep (radsim.evaluation.ranking): one chunk of queries at a time.
 

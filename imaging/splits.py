@@ -50,7 +50,7 @@ def read_splits(path: str | Path, key_id: str | None = None) -> dict[str, str]:
 
 
 def assign_splits(existing: dict[str, str], patient_keys: Iterable[str],
-                  fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[dict[str, str], list[str]]:
+                  fractions: Sequence[float] = DEFAULT_FRACTIONS) -> tuple[dict[str, str], list[str]]:
     """Existing assignments kept; new patients hashed. Returns (all, new keys in first-seen order)."""
     out = dict(existing)
     new: list[str] = []

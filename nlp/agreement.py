@@ -18,7 +18,8 @@ import numpy as np
 
 STATUSES = ("present", "negated", "uncertain", "not_mentioned")
 _STATUS_OF = {1: "present", 0: "negated", -1: "uncertain", None: "not_mentioned"}
-UNCERTAIN_POLICIES = ("exclude", "negative", "positive")
+UNCERTAIN_POLICIES = ("exclude", "negative", "positive")  # the first is the default
+DEFAULT_BOOTSTRAP = 1000  # replicates behind each interval
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,8 @@ class _Clusters:
                    len(keys))
 
 
-def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncertain: str = "exclude",
-                    bootstrap: int = 1000, seed: int = 0) -> AgreementReport:
+def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncertain: str = UNCERTAIN_POLICIES[0],
+                    bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> AgreementReport:
     """Precision, recall, F1 per finding, macro and micro averages, with bootstrap intervals."""
     if uncertain not in UNCERTAIN_POLICIES:
         raise ValueError(f"uncertain must be one of {UNCERTAIN_POLICIES}, got {uncertain!r}")

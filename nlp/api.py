@@ -41,7 +41,7 @@ def label_texts(texts: Iterable[str | bytes | None], *, labeler: "Labeler | None
     return _labeler(labeler, vocabulary, certainty_threshold).label_texts(texts, batch_size=batch_size)
 
 
-def label_dataframe(df: Any, text_column: str = TEXT, *, id_column: str | None = None, naming: str = "radsim",
+def label_dataframe(df: Any, text_column: str = TEXT, *, id_column: str | None = None, naming: str = NAMINGS[0],
                     evidence: bool = False, labeler: "Labeler | None" = None, vocabulary: Any = None,
                     certainty_threshold: str | None = None) -> Any:
     """Labels for a pandas or polars DataFrame's report column, as a DataFrame of the same kind and length.

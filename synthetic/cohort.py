@@ -23,7 +23,7 @@ from .dicom_writer import write_dicom
 from .images import render_exam
 from .plan import ExamSpec, plan_cohort
 from .prevalence import FINDINGS
-from .preview import choose_preview, thumbnail, write_contact_sheet
+from .preview import PER_FINDING, choose_preview, thumbnail, write_contact_sheet
 from .reports import no_finding_value
 
 OUTPUT_FILES = ("exams.parquet", "truth.parquet", "report_truth.parquet", "bad_exams.csv", "preview.png")
@@ -112,7 +112,7 @@ def exam_rows(specs: list[ExamSpec]) -> list[dict[str, Any]]:
 def _preview_picks(specs: list[ExamSpec]) -> dict[int, list[str]]:
     """Exam index -> the rows of the preview sheet (normal, or a finding) its first image illustrates."""
     picks = choose_preview([set(s.findings) - {"support_devices"} for s in specs], ["normal", *FINDINGS])
-    picks["support_devices"] = [s.index for s in specs if "support_devices" in s.findings][:3]
+    picks["support_devices"] = [s.index for s in specs if "support_devices" in s.findings][:PER_FINDING]
     shown: dict[int, list[str]] = {}
     for name, idx in picks.items():
         for i in idx:
