@@ -81,8 +81,8 @@ def synthetic_dataset(work: Path, exams: int, seed: int) -> Dataset:
     from radsim.nlp.runner import label_file
     from radsim.synthetic import generate_cohort
 
-    cohort = generate_cohort(work / "cohort", exams, seed=seed, omission_rate=0.1, overcall_rate=0.1, image_size=128,
-                             progress=False, overwrite=True)
+    cohort = generate_cohort(work / "cohort", exams=exams, seed=seed, omission_rate=0.1, overcall_rate=0.1,
+                             image_size=128, progress=False, overwrite=True)
     write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, work / "exams.parquet", load_contract("exams"))
     label_file(work / "exams.parquet", work / "labels.parquet", progress=False)
     write_shards(work / "exams.parquet", work / "labels.parquet", work / "shards", keyer=demo_keyer(), image_size=64,
@@ -102,7 +102,7 @@ def evaluate_subset(ds: Dataset, n: int, rng: np.random.Generator, permuted: boo
     import pyarrow as pa
 
     from radsim.data_contracts import demo_keyer
-    from radsim.evaluation.report import run_evaluation
+    from radsim.evaluation.report import EvalInputs, run_evaluation
 
     rows = [ds.truth[i] for i in np.sort(rng.choice(len(ds.truth), size=min(n, len(ds.truth)), replace=False))]
     if permuted:
@@ -111,8 +111,8 @@ def evaluate_subset(ds: Dataset, n: int, rng: np.random.Generator, permuted: boo
     truth = pa.Table.from_pylist(rows)
     out = work / "report"
     shutil.rmtree(out, ignore_errors=True)
-    result = run_evaluation(ds.published, out, truth=truth, keyer=demo_keyer(), shards=ds.shards, split="test",
-                            plots=False, seed=int(rng.integers(1 << 30)), minimum=minimum)
+    result = run_evaluation(ds.published, out, inputs=EvalInputs(truth=truth, keyer=demo_keyer(), shards=ds.shards),
+                            split="test", plots=False, seed=int(rng.integers(1 << 30)), minimum=minimum)
     return result.records
 
 

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="radsim-bench-feeder-"))
     try:
-        cohort = generate_cohort(root / "cohort", args.exams, seed=1, image_size=args.size, progress=False)
+        cohort = generate_cohort(root / "cohort", exams=args.exams, seed=1, image_size=args.size, progress=False)
         write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, root / "exams.parquet", load_contract("exams"))
         label_file(root / "exams.parquet", root / "labels.parquet", progress=False)
         shards = root / "shards"

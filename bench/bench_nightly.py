@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("PREFECT_API_URL", None)
     rows = []
     try:
-        cohort = generate_cohort(root / "cohort", args.base, seed=3, image_size=64, progress=False)
+        cohort = generate_cohort(root / "cohort", exams=args.base, seed=3, image_size=64, progress=False)
         _timed(EMPTY_FLOW, env=env)  # creates the Prefect database once, outside any measurement
         for n in sizes:
             inbox, wh, counts = root / f"inbox-{n}", root / f"wh-{n}", root / f"opened-{n}.txt"

@@ -58,7 +58,7 @@ def build_level(work: Path, n_exams: int, noise: float, render_size: int, shard_
         return work
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.perf_counter()
-    cohort = generate_cohort(work / "cohort", n_exams, seed=seed, omission_rate=noise, overcall_rate=noise,
+    cohort = generate_cohort(work / "cohort", exams=n_exams, seed=seed, omission_rate=noise, overcall_rate=noise,
                              image_size=render_size, progress=False, overwrite=True)
     label_and_shard(cohort, work, shards, shard_size, workers=1)
     print(f"cohort noise {noise:.0%}: {n_exams} exams rendered at {render_size} px, labelled, sharded at "

@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     from radsim.synthetic import generate_cohort
 
     t = time.perf_counter()
-    cohort = generate_cohort(work / "cohort", args.exams, seed=1, image_size=max(64, args.image_size), progress=False)
+    cohort = generate_cohort(work / "cohort", exams=args.exams, seed=1, image_size=max(64, args.image_size),
+                             progress=False)
     synth_s = time.perf_counter() - t
 
     t = time.perf_counter()

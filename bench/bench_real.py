@@ -101,7 +101,7 @@ def folds_of(rows: list[dict], k: int, seed: int, repeat: int = 0) -> dict[str, 
 def shard_fold(rows: list[dict], nih: Path, fold: int, folds: dict[str, int], out: Path, seed: int) -> Path:
     """Shards of all rows, with this fold's patients in test and 10% of the others in val."""
     from radsim.data_contracts import demo_keyer
-    from radsim.imaging.shards import write_shards
+    from radsim.imaging.shards import ShardSite, write_shards
     from radsim.imaging.splits import write_splits
 
     keyer = demo_keyer()
@@ -114,7 +114,7 @@ def shard_fold(rows: list[dict], nih: Path, fold: int, folds: dict[str, int], ou
     write_splits(out / "splits.parquet", splits, keyer.key_id)
     exams, labels = nih_tables(rows, nih)
     write_shards(exams, labels, out, keyer=keyer, image_size=64, progress=False,
-                 quarantine_path=out.parent / f"quarantine-{fold}.parquet")
+                 site=ShardSite(quarantine_path=out.parent / f"quarantine-{fold}.parquet"))
     return out
 
 
@@ -127,10 +127,10 @@ def test_split(shards: Path):
 
 
 def _scores(emb: np.ndarray, labels: np.ndarray, normal_index: int):
-    from radsim.evaluation import retrieval_scores
+    from radsim.evaluation import RetrievalSpec, retrieval_scores
 
-    return retrieval_scores(emb, labels, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
-                            with_map=True, per_query=True)
+    return retrieval_scores(emb, labels, RetrievalSpec(ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
+                                                       with_map=True), per_query=True)
 
 
 def split_mean_intervals(parts: list[tuple], *, replicates: int, seed: int) -> dict[str, dict]:

@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     from radsim.flows.config import resolve_config
 
     cfg = resolve_config(TINY, environ={})
-    cohort = generate_cohort(work / "cohort", args.exams, seed=4, image_size=64, progress=False)
-    warm = generate_cohort(work / "warm", 60, seed=5, image_size=64, progress=False)
+    cohort = generate_cohort(work / "cohort", exams=args.exams, seed=4, image_size=64, progress=False)
+    warm = generate_cohort(work / "warm", exams=60, seed=5, image_size=64, progress=False)
     fs = fsspec.filesystem("memory")
     root = f"memory://bench-{uuid.uuid4().hex[:8]}"
     fs.put(str(cohort.inbox), f"{root}/inbox", recursive=True)  # the site's upload, not timed

@@ -16,7 +16,7 @@ def rate(n: int, image_size: int, seed: int = 0) -> tuple[float, float]:
     """(wall-clock exams/s, CPU-time exams/s); the CPU rate is steadier on a shared machine."""
     with tempfile.TemporaryDirectory(prefix="radsim-bench-synth-") as tmp:
         cpu0 = time.process_time()
-        summary = generate_cohort(Path(tmp), n, seed=seed, image_size=image_size, progress=False)
+        summary = generate_cohort(Path(tmp), exams=n, seed=seed, image_size=image_size, progress=False)
         return summary.exams_per_second, n / (time.process_time() - cpu0)
 
 

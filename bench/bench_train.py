@@ -45,7 +45,8 @@ def make_cohort(work: Path, n_exams: int, image_size: int, render_size: int, see
     if (shards / "manifest.parquet").exists():
         return shards
     t0 = time.perf_counter()
-    cohort = generate_cohort(work / "cohort", n_exams, seed=seed, image_size=render_size, progress=False, overwrite=True)
+    cohort = generate_cohort(work / "cohort", exams=n_exams, seed=seed, image_size=render_size, progress=False,
+                             overwrite=True)
     label_and_shard(cohort, work, shards, image_size, workers=2)
     print(f"cohort: {n_exams} exams rendered at {render_size} px, sharded at {image_size} px in "
           f"{time.perf_counter() - t0:.1f} s ({work})", flush=True)
@@ -149,7 +150,7 @@ def bench_demo(work: Path, shards: Path, minutes: float, epochs: int | None, see
                train_size: int | None = None) -> dict:
     import torch
 
-    from radsim.evaluation import random_embeddings, retrieval_scores
+    from radsim.evaluation import RetrievalSpec, random_embeddings, retrieval_scores
     from radsim.model.checkpoint import load_model
     from radsim.model.embed import embed_images
     from radsim.model.encoders import build_encoder
@@ -171,7 +172,8 @@ def bench_demo(work: Path, shards: Path, minutes: float, epochs: int | None, see
     untrained = build_encoder(result.card.backbone, embedding_dim=result.card.embedding_dim)
 
     def score(emb: np.ndarray) -> dict:
-        s = retrieval_scores(emb, truth, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=findings.index("no_finding"))
+        s = retrieval_scores(emb, truth, RetrievalSpec(ks=(10,), ndcg_ks=(), finding_k=None,
+                                                       normal_index=findings.index("no_finding")))
         return {"precision_at_10": round(s.precision_at_k[10], 4), "chance": round(s.precision_at_k_chance[10], 4),
                 "map_at_r": round(s.map_at_r, 4), "normal_auc": round(s.normal_auc, 4)}
 

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from radsim.synthetic import generate_cohort
 
     work = Path(tempfile.mkdtemp(prefix="radsim-bench-worker-"))
-    inbox = generate_cohort(work / "cohort", 24, seed=21, image_size=64, progress=False).inbox
+    inbox = generate_cohort(work / "cohort", exams=24, seed=21, image_size=64, progress=False).inbox
     port = free_port()
     base = f"http://127.0.0.1:{port}/api"
     env = server_env(work / "prefect-home")

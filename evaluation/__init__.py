@@ -15,11 +15,11 @@ from .metrics import (
 )
 from .neighbours import l2_normalise, nearest_neighbours, random_embeddings, score_chunks
 from .records import MetricRecord, records_to_table
-from .retrieval import RetrievalScores, retrieval_scores
+from .retrieval import RetrievalScores, RetrievalSpec, retrieval_scores
 
 __all__ = [
     "ClusterScores", "cluster_scores", "powerset_classes", "purity", "evaluate_embeddings",
-    "RetrievalScores", "finding_precision_at_k", "finding_precision_chance", "jaccard_matrix", "label_sets",
+    "RetrievalScores", "RetrievalSpec", "finding_precision_at_k", "finding_precision_chance", "jaccard_matrix", "label_sets",
     "map_at_r", "map_at_r_chance", "map_at_r_expected", "ndcg_at_k", "ndcg_at_k_chance", "normal_auc",
     "precision_at_k", "precision_at_k_chance", "relevance_matrix", "retrieval_scores", "roc_auc",
     "l2_normalise", "nearest_neighbours", "random_embeddings", "score_chunks", "MetricRecord", "records_to_table",

@@ -12,8 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import DEFAULT_SEED
 from .labelsets import as_label_matrix
 from .neighbours import as_matrix, l2_normalise
+
+#: items of the most frequent label sets k-means clusters: a long tail of rare sets is left out
+TOP_CLASSES = 10
 
 
 @dataclass
@@ -27,7 +31,7 @@ class ClusterScores:
     classes: np.ndarray | None = None  # their powerset classes
 
 
-def powerset_classes(labels: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+def powerset_classes(labels: np.ndarray, top: int = TOP_CLASSES) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
     """(mask of items kept, class id per kept item, class keys as tuples of label columns).
 
     Items with an empty label set are never kept. Ties in frequency go to the smaller key.
@@ -87,8 +91,8 @@ def cluster_scores(
     embeddings: np.ndarray,
     labels: np.ndarray,
     *,
-    top: int = 10,
-    seed: int = 0,
+    top: int = TOP_CLASSES,
+    seed: int = DEFAULT_SEED,
     n_init: int = 4,
 ) -> ClusterScores:
     """k-means on the (L2-normalised) embeddings of the items in the `top` powerset classes."""

@@ -5,7 +5,7 @@ from `EvalConfig`. It imports no scikit-learn or matplotlib, so `radsim evaluate
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -15,8 +15,12 @@ from radsim.data_contracts.settings import Settings
 CLI_FIELDS = ("split", "max_queries", "seed", "plots")
 
 
+Split = Literal["test", "val", "train", "all"]
+SPLITS = get_args(Split)  # the split names `--split` accepts
+
+
 class EvalConfig(Settings):
-    split: Literal["test", "val", "train", "all"] = Field("test", description="split to evaluate")
+    split: Split = Field("test", description="split to evaluate")
     max_queries: int = Field(5000, ge=1, description="retrieval queries at most (seeded sample; the gallery is "
                              "always every exam)")
     seed: int = Field(0, description="seed of the random baseline, k-means and samples")
@@ -24,3 +28,5 @@ class EvalConfig(Settings):
 
 
 DEFAULT_MAX_QUERIES = EvalConfig.model_fields["max_queries"].default
+DEFAULT_SEED = EvalConfig.model_fields["seed"].default
+DEFAULT_CONFIG = EvalConfig()  # every setting at its default (a frozen model: safe to share)

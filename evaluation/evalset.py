@@ -13,10 +13,12 @@ import numpy as np
 import pyarrow as pa
 
 from radsim.data_contracts import IdKeyer, UsageError
+from radsim.imaging.reader import FRONTAL
 from radsim.warehouse.published import PublishedVersion, embedding_matrix, label_matrix
 
+from .config import DEFAULT_CONFIG, SPLITS
+
 VIEWS = ("PA", "AP", "LATERAL")
-FRONTAL = ("PA", "AP")
 
 
 @dataclass
@@ -122,14 +124,14 @@ def patient_keys(shards: str | Path | None) -> dict[str, str]:
     return dict(zip(table.column("exam_key").to_pylist(), table.column("patient_key").to_pylist()))
 
 
-def load_eval_set(version: PublishedVersion, *, split: str = "test", truth: str | Path | pa.Table | None = None,
+def load_eval_set(version: PublishedVersion, *, split: str = DEFAULT_CONFIG.split, truth: str | Path | pa.Table | None = None,
                   keyer: IdKeyer | None = None, shards: str | Path | None = None) -> EvalSet:
     """The rows to evaluate: one split (or 'all'), labelled by the table or by `truth`.
 
     With `shards`, each row carries its patient key, and the intervals resample patients.
     """
-    if split not in ("train", "val", "test", "all"):
-        raise UsageError(f"--split must be train, val, test or all, got {split!r}")
+    if split not in SPLITS:
+        raise UsageError(f"--split must be {', '.join(SPLITS[:-1])} or {SPLITS[-1]}, got {split!r}")
     table = version.read(["exam_key", "image_index", "split", "view_position", "embedding", "positive_findings",
                           "no_finding"])
     if split != "all":

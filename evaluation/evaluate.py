@@ -19,7 +19,9 @@ from .labelindex import LabelIndex
 from .neighbours import as_matrix, random_embeddings
 from .nulls import DEFAULT_DRAWS, cluster_null, retrieval_null
 from .records import MetricRecord
-from .retrieval import RetrievalScores, RetrievalSpec, complete_map, make_spec, rank_for, score_ranking
+from .config import DEFAULT_SEED
+from .retrieval import (DEFAULT_K, DEFAULT_KS, NORMAL_INDEX, RetrievalScores, RetrievalSpec, complete_map,
+                        make_spec, rank_for, score_ranking)
 
 #: random-embedding draws behind each random_value (their spread is random_sd)
 RANDOM_DRAWS = 5
@@ -27,19 +29,31 @@ RANDOM_DRAWS = 5
 
 @dataclass(frozen=True)
 class EvaluationOptions:
-    """What to score and how hard to test it; the defaults are `radsim evaluate`'s."""
+    """What to score and how hard to test it; the defaults are `radsim evaluate`'s, except `max_queries`.
 
-    ks: tuple[int, ...] = (1, 5, 10)
-    ndcg_k: int | None = 10
-    knn_k: int = 10
+    `max_queries` samples that many queries (seeded by `seed`; the gallery stays every item); None,
+    the library's default, scores every item as a query (`radsim evaluate` passes EvalConfig's).
+    """
+
+    ks: tuple[int, ...] = DEFAULT_KS
+    ndcg_k: int | None = DEFAULT_K
+    knn_k: int = DEFAULT_K
     with_map: bool = True
     with_findings: bool = True
     with_clustering: bool = True
     random_draws: int = RANDOM_DRAWS
     null_draws: int = DEFAULT_DRAWS
     replicates: int = DEFAULT_REPLICATES
-    seed: int = 0
+    seed: int = DEFAULT_SEED
     minimum: MinimumSizes = field(default_factory=MinimumSizes)
+    max_queries: int | None = None
+
+    def spec(self, finding_names: Sequence[str] | None, normal_index: int | None) -> RetrievalSpec:
+        """The retrieval metrics these options ask for, on label columns so named."""
+        return RetrievalSpec(self.ks, (self.ndcg_k,) if self.ndcg_k else (),
+                             self.knn_k if self.with_findings else None,
+                             tuple(finding_names) if finding_names is not None else None, normal_index, self.knn_k,
+                             self.with_map)
 
 
 @dataclass(frozen=True)
@@ -53,27 +67,33 @@ class _Subject:
 
 
 def evaluate_embeddings(embeddings: np.ndarray, labels: np.ndarray, *, model_version: str, split: str,
-                        finding_names: Sequence[str] | None = None, normal_index: int | None = 0,
-                        groups: Sequence[object] | None = None, queries: np.ndarray | None = None,
+                        finding_names: Sequence[str] | None = None, normal_index: int | None = NORMAL_INDEX,
+                        groups: Sequence[object] | None = None,
                         options: EvaluationOptions = EvaluationOptions()) -> list[MetricRecord]:
     """Judged records for P@k, mAP@R, NDCG@k, per-finding P@k, the normal AUC, NMI and purity.
 
     `groups` gives each item's patient (every item its own without it): the bootstrap resamples
-    patients and the permutations move patients' films together. `queries` restricts the queries
-    to a sample (the gallery stays every item).
+    patients and the permutations move patients' films together. `options.max_queries` restricts
+    the queries to a seeded sample (the gallery stays every item).
     """
     emb = as_matrix(embeddings)
     index = LabelIndex.build(labels)
-    spec = make_spec(index, options.ks, (options.ndcg_k,) if options.ndcg_k else (),
-                     options.knn_k if options.with_findings else None, finding_names, normal_index, options.knn_k,
-                     options.with_map)
+    spec = make_spec(index, options.spec(finding_names, normal_index))
     item_groups = list(groups) if groups is not None else list(range(emb.shape[0]))
     subject = _Subject(model_version, split, np.unique([str(g) for g in item_groups], return_inverse=True)[1],
                        emb.shape[0])
+    queries = sample_queries(emb.shape[0], options.max_queries, options.seed)
     records = _retrieval(emb, index, spec, item_groups, queries, options, subject)
     if options.with_clustering:
         records += _clustering(emb, index.lab, item_groups, options, subject)
     return records
+
+
+def sample_queries(n: int, max_queries: int | None, seed: int) -> np.ndarray | None:
+    """A seeded, sorted sample of `max_queries` query items out of `n`; None (every item) when all fit."""
+    if not max_queries or n <= max_queries:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_queries, replace=False))
 
 
 def _scores(emb: np.ndarray, index: LabelIndex, spec: RetrievalSpec, queries: np.ndarray | None,

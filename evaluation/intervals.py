@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .config import DEFAULT_SEED
 from .retrieval import RetrievalScores
 
 DEFAULT_REPLICATES = 1000
@@ -79,7 +80,7 @@ def group_draws(n_groups: int, replicates: int, seed: int):
 
 
 def retrieval_intervals(scores: RetrievalScores, item_groups: Sequence[object], *, replicates: int = DEFAULT_REPLICATES,
-                        seed: int = 0) -> dict[str, Interval]:
+                        seed: int = DEFAULT_SEED) -> dict[str, Interval]:
     """Bootstrap intervals of every metric kept per query (P@k, mAP@R, NDCG@k, per-finding P@k) and the normal AUC.
 
     `item_groups[i]` is item i's patient (any hashable); `scores` must come from

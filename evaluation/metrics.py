@@ -21,7 +21,7 @@ Definitions (DESIGN §9), all numpy, all leave-one-out (the query never retrieve
 * **Per-finding P@k** (radsim's definition): for finding f, the queries are the items
   having f, and a neighbour counts when it also has f (not merely any shared label);
   findings present on fewer than 2 items are left out. Chance = (count_f - 1)/(n - 1).
-* **Normal AUC**: each labelled query's score is the fraction of its k = 10 neighbours
+* **Normal AUC**: each labelled query's score is the fraction of its k (10) neighbours
   with `no_finding`; ROC AUC of that score against the query's own `no_finding`. Its chance is
   not 0.5: leaving the query out gives a normal query one normal neighbour fewer to find, so
   the AUC is 0 by construction at n <= k + 1 and below 0.5 at small n. Its chance is measured
@@ -30,43 +30,45 @@ Definitions (DESIGN §9), all numpy, all leave-one-out (the query never retrieve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from .labelindex import LabelIndex
 from .labelsets import as_label_matrix, discounts, map_at_r_expected, mean_or_nan
-from .retrieval import retrieval_scores
+from .retrieval import DEFAULT_K, NORMAL_INDEX, RetrievalSpec, retrieval_scores
 
 
 # ----------------------------------------------------------- one-metric conveniences
-def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = 10, **kw) -> float:
-    s = retrieval_scores(embeddings, labels, ks=(k,), ndcg_ks=(), finding_k=None, normal_index=None,
-                         with_map=False, **kw)
+# `kw` goes to retrieval_scores (metric, queries, chunk_size); each asks its spec for one metric alone
+_ALONE = RetrievalSpec(ks=(), ndcg_ks=(), finding_k=None, normal_index=None, with_map=False)
+
+
+def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = DEFAULT_K, **kw) -> float:
+    s = retrieval_scores(embeddings, labels, replace(_ALONE, ks=(k,)), **kw)
     return s.precision_at_k[k]
 
 
 def map_at_r(embeddings: np.ndarray, labels: np.ndarray, **kw) -> float:
-    s = retrieval_scores(embeddings, labels, ks=(), ndcg_ks=(), finding_k=None, normal_index=None,
-                         with_map=True, **kw)
+    s = retrieval_scores(embeddings, labels, replace(_ALONE, with_map=True), **kw)
     return float(s.map_at_r)
 
 
-def ndcg_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = 10, **kw) -> float:
-    s = retrieval_scores(embeddings, labels, ks=(), ndcg_ks=(k,), finding_k=None, normal_index=None,
-                         with_map=False, **kw)
+def ndcg_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = DEFAULT_K, **kw) -> float:
+    s = retrieval_scores(embeddings, labels, replace(_ALONE, ndcg_ks=(k,)), **kw)
     return s.ndcg_at_k[k]
 
 
-def finding_precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = 10,
+def finding_precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = DEFAULT_K,
                            finding_names: Sequence[str] | None = None, **kw) -> dict[str, float]:
-    s = retrieval_scores(embeddings, labels, ks=(), ndcg_ks=(), finding_k=k, finding_names=finding_names,
-                         normal_index=None, with_map=False, **kw)
+    names = tuple(finding_names) if finding_names is not None else None
+    s = retrieval_scores(embeddings, labels, replace(_ALONE, finding_k=k, finding_names=names), **kw)
     return s.finding_precision
 
 
-def normal_auc(embeddings: np.ndarray, labels: np.ndarray, k: int = 10, normal_index: int = 0, **kw) -> float:
-    s = retrieval_scores(embeddings, labels, ks=(), ndcg_ks=(), finding_k=None, normal_index=normal_index,
-                         normal_k=k, with_map=False, **kw)
+def normal_auc(embeddings: np.ndarray, labels: np.ndarray, k: int = DEFAULT_K, normal_index: int = NORMAL_INDEX,
+               **kw) -> float:
+    s = retrieval_scores(embeddings, labels, replace(_ALONE, normal_index=normal_index, normal_k=k), **kw)
     return float(s.normal_auc)
 
 
@@ -93,7 +95,7 @@ def map_at_r_chance(labels: np.ndarray) -> float:
     return float(map_at_r_expected(r, index.n_items - 1).mean()) if r.size else float("nan")
 
 
-def ndcg_at_k_chance(labels: np.ndarray, k: int = 10) -> float:
+def ndcg_at_k_chance(labels: np.ndarray, k: int = DEFAULT_K) -> float:
     """Expected NDCG@k (Jaccard gain) under random ranking."""
     index = LabelIndex.build(labels)
     kk = min(k, index.n_items - 1)

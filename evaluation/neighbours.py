@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 Metric = Literal["cosine", "l2"]
+DEFAULT_METRIC: Metric = "cosine"  # the embeddings are compared by angle unless told otherwise
 
 #: Scores per chunk (float32 elements); 16M elements = 64 MB of scores per chunk.
 DEFAULT_CHUNK_ELEMENTS = 16_000_000
@@ -64,7 +65,7 @@ def _query_indices(n: int, queries: np.ndarray | None) -> np.ndarray:
 
 def score_chunks(
     embeddings: np.ndarray,
-    metric: Metric = "cosine",
+    metric: Metric = DEFAULT_METRIC,
     queries: np.ndarray | None = None,
     chunk_size: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -102,7 +103,7 @@ def full_ranking(scores: np.ndarray) -> np.ndarray:
 def nearest_neighbours(
     embeddings: np.ndarray,
     k: int,
-    metric: Metric = "cosine",
+    metric: Metric = DEFAULT_METRIC,
     queries: np.ndarray | None = None,
     chunk_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

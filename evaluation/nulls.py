@@ -20,6 +20,7 @@ from dataclasses import replace
 import numpy as np
 
 from .clustering import ClusterScores, contingency_scores
+from .config import DEFAULT_SEED
 from .labelindex import LabelIndex
 from .ranking import Ranking
 from .retrieval import RetrievalSpec, score_ranking
@@ -60,7 +61,7 @@ def block_permutations(blocks: list[np.ndarray], draws: int, seed: int) -> Itera
 
 
 def retrieval_null(ranking: Ranking, index: LabelIndex, spec: RetrievalSpec, groups: Sequence[object] | None,
-                   *, draws: int = DEFAULT_DRAWS, seed: int = 0) -> dict[str, np.ndarray]:
+                   *, draws: int = DEFAULT_DRAWS, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
     """Each retrieval metric (named as RetrievalScores.values) over `draws` patient-block permutations."""
     blocks = patient_blocks(groups, index.n_items)
     map_draws = min(draws, MAP_NULL_BUDGET // max(1, ranking.queries.size * ranking.depth)) if spec.with_map else 0
@@ -74,7 +75,7 @@ def retrieval_null(ranking: Ranking, index: LabelIndex, spec: RetrievalSpec, gro
 
 
 def cluster_null(scores: ClusterScores, groups: Sequence[object] | None, *, draws: int = DEFAULT_DRAWS,
-                 seed: int = 0) -> dict[str, np.ndarray]:
+                 seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
     """NMI and purity with the clustered items' classes permuted (patients kept together); the clusters stay."""
     if scores.items is None or scores.pred is None or scores.classes is None:
         return {}

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import DEFAULT_SEED
 from .neighbours import l2_normalise, nearest_neighbours
+from .retrieval import DEFAULT_K
 
 if TYPE_CHECKING:  # pragma: no cover
     from .records import MetricRecord
@@ -40,7 +42,7 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def project_2d(embeddings: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
+def project_2d(embeddings: np.ndarray, method: str = "auto", seed: int = DEFAULT_SEED) -> tuple[np.ndarray, str]:
     """2-D coordinates: metric MDS of cosine distances (small n) or PCA (any n)."""
     x = l2_normalise(np.asarray(embeddings, dtype=np.float32))
     n = x.shape[0]
@@ -85,7 +87,7 @@ def _primary_finding(labels: np.ndarray, findings: Sequence[str], top: Sequence[
     return out
 
 
-def embedding_map(data: EvalSet, path: Path, *, seed: int = 0, method: str = "auto") -> Path:
+def embedding_map(data: EvalSet, path: Path, *, seed: int = DEFAULT_SEED, method: str = "auto") -> Path:
     """Two panels of the same 2-D map: normal vs abnormal, and coloured by finding."""
     plt = _pyplot()
     n = len(data)
@@ -149,7 +151,7 @@ def finding_bars(records: Sequence[MetricRecord], path: Path) -> Path:
     ax.scatter([r.random_value for r in recs], y, marker="x", color="#d62728", label="random embeddings", zorder=3)
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"P@{recs[0].k if recs else 10} (neighbour has the finding)")
+    ax.set_xlabel(f"P@{recs[0].k if recs else DEFAULT_K} (neighbour has the finding)")
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
 
@@ -173,7 +175,7 @@ def _load_images(shards: str | Path, wanted: set[tuple[str, int]], split: str) -
     return out
 
 
-def gallery(data: EvalSet, shards: str | Path, path: Path, *, seed: int = 0,
+def gallery(data: EvalSet, shards: str | Path, path: Path, *, seed: int = DEFAULT_SEED,
             n_queries: int = GALLERY_QUERIES, k: int = GALLERY_K) -> tuple[Path | None, str | None]:
     """Rows of query → its k nearest exams with their findings; (None, note) when images are missing."""
     n = len(data)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .neighbours import Metric, as_matrix, score_chunks, top_k
+from .neighbours import DEFAULT_METRIC, Metric, as_matrix, score_chunks, top_k
 
 #: most (query, rank) entries kept for mAP@R's permutations (int32: 4 bytes each)
 ORDER_BUDGET = 25_000_000
@@ -39,7 +39,7 @@ class Ranking:
         return int(self.neighbours.shape[1])
 
 
-def rank(embeddings: np.ndarray, depth: int, *, metric: Metric = "cosine", queries: np.ndarray | None = None,
+def rank(embeddings: np.ndarray, depth: int, *, metric: Metric = DEFAULT_METRIC, queries: np.ndarray | None = None,
          chunk_size: int | None = None) -> Ranking:
     """The `depth` nearest neighbours of each query (every item, or `queries`), in score chunks."""
     emb = as_matrix(embeddings)

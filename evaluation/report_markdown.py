@@ -12,13 +12,16 @@ from typing import Any
 from .display import decision_text, fmt, interval_text, random_text
 from .evalset import VIEWS, EvalSet
 from .records import MetricRecord
+from .retrieval import DEFAULT_K, DEFAULT_KS
 
+# (metric, k, label) at radsim evaluate's ks (radsim.evaluation.retrieval)
 HEADLINE = (
-    ("precision_at_k", 1, "P@1"), ("precision_at_k", 5, "P@5"), ("precision_at_k", 10, "P@10"),
-    ("map_at_r", None, "mAP@R"), ("ndcg_at_k", 10, "NDCG@10"), ("normal_auc", 10, "normal-vs-abnormal AUC"),
-    ("nmi", None, "k-means NMI"), ("purity", None, "k-means purity"),
+    *(("precision_at_k", k, f"P@{k}") for k in DEFAULT_KS),
+    ("map_at_r", None, "mAP@R"), ("ndcg_at_k", DEFAULT_K, f"NDCG@{DEFAULT_K}"),
+    ("normal_auc", DEFAULT_K, "normal-vs-abnormal AUC"), ("nmi", None, "k-means NMI"), ("purity", None, "k-means purity"),
 )
-VIEW_METRICS = (("precision_at_k", 10, "P@10"), ("map_at_r", None, "mAP@R"), ("normal_auc", 10, "normal AUC"))
+VIEW_METRICS = (("precision_at_k", DEFAULT_K, f"P@{DEFAULT_K}"), ("map_at_r", None, "mAP@R"),
+                ("normal_auc", DEFAULT_K, "normal AUC"))
 
 
 def find(records: Sequence[MetricRecord], metric: str, k: int | None, split: str) -> MetricRecord | None:

@@ -7,27 +7,34 @@ through the same code, so a metric and its null can never disagree on a definiti
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .labelindex import LabelIndex
 from .labelsets import discounts, map_at_r_expected, mean_or_nan, roc_auc
-from .neighbours import Metric, as_matrix, score_chunks, top_k
+from .neighbours import DEFAULT_METRIC, Metric, as_matrix, score_chunks, top_k
 from .ranking import Ranking, order_depth, rank, rank_chunk
+
+
+#: the k of P@k's headline, NDCG@k, per-finding P@k and the normal AUC's kNN vote (radsim evaluate's)
+DEFAULT_K = 10
+#: the ks of P@k scored by default
+DEFAULT_KS = (1, 5, DEFAULT_K)
+#: the label column that is no_finding unless told otherwise (radsim's vocabulary puts it first)
+NORMAL_INDEX = 0
 
 
 @dataclass(frozen=True)
 class RetrievalSpec:
-    """Which retrieval metrics to score, at which k."""
+    """Which retrieval metrics to score, at which k; the defaults are radsim evaluate's."""
 
-    ks: tuple[int, ...] = (1, 5, 10)
-    ndcg_ks: tuple[int, ...] = (10,)
-    finding_k: int | None = 10
-    finding_names: tuple[str, ...] | None = None
-    normal_index: int | None = 0
-    normal_k: int = 10
+    ks: tuple[int, ...] = DEFAULT_KS
+    ndcg_ks: tuple[int, ...] = (DEFAULT_K,)
+    finding_k: int | None = DEFAULT_K  # None: no per-finding P@k
+    finding_names: tuple[str, ...] | None = None  # the label columns' names (default "0", "1", ...)
+    normal_index: int | None = NORMAL_INDEX  # the no_finding column (None: no normal AUC)
+    normal_k: int = DEFAULT_K
     with_map: bool = True
 
     @property
@@ -56,11 +63,11 @@ class RetrievalScores:
     map_at_r_chance: float | None = None
     ndcg_at_k: dict[int, float] = field(default_factory=dict)
     ndcg_at_k_chance: dict[int, float] = field(default_factory=dict)
-    finding_k: int = 10
+    finding_k: int = DEFAULT_K
     finding_precision: dict[str, float] = field(default_factory=dict)
     finding_precision_chance: dict[str, float] = field(default_factory=dict)
     finding_queries: dict[str, int] = field(default_factory=dict)
-    normal_k: int = 10
+    normal_k: int = DEFAULT_K
     normal_auc: float | None = None
     normal_counts: tuple[int, int] = (0, 0)  # labelled queries that are (normal, abnormal)
     # with per_query=True: each metric's per-query values, keyed like `values()`, for intervals
@@ -80,48 +87,34 @@ class RetrievalScores:
         return out
 
 
-def retrieval_scores(
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    *,
-    ks: Sequence[int] = (1, 5, 10),
-    ndcg_ks: Sequence[int] = (10,),
-    finding_k: int | None = 10,
-    finding_names: Sequence[str] | None = None,
-    normal_index: int | None = 0,
-    normal_k: int = 10,
-    with_map: bool = True,
-    metric: Metric = "cosine",
-    queries: np.ndarray | None = None,
-    chunk_size: int | None = None,
-    per_query: bool = False,
-) -> RetrievalScores:
-    """All retrieval metrics of an embedding: its ranking (`rank_for`), then `score_ranking`.
+def retrieval_scores(embeddings: np.ndarray, labels: np.ndarray | LabelIndex, spec: RetrievalSpec = RetrievalSpec(),
+                     *, metric: Metric = DEFAULT_METRIC, queries: np.ndarray | None = None,
+                     chunk_size: int | None = None, per_query: bool = False) -> RetrievalScores:
+    """All retrieval metrics of an embedding that `spec` asks for: its ranking (`rank_for`), then `score_ranking`.
 
     `queries` restricts the queries (the gallery stays all items), e.g. to a seeded sample;
-    `normal_index` is the `no_finding` column (None to skip the AUC); `per_query` keeps each
+    `spec.normal_index` is the `no_finding` column (None to skip the AUC); `per_query` keeps each
     query's values, from which intervals are resampled.
     """
     emb = as_matrix(embeddings)
     index = LabelIndex.build(labels) if not isinstance(labels, LabelIndex) else labels
-    spec = make_spec(index, ks, ndcg_ks, finding_k, finding_names, normal_index, normal_k, with_map)
+    spec = make_spec(index, spec)
     ranking = rank_for(emb, index, spec, metric=metric, queries=queries, chunk_size=chunk_size)
     scores = score_ranking(ranking, index, spec, per_query=per_query)
     complete_map(scores, emb, index, spec, queries, per_query, metric=metric, chunk_size=chunk_size)
     return scores
 
 
-def make_spec(index: LabelIndex, ks: Sequence[int], ndcg_ks: Sequence[int], finding_k: int | None,
-              finding_names: Sequence[str] | None, normal_index: int | None, normal_k: int,
-              with_map: bool) -> RetrievalSpec:
+def make_spec(index: LabelIndex, spec: RetrievalSpec = RetrievalSpec()) -> RetrievalSpec:
+    """`spec` for these labels: its ks as tuples and a name for every label column (checked against them)."""
     n_findings = index.lab.shape[1]
-    names = tuple(finding_names) if finding_names is not None else tuple(str(i) for i in range(n_findings))
+    names = tuple(spec.finding_names) if spec.finding_names is not None else tuple(str(i) for i in range(n_findings))
     if len(names) != n_findings:
         raise ValueError(f"{len(names)} finding names for {n_findings} label columns")
-    return RetrievalSpec(tuple(ks), tuple(ndcg_ks), finding_k, names, normal_index, normal_k, with_map)
+    return replace(spec, ks=tuple(spec.ks), ndcg_ks=tuple(spec.ndcg_ks), finding_names=names)
 
 
-def rank_for(emb: np.ndarray, index: LabelIndex, spec: RetrievalSpec, *, metric: Metric = "cosine",
+def rank_for(emb: np.ndarray, index: LabelIndex, spec: RetrievalSpec, *, metric: Metric = DEFAULT_METRIC,
              queries: np.ndarray | None = None, chunk_size: int | None = None) -> Ranking:
     """The ranking `spec` needs: to kmax, and as deep as any query's relevant items for mAP@R if that fits."""
     if emb.shape[0] != index.n_items:
@@ -248,7 +241,7 @@ def _normal(out: RetrievalScores, index: LabelIndex, spec: RetrievalSpec, owner:
 
 
 def complete_map(out: RetrievalScores, emb: np.ndarray, index: LabelIndex, spec: RetrievalSpec,
-                 queries: np.ndarray | None, per_query: bool, *, metric: Metric = "cosine",
+                 queries: np.ndarray | None, per_query: bool, *, metric: Metric = DEFAULT_METRIC,
                  chunk_size: int | None = None) -> None:
     """mAP@R when the ranking was too deep to keep (radsim.evaluation.ranking): one chunk of queries at a time.
 

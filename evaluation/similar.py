@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,10 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from radsim.data_contracts import UsageError
+from radsim.data_contracts.atomic import atomic_output, write_json_atomic
 
+from radsim.imaging.reader import FRONTAL
 from radsim.warehouse.published import INDEX_KINDS, PublishedVersion, default_index_dir, embedding_matrix, open_version
 
-FRONTAL = ("PA", "AP")
+DEFAULT_KIND = "flat"  # exact search; "ivf" and "hnsw" trade recall for speed
+DEFAULT_NEIGHBOURS = 10  # exams a query returns
 META_COLUMNS = ["exam_key", "image_index", "split", "view_position", "positive_findings", "no_finding"]
 
 
@@ -55,7 +57,7 @@ def _faiss():
     return faiss
 
 
-def build_index(vectors: np.ndarray, kind: str = "flat", *, nlist: int | None = None, hnsw_m: int = 32,
+def build_index(vectors: np.ndarray, kind: str = DEFAULT_KIND, *, nlist: int | None = None, hnsw_m: int = 32,
                 seed: int = 0) -> Any:
     """A FAISS inner-product index over unit vectors: exact (flat), IVF-flat or HNSW-flat."""
     faiss = _faiss()
@@ -107,7 +109,7 @@ class SimilarIndex:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, published_dir: str | Path, model_version: str | None = None, *, kind: str = "flat",
+    def open(cls, published_dir: str | Path, model_version: str | None = None, *, kind: str = DEFAULT_KIND,
              index_dir: str | Path | None = None, cache: bool = True) -> SimilarIndex:
         """Open (or build and cache) the index of a version: the current one unless given (else the one published last)."""
         if kind not in INDEX_KINDS:
@@ -151,16 +153,12 @@ class SimilarIndex:
     def _store(index: Any, ipath: Path, jpath: Path, version: PublishedVersion, kind: str) -> None:
         faiss = _faiss()
         try:
-            ipath.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ipath.with_name(f".{ipath.name}.{os.getpid()}.tmp")
-            faiss.write_index(index, str(tmp))
-            os.replace(tmp, ipath)
-            doc = {"model_version": version.model_version, "record_checksum": version.checksum,
-                   "rows": version.record.get("rows"), "kind": kind, "embedding_dim": version.embedding_dim}
-            jtmp = jpath.with_name(f".{jpath.name}.{os.getpid()}.tmp")
-            jtmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(jtmp, jpath)
-        except OSError:
+            with atomic_output(ipath) as tmp:
+                faiss.write_index(index, str(tmp))
+            write_json_atomic(jpath, {"model_version": version.model_version, "record_checksum": version.checksum,
+                                      "rows": version.record.get("rows"), "kind": kind,
+                                      "embedding_dim": version.embedding_dim})
+        except (OSError, UsageError):  # atomic_output reports a folder it cannot write as a UsageError
             pass  # a read-only warehouse still answers queries, just without a cache
 
     # ------------------------------------------------------------------ lookups
@@ -202,7 +200,7 @@ class SimilarIndex:
         """Raw FAISS search: (similarities [q, k], rows [q, k]) for a batch of query vectors."""
         return self.index.search(np.ascontiguousarray(normalise_rows(vectors)), int(k))
 
-    def query(self, *, exam_key: str | None = None, vector: np.ndarray | None = None, k: int = 10,
+    def query(self, *, exam_key: str | None = None, vector: np.ndarray | None = None, k: int = DEFAULT_NEIGHBOURS,
               exclude_self: bool = False, views: Sequence[str] | None = None) -> list[Neighbour]:
         """The k nearest exams (one row per exam, its closest image), best first.
 

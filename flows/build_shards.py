@@ -22,6 +22,7 @@ from radsim.imaging.config import ShardOptions, shard_options  # noqa: E402
 from radsim.model.embed_config import DEFAULT_WORKERS  # noqa: E402
 from radsim.imaging.shards import (  # noqa: E402
     ShardPlan,
+    ShardSite,
     commit_shard_run,
     plan_shard_run,
     shard_dir_lock,
@@ -69,7 +70,7 @@ def build_shards(
     keyer = keyer_from_env(demo=demo_key)
     vocab = load_vocabulary(vocabulary)
     with shard_dir_lock(out):
-        plan = plan_shard_run(exams, labels, out, keyer=keyer, vocabulary=vocab, quarantine_path=quarantine,
+        plan = plan_shard_run(exams, labels, out, keyer=keyer, site=ShardSite(vocab, quarantine_path=quarantine),
                               options=options)
         summary = commit_shard_run(plan, _mapped(plan, window=2 * max(1, workers)), progress=progress)
     _artifact(summary)

@@ -60,7 +60,7 @@ def prepare_output(root: Path) -> DemoLayout:
 def synthesise(layout: DemoLayout, n_exams: int, seed: int, progress: bool):
     from radsim.synthetic import generate_cohort
 
-    return generate_cohort(layout.cohort, n_exams, seed=seed, bad=True, preview=True, progress=progress)
+    return generate_cohort(layout.cohort, exams=n_exams, seed=seed, bad=True, preview=True, progress=progress)
 
 
 def _say(line: str) -> None:

@@ -30,8 +30,7 @@ def label_file_task(input: str, out: str, config: LabelConfig, progress: bool) -
     from radsim.data_contracts.vocabulary import load_vocabulary
 
     vocabulary = load_vocabulary(config.vocabulary, replace=config.replace_vocabulary)
-    return label_file(input, out, vocabulary=vocabulary, workers=config.workers, batch_size=config.batch_size,
-                      progress=progress, input_format=config.input_format(), certainty_threshold=config.certainty_threshold)
+    return label_file(input, out, config, vocabulary=vocabulary, progress=progress)
 
 
 @task(name="label-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -61,9 +60,7 @@ def label_file_mapped(input: str, out: str, config: LabelConfig, progress: bool)
     def submit(items: list[tuple[str, object]], inner: int) -> Any:
         return label_batch_task.submit(items, inner, vocabulary, config.certainty_threshold)
 
-    return label_file(input, out, vocabulary=vocabulary, workers=config.workers, batch_size=config.batch_size,
-                      progress=progress, submit=submit, input_format=config.input_format(),
-                      certainty_threshold=config.certainty_threshold)
+    return label_file(input, out, config, vocabulary=vocabulary, progress=progress, submit=submit)
 
 
 @flow(name="label-reports")

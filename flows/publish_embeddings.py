@@ -152,11 +152,11 @@ def prune_task(published_dir: str, keep: int, index_dir: str | None = None) -> A
 def evaluate_task(published_dir: str, report_dir: str, model_version: str, truth: str | None, demo_key: bool,
                   shards: str | None, split: str = "test", reuse: bool = False) -> Any:
     from radsim.data_contracts import keyer_from_env
-    from radsim.evaluation.report import run_evaluation
+    from radsim.evaluation.report import EvalInputs, run_evaluation
 
     keyer = keyer_from_env(demo=demo_key) if truth else None
-    return run_evaluation(published_dir, report_dir, model_version=model_version, truth=truth, keyer=keyer,
-                          shards=shards, split=split, reuse=reuse)
+    return run_evaluation(published_dir, report_dir, inputs=EvalInputs(model_version, truth, keyer, shards),
+                          split=split, reuse=reuse)
 
 
 def evaluation_artifacts(evaluation: Any) -> None:

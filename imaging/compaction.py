@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,7 +39,11 @@ import pyarrow.compute as pc
 from radsim.data_contracts import load_contract, write_parquet_atomic
 from radsim.data_contracts.errors import UnexpectedStageError
 
+from .manifest import MANIFEST_FILE, SHARD_NAME
 from .tarshard import ShardTarWriter, iter_tar_samples
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .shard_plan import ShardPlan
 
 
 @dataclass
@@ -66,13 +71,14 @@ def small_tail(manifest: pa.Table, out_dir: Path, maxcount: int, maxsize: int) -
     return tail[::-1]
 
 
-def compact_tail(out_dir: str | Path, manifest: pa.Table, *, vocabulary, metadata: dict[str, str], compact_after: int,
-                 maxcount: int, maxsize: int, next_shard: int, shard_name: str) -> tuple[CompactionResult, pa.Table]:
-    """Merge the small tail when it holds `compact_after` shards or more; the caller holds the shard lock.
+def compact_tail(plan: "ShardPlan", shard_name: str = SHARD_NAME) -> tuple[CompactionResult, pa.Table]:
+    """Merge the plan's small tail when it holds `plan.compact_after` shards or more; the caller holds the lock.
 
-    Returns what was done and the manifest now on disk.
+    The plan gives the folder, the manifest on disk, its vocabulary and metadata, the size limits and
+    the next shard number. Returns what was done and the manifest now on disk.
     """
-    out = Path(out_dir)
+    out, manifest, compact_after = plan.out_dir, plan.manifest, plan.compact_after
+    maxcount, maxsize, next_shard = plan.maxcount, plan.maxsize, plan.next_shard
     result = CompactionResult()
     if compact_after < 2:
         return result, manifest
@@ -114,12 +120,12 @@ def compact_tail(out_dir: str | Path, manifest: pa.Table, *, vocabulary, metadat
     shard_col = [sample_shard.get(k, s) for k, s in zip(manifest.column("sample_key").to_pylist(),
                                                          manifest.column("shard").to_pylist())]
     updated = manifest.set_column(manifest.schema.get_field_index("shard"), "shard", pa.array(shard_col, pa.string()))
-    contract = load_contract("shard_manifest", vocabulary)
-    write_parquet_atomic(updated, out / "manifest.parquet", contract, metadata)
+    contract = load_contract("shard_manifest", plan.vocabulary)
+    write_parquet_atomic(updated, out / MANIFEST_FILE, contract, plan.metadata)
     for name in tail:  # step 3
         (out / name).unlink(missing_ok=True)
     result.merged, result.written, result.samples = tail, new_names, rows.num_rows
-    return result, contract.validate(updated, metadata)
+    return result, contract.validate(updated, plan.metadata)
 
 
 def _samples(out: Path, names: list[str]) -> Iterator[dict[str, bytes | str]]:

@@ -12,20 +12,22 @@ from pydantic import Field, field_validator
 
 from radsim.data_contracts.settings import Settings, with_values
 
-from .splits import check_fractions
+from .splits import DEFAULT_FRACTIONS, check_fractions
 
 DEFAULT_IMAGE_SIZE = 256  # px, the stored square image
+MIN_IMAGE_SIZE = 8  # px: below it an image carries nothing a model can learn from
 DEFAULT_MAX_PIXELS = 64_000_000  # rows x columns of a decoded image; a larger one is refused unallocated
 DEFAULT_COMPACT_AFTER = 16  # small shards in the tail before they are merged
+DEFAULT_REDUCED_DECODE = True  # decode only the resolution the stored image needs
 
 # the options of `radsim shard` that come from this config, in --help order
 CLI_FIELDS = ("image_size", "split_fractions", "maxcount", "compact_after", "batch_size", "reduced_decode")
 
 
 class ShardOptions(Settings):
-    image_size: int = Field(DEFAULT_IMAGE_SIZE, ge=8, description="side of the square stored image in px")
+    image_size: int = Field(DEFAULT_IMAGE_SIZE, ge=MIN_IMAGE_SIZE, description="side of the square stored image in px")
     split_fractions: tuple[float, float, float] = Field(
-        (0.8, 0.1, 0.1), description="TRAIN,VAL,TEST fractions for patients seen for the first time: 0,0,1 puts a "
+        DEFAULT_FRACTIONS, description="TRAIN,VAL,TEST fractions for patients seen for the first time: 0,0,1 puts a "
         "validated set entirely into test. Sticky: a patient keeps the split splits.parquet recorded, whatever "
         "later runs ask")
     maxcount: int = Field(1000, ge=1, description="samples per shard at most")
@@ -36,7 +38,7 @@ class ShardOptions(Settings):
     batch_size: int = Field(32, ge=1, description="images per decode task, the unit of work sent to a worker")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="largest decoded image accepted (rows x columns); "
                             "a larger one is quarantined before any allocation")
-    reduced_decode: bool = Field(True, description="decode JPEG 2000 and 8-bit JPEG DICOMs only down to the coarsest "
+    reduced_decode: bool = Field(DEFAULT_REDUCED_DECODE, description="decode JPEG 2000 and 8-bit JPEG DICOMs only down to the coarsest "
                                  "resolution level whose long side is still at least image_size (about 10x faster on "
                                  "2k chest films, the same image after resizing); false decodes every pixel as before")
 

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .config import DEFAULT_IMAGE_SIZE
+from .config import DEFAULT_IMAGE_SIZE, MIN_IMAGE_SIZE
 from .reduced_decode import Geometry
 
 PNG_COMPRESS_LEVEL = 1  # zlib fast mode: ~3x faster than 6 for ~15% larger files; encode is the CPU bottleneck
@@ -31,8 +31,8 @@ def square_image(pixels: np.ndarray, size: int = DEFAULT_IMAGE_SIZE, geometry: G
     has the size and alignment a full decode would give (the resize reads exactly the full
     image's extent, one edge row and column past the decoded pixels at most).
     """
-    if size < 8:
-        raise ValueError(f"image size must be at least 8, got {size}")
+    if size < MIN_IMAGE_SIZE:
+        raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE}, got {size}")
     img = pixels if pixels.dtype == np.uint8 else to_uint8(pixels)
     h, w = geometry.full_shape if geometry is not None else img.shape
     scale = size / max(h, w)

@@ -13,6 +13,7 @@ import functools
 import json
 import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator, Sequence
 
@@ -21,10 +22,11 @@ import pyarrow.parquet as pq
 from radsim.data_contracts import UsageError
 
 from .manifest import MANIFEST_FILE
+from .splits import SPLITS
 from .tarshard import iter_tar_samples
 
 FRONTAL = ("PA", "AP")
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = SPLITS  # the splits a sample can be in (radsim.imaging.splits)
 
 
 def shard_paths(shard_dir: str | Path) -> list[str]:
@@ -78,27 +80,34 @@ def _as_tensors(sample: dict[str, Any], *, uint8: bool, augment: Callable[[Any],
     }
 
 
-def make_dataset(
-    shard_dir: str | Path,
-    *,
-    split: str | None = "train",
-    labelled_only: bool = False,
-    views: Sequence[str] | None = None,
-    shuffle: int = 1000,
-    shardshuffle: int = 100,
-    resampled: bool = False,
-    epoch_size: int | None = None,
-    null_label: float = math.nan,
-    augment: Callable[[Any], Any] | None = None,
-    seed: int | None = None,
-    uint8: bool = False,
-) -> Any:
+@dataclass(frozen=True)
+class SampleFilter:
+    """Which samples a dataset yields."""
+
+    split: str | None = "train"  # train, val or test; None: every split
+    labelled_only: bool = False  # drop unlabelled exams
+    views: Sequence[str] | None = None  # e.g. FRONTAL keeps frontal films only; None: every view
+
+
+@dataclass(frozen=True)
+class StreamOrder:
+    """How a dataset draws its samples."""
+
+    shuffle: int = 1000  # sample buffer size (0: stored order)
+    shardshuffle: int = 100  # shard buffer size, when shuffling and not resampling
+    resampled: bool = False  # draw shards with replacement for ever: give `epoch_size` too
+    epoch_size: int | None = None  # samples per epoch and per worker
+    seed: int | None = None
+
+
+def make_dataset(shard_dir: str | Path, *, select: SampleFilter = SampleFilter(), order: StreamOrder = StreamOrder(),
+                 null_label: float = math.nan, augment: Callable[[Any], Any] | None = None,
+                 uint8: bool = False) -> Any:
     """A webdataset pipeline of {"__key__", "image" [1,S,S] float, "labels" [F] float, "labelled", "split", "view_position"}.
 
-    - `split`: train/val/test or None for all; `labelled_only` drops unlabelled exams;
-      `views` e.g. ("PA", "AP") keeps frontal films only.
-    - `shuffle`: sample buffer size (0 = no shuffle); `resampled=True` draws shards with
-      replacement for ever, so pass `epoch_size` (samples per epoch and per worker).
+    - `select` (split, labelled_only, views) says which samples; `order` (shuffle, shardshuffle,
+      resampled, epoch_size, seed) how they are drawn: `resampled=True` draws shards with
+      replacement for ever, so give `epoch_size` (samples per epoch and per worker).
     - `null_label`: value for "not mentioned" labels (nan to mask them in the loss, or 0).
     - `augment`: called on each image tensor after decoding (training-time augmentation).
     - `uint8=True` keeps the image as the stored 8-bit values ([1,S,S] uint8): a quarter of the
@@ -107,33 +116,34 @@ def make_dataset(
     """
     import webdataset as wds
 
+    split, seed = select.split, order.seed
     if split is not None and split not in SPLIT_NAMES:
         raise UsageError(f"split must be one of {SPLIT_NAMES} or None, got {split!r}")
     urls = shard_paths(shard_dir)
     if not urls:
         raise UsageError(f"{shard_dir} has no shards")
 
-    select = functools.partial(_selected, split=split, labelled_only=labelled_only, views=views)
+    chosen = functools.partial(_selected, split=split, labelled_only=select.labelled_only, views=select.views)
     to_tensors = functools.partial(_as_tensors, uint8=uint8, augment=augment, null_label=null_label)
     ds = wds.WebDataset(
         urls,
-        resampled=resampled,
-        shardshuffle=False if resampled or not shuffle else shardshuffle,
+        resampled=order.resampled,
+        shardshuffle=False if order.resampled or not order.shuffle else order.shardshuffle,
         nodesplitter=wds.split_by_node,
         workersplitter=wds.split_by_worker,
         empty_check=False,
         seed=seed,
     )
-    ds = ds.select(select)
-    if shuffle:
-        ds = ds.shuffle(shuffle, seed=seed) if seed is not None else ds.shuffle(shuffle)
+    ds = ds.select(chosen)
+    if order.shuffle:
+        ds = ds.shuffle(order.shuffle, seed=seed) if seed is not None else ds.shuffle(order.shuffle)
     # "l": 8-bit grayscale PNG → float numpy array in [0, 1] (a png member needs a handler).
     if not uint8:
         ds = ds.decode("l", only=["png"])
     ds = ds.map(to_tensors)
-    if epoch_size is not None:
-        ds = ds.with_epoch(epoch_size)
-    elif resampled:
+    if order.epoch_size is not None:
+        ds = ds.with_epoch(order.epoch_size)
+    elif order.resampled:
         raise UsageError("resampled=True streams for ever: pass epoch_size")
     return ds
 

@@ -106,9 +106,7 @@ def commit_shard_run(plan: ShardPlan, results: Iterable[DecodeResult], *, progre
             raise
     committer.save_sources()  # digests learnt for samples that were skipped by pixel hash
     out = plan.out_dir
-    compaction, plan.manifest = compact_tail(out, plan.manifest, vocabulary=plan.vocabulary, metadata=plan.metadata,
-                                             compact_after=plan.compact_after, maxcount=plan.maxcount,
-                                             maxsize=plan.maxsize, next_shard=plan.next_shard, shard_name=SHARD_NAME)
+    compaction, plan.manifest = compact_tail(plan, SHARD_NAME)
     plan.next_shard += len(compaction.written)
     qpath = plan.quarantine_path or default_quarantine_path(out)
     reasons = _write_quarantine(qpath, plan.quarantine)

@@ -179,15 +179,25 @@ def label_vectors(labels: pa.Table | None, vocabulary: Vocabulary) -> dict[str, 
     return {eid: tuple(col[i] for col in cols) for i, eid in enumerate(table.column("exam_id").to_pylist())}
 
 
+@dataclass(frozen=True)
+class ShardSite:
+    """Where a shard run stands: each is rarely other than its default."""
+
+    vocabulary: Vocabulary | None = None  # the labels' vocabulary (default: radsim's)
+    base_dir: str | Path | None = None  # where relative image_uri start (default: the exams file's folder)
+    quarantine_path: str | Path | None = None  # the refusals table (default: default_quarantine_path(out_dir))
+
+
+DEFAULT_SITE = ShardSite()  # every default (frozen: safe to share)
+
+
 def plan_shard_run(
     exams: pa.Table | str | Path,
     labels: pa.Table | str | Path | None,
     out_dir: str | Path,
     *,
     keyer: IdKeyer,
-    vocabulary: Vocabulary | None = None,
-    base_dir: str | Path | None = None,
-    quarantine_path: str | Path | None = None,
+    site: ShardSite = DEFAULT_SITE,
     options: ShardOptions | None = None,
     **settings: Any,
 ) -> ShardPlan:
@@ -195,18 +205,18 @@ def plan_shard_run(
 
     `options` (or ShardOptions' defaults) with any ShardOptions field given as a keyword
     (`image_size=64`) set the sizes, fractions and limits. Refused records go to
-    `quarantine_path` (default: `default_quarantine_path(out_dir)`).
+    `site.quarantine_path` (default: `default_quarantine_path(out_dir)`).
     """
     opts = shard_options(options, **settings)
     image_size, fractions = opts.image_size, opts.split_fractions
-    vocabulary = vocabulary or default_vocabulary()
+    vocabulary = site.vocabulary or default_vocabulary()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    qpath = Path(quarantine_path) if quarantine_path is not None else default_quarantine_path(out)
+    qpath = Path(site.quarantine_path) if site.quarantine_path is not None else default_quarantine_path(out)
     _move_legacy_quarantine(out, qpath)
 
     exams_table, exams_dir = _as_table(exams)
-    base = Path(base_dir) if base_dir is not None else exams_dir
+    base = Path(site.base_dir) if site.base_dir is not None else exams_dir
     rows_in = exams_table.num_rows
     kept, quarantine = split_duplicates(exams_table)
     kept = load_contract("exams").validate(kept)

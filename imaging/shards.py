@@ -24,21 +24,21 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radsim.data_contracts import IdKeyer, Vocabulary
+from radsim.data_contracts import IdKeyer
 from radsim.data_contracts.inflight import in_order
 
 from .config import ShardOptions
 from .manifest import MANIFEST_FILE, META_IMAGE_SIZE, META_KEY_ID, SHARD_NAME, SOURCES_FILE, read_manifest
 from .shard_commit import ShardRunSummary, commit_shard_run
-from .shard_plan import (DEFAULT_BATCH, DEFAULT_MAXCOUNT, DEFAULT_MAXSIZE, LEGACY_QUARANTINE_FILE, QUARANTINE_FILE,
-                         STAGE, PlannedRow, ShardPlan, default_quarantine_path, label_json, plan_shard_run,
-                         sample_key, shard_dir_lock)
+from .shard_plan import (DEFAULT_BATCH, DEFAULT_MAXCOUNT, DEFAULT_MAXSIZE, DEFAULT_SITE, LEGACY_QUARANTINE_FILE,
+                         QUARANTINE_FILE, STAGE, PlannedRow, ShardPlan, ShardSite, default_quarantine_path, label_json,
+                         plan_shard_run, sample_key, shard_dir_lock)
 from .worker import DecodeOptions, DecodeResult, WorkItem, decode_batch
 
 __all__ = [  # the shard run's names, wherever they live
     "DEFAULT_BATCH", "DEFAULT_MAXCOUNT", "DEFAULT_MAXSIZE", "LEGACY_QUARANTINE_FILE", "MANIFEST_FILE", "META_IMAGE_SIZE",
     "META_KEY_ID", "QUARANTINE_FILE", "SHARD_NAME", "SOURCES_FILE", "STAGE", "PlannedRow", "ShardPlan",
-    "ShardRunSummary", "commit_shard_run", "decode_plan", "default_quarantine_path", "label_json", "ordered_map",
+    "ShardRunSummary", "ShardSite", "commit_shard_run", "decode_plan", "default_quarantine_path", "label_json", "ordered_map",
     "plan_shard_run", "read_manifest", "sample_key", "shard_dir_lock", "shard_refusals", "write_shards",
 ]
 
@@ -94,19 +94,17 @@ def write_shards(
     out_dir: str | Path,
     *,
     keyer: IdKeyer,
-    vocabulary: Vocabulary | None = None,
+    site: ShardSite = DEFAULT_SITE,
     workers: int = 1,
-    base_dir: str | Path | None = None,
     progress: bool = True,
-    quarantine_path: str | Path | None = None,
     options: ShardOptions | None = None,
     **settings: Any,
 ) -> ShardRunSummary:
     """Shard exams (an exams-contract table or its path) with their labels into `out_dir`.
 
-    `options` and ShardOptions fields as keywords as for `plan_shard_run`.
+    `site` (vocabulary, base_dir, quarantine_path), `options` and ShardOptions fields as keywords
+    as for `plan_shard_run`.
     """
     with shard_dir_lock(out_dir):
-        plan = plan_shard_run(exams, labels, out_dir, keyer=keyer, vocabulary=vocabulary, base_dir=base_dir,
-                              quarantine_path=quarantine_path, options=options, **settings)
+        plan = plan_shard_run(exams, labels, out_dir, keyer=keyer, site=site, options=options, **settings)
         return commit_shard_run(plan, decode_plan(plan, workers), progress=progress)

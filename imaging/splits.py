@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from radsim.data_contracts import UsageError, table_metadata, write_parquet_atomic
 
 SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)  # of the patients seen for the first time (ShardOptions.split_fractions)
 SPLITS_FILE = "splits.parquet"
 SPLITS_SCHEMA = pa.schema([pa.field("patient_key", pa.string(), nullable=False), pa.field("split", pa.string(), nullable=False)])
 
@@ -26,7 +27,7 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     return (float(fractions[0]), float(fractions[1]), float(fractions[2]))
 
 
-def hash_split(patient_key: str, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> str:
+def hash_split(patient_key: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
     """The split a patient gets the first time it is seen: a uniform hash against the fractions."""
     train, val, _ = check_fractions(fractions)
     u = int.from_bytes(hashlib.sha256(b"radsim-split:" + patient_key.encode()).digest()[:8], "big") / 2**64
@@ -49,7 +50,7 @@ def read_splits(path: str | Path, key_id: str | None = None) -> dict[str, str]:
 
 
 def assign_splits(existing: dict[str, str], patient_keys: Iterable[str],
-                  fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[dict[str, str], list[str]]:
+                  fractions: Sequence[float] = DEFAULT_FRACTIONS) -> tuple[dict[str, str], list[str]]:
     """Existing assignments kept; new patients hashed. Returns (all, new keys in first-seen order)."""
     out = dict(existing)
     new: list[str] = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from radsim.data_contracts.error_policy import ErrorPolicy, Refusal
 
-from .config import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS
+from .config import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_REDUCED_DECODE
 from .decode import ImageRejected, decode_bytes, read_source_bytes
 from .normalise import normalise_to_png
 
@@ -38,7 +38,7 @@ class DecodeOptions:
     image_size: int = DEFAULT_IMAGE_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     digest_key: bytes = b""  # keys the source-file digest, so it cannot confirm a guessed file
-    reduced_decode: bool = True  # decode JPEG 2000 / 8-bit JPEG DICOMs only as finely as image_size needs
+    reduced_decode: bool = DEFAULT_REDUCED_DECODE  # decode JPEG 2000 / 8-bit JPEG DICOMs only as finely as image_size needs
     policy: ErrorPolicy = QUARANTINE_BAD_IMAGES  # which errors are bad input (radsim.data_contracts.error_policy)
 
 

@@ -293,14 +293,14 @@ class _SampleChunks(torch.utils.data.IterableDataset):
         self.info, self.samples, self.seed, self.chunk = info, samples, seed, chunk
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from radsim.imaging.reader import make_dataset
+        from radsim.imaging.reader import SampleFilter, StreamOrder, make_dataset
 
         worker = torch.utils.data.get_worker_info()
         workers, wid = (worker.num_workers, worker.id) if worker is not None else (1, 0)
         share = math.ceil(self.samples / workers)
-        ds = make_dataset(self.info.shards_dir, split="train", labelled_only=True, views=FRONTAL,
-                          shuffle=min(1000, share), resampled=True, epoch_size=share, seed=self.seed * 131 + wid,
-                          uint8=True)
+        ds = make_dataset(self.info.shards_dir, select=SampleFilter("train", labelled_only=True, views=FRONTAL),
+                          order=StreamOrder(shuffle=min(StreamOrder.shuffle, share), resampled=True, epoch_size=share,
+                                            seed=self.seed * 131 + wid), uint8=True)
         n_f = len(self.info.findings)
         xs: list[torch.Tensor] = []
         ys: list[torch.Tensor] = []

@@ -36,13 +36,13 @@ def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, normal_index:
     rests on, the random-embedding baseline over several draws (`random_embedding`), and the mean
     pairwise cosine of the embeddings (near 1: the embedding collapsed).
     """
-    from radsim.evaluation import retrieval_scores
+    from radsim.evaluation import RetrievalSpec, retrieval_scores
 
     if embeddings.shape[0] < 2:
         return {}
     if groups is None:
-        s = retrieval_scores(embeddings, labels, ks=(10,), ndcg_ks=(), finding_k=None, normal_index=normal_index,
-                             with_map=False)
+        s = retrieval_scores(embeddings, labels, RetrievalSpec(ks=(10,), ndcg_ks=(), finding_k=None,
+                                                               normal_index=normal_index, with_map=False))
         return {"precision_at_10": _num(s.precision_at_k[10]), "normal_auc": _num(s.normal_auc),
                 "n_items": int(s.n_items), "n_queries": int(s.n_queries)}
     return judged_metrics(embeddings, labels, normal_index, groups)

@@ -18,7 +18,8 @@ import numpy as np
 
 STATUSES = ("present", "negated", "uncertain", "not_mentioned")
 _STATUS_OF = {1: "present", 0: "negated", -1: "uncertain", None: "not_mentioned"}
-UNCERTAIN_POLICIES = ("exclude", "negative", "positive")
+UNCERTAIN_POLICIES = ("exclude", "negative", "positive")  # the first is the default
+DEFAULT_BOOTSTRAP = 1000  # replicates behind each interval
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,31 @@ def _interval(point: float, samples: np.ndarray, exact: bool = False) -> Interva
     return Interval(float(point), float(lo), float(hi))
 
 
-def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncertain: str = "exclude",
-                    bootstrap: int = 1000, seed: int = 0) -> AgreementReport:
+@dataclass(frozen=True)
+class _Clusters:
+    """The exams (clusters) pairs belong to, and how a bootstrap replicate redraws them."""
+
+    of_pair: np.ndarray  # each pair's cluster
+    redrawn: list[np.ndarray]  # per sampled stratum, its clusters: redrawn with replacement
+    fixed: np.ndarray  # the clusters of strata judged whole: kept as they are
+    count: int
+
+    @classmethod
+    def of(cls, pairs: Sequence[GoldPair]) -> "_Clusters":
+        """Clusters are exams within strata; a replicate redraws each sampled stratum's clusters with replacement."""
+        keys: dict[tuple[str, str], int] = {}
+        of_pair = np.array([keys.setdefault((p.stratum, p.exam_id), len(keys)) for p in pairs])
+        complete = {p.stratum for p in pairs if p.complete}
+        strata: dict[str, list[int]] = {}
+        for (stratum, _), c in keys.items():
+            strata.setdefault(stratum, []).append(c)
+        return cls(of_pair, [np.array(v) for s, v in strata.items() if s not in complete],
+                   np.array([c for s, members in strata.items() if s in complete for c in members], dtype=int),
+                   len(keys))
+
+
+def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncertain: str = UNCERTAIN_POLICIES[0],
+                    bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> AgreementReport:
     """Precision, recall, F1 per finding, macro and micro averages, with bootstrap intervals."""
     if uncertain not in UNCERTAIN_POLICIES:
         raise ValueError(f"uncertain must be one of {UNCERTAIN_POLICIES}, got {uncertain!r}")
@@ -170,15 +194,7 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
     weight = np.array([p.weight for p in pairs]) * keep
     gold = np.nan_to_num(gold)
     f_idx = np.array([index[p.finding] for p in pairs])
-    # clusters: exams within strata; a replicate redraws each stratum's clusters with replacement
-    cluster_keys = {}
-    cluster = np.array([cluster_keys.setdefault((p.stratum, p.exam_id), len(cluster_keys)) for p in pairs])
-    complete = {p.stratum for p in pairs if p.complete}
-    strata: dict[str, list[int]] = {}
-    for (stratum, _), c in cluster_keys.items():
-        strata.setdefault(stratum, []).append(c)
-    fixed = np.array([c for s, members in strata.items() if s in complete for c in members], dtype=int)
-    redrawn = [np.array(v) for s, v in strata.items() if s not in complete]
+    clusters = _Clusters.of(pairs)
     # a finding is exact when every pair it is scored on comes from a stratum judged whole
     exact = [all(p.complete for p, k in zip(pairs, keep) if k and p.finding == f) for f in findings]
     n_f = len(findings)
@@ -191,7 +207,7 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
 
     tp, fp, fn = counts(weight)
     point = _prf(tp, fp, fn)
-    boot = _bootstrap(counts, weight, cluster, redrawn, fixed, len(cluster_keys), n_f, bootstrap, seed)
+    boot = _bootstrap(counts, weight, clusters, n_f, bootstrap, seed)
     names = ("precision", "recall", "f1")
     per_finding: dict[str, dict[str, Any]] = {}
     for i, f in enumerate(findings):
@@ -214,18 +230,18 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
 Counts = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]  # exam weights -> (tp, fp, fn)
 
 
-def _bootstrap(counts: Counts, weight: np.ndarray, cluster: np.ndarray, members: list[np.ndarray], fixed: np.ndarray,
-               n_clusters: int, n_f: int, replicates: int, seed: int) -> np.ndarray:
+def _bootstrap(counts: Counts, weight: np.ndarray, clusters: _Clusters, n_f: int, replicates: int,
+               seed: int) -> np.ndarray:
     """[replicate, precision/recall/F1, finding... then macro, micro]: each sampled stratum's exams redrawn;
-    the clusters of strata judged whole (`fixed`) are kept as they are."""
+    the clusters of strata judged whole (`clusters.fixed`) are kept as they are."""
     rng = np.random.default_rng(seed)
     boot = np.full((replicates, 3, n_f + 2), np.nan)
     for b in range(replicates):
-        mult = np.zeros(n_clusters)
-        mult[fixed] = 1.0
-        for m in members:
-            mult += np.bincount(m[rng.integers(0, len(m), len(m))], minlength=n_clusters)
-        btp, bfp, bfn = counts(weight * mult[cluster])
+        mult = np.zeros(clusters.count)
+        mult[clusters.fixed] = 1.0
+        for m in clusters.redrawn:
+            mult += np.bincount(m[rng.integers(0, len(m), len(m))], minlength=clusters.count)
+        btp, bfp, bfn = counts(weight * mult[clusters.of_pair])
         per = _prf(btp, bfp, bfn)
         micro = _prf(btp.sum(keepdims=True), bfp.sum(keepdims=True), bfn.sum(keepdims=True))
         for k in range(3):

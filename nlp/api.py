@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from radsim.data_contracts.vocabulary import NO_FINDING
 
+from .chunks import PIPE_BATCH
+from .input_files import TEXT
 from .naming import chexpert_order, display_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,23 +35,22 @@ def _labeler(labeler: "Labeler | None", vocabulary: Any, threshold: str | None) 
 
 
 def label_texts(texts: Iterable[str | bytes | None], *, labeler: "Labeler | None" = None, vocabulary: Any = None,
-                certainty_threshold: str | None = None, batch_size: int = 256) -> list["ReportLabels"]:
+                certainty_threshold: str | None = None, batch_size: int = PIPE_BATCH) -> list["ReportLabels"]:
     """One ReportLabels per text, in order. A text that cannot be labelled (empty, undecodable, too long)
     gets every value None and its reason in `.problem`; nothing is dropped, so results align with inputs."""
     return _labeler(labeler, vocabulary, certainty_threshold).label_texts(texts, batch_size=batch_size)
 
 
-def label_dataframe(df: Any, text_column: str = "report_text", *, id_column: str | None = None,
-                    naming: str = "radsim", evidence: bool = False, labeler: "Labeler | None" = None,
-                    vocabulary: Any = None, certainty_threshold: str | None = None,
-                    batch_size: int = 256) -> Any:
+def label_dataframe(df: Any, text_column: str = TEXT, *, id_column: str | None = None, naming: str = NAMINGS[0],
+                    evidence: bool = False, labeler: "Labeler | None" = None, vocabulary: Any = None,
+                    certainty_threshold: str | None = None) -> Any:
     """Labels for a pandas or polars DataFrame's report column, as a DataFrame of the same kind and length.
 
     Columns: `id_column` (when given), one per finding (1, 0, -1 or null; pandas "Int8"), in radsim's names
     or, with naming="chexpert", the CheXpert labeler's ("Pleural Effusion") in its order; `label_problem`
     (null, or why a row could not be labelled); with evidence=True, `evidence` (a list of dicts per row).
     With naming="chexpert", "No Finding" is 1 or null, as in the CheXpert labeler's output.
-    A pandas result keeps the input's index.
+    A pandas result keeps the input's index. Texts go to spaCy `PIPE_BATCH` at a time, as everywhere.
     """
     if naming not in NAMINGS:
         raise ValueError(f"naming must be one of {NAMINGS}, got {naming!r}")
@@ -58,7 +59,7 @@ def label_dataframe(df: Any, text_column: str = "report_text", *, id_column: str
         raise KeyError(f"the DataFrame has no column {text_column!r} (columns: {list(df.columns)[:10]})")
     lab = _labeler(labeler, vocabulary, certainty_threshold)
     texts = df[text_column].to_list()
-    results = lab.label_texts([None if _missing(t) else t for t in texts], batch_size=batch_size)
+    results = lab.label_texts([None if _missing(t) else t for t in texts])
     names = list(lab.vocabulary.names)
     order = chexpert_order(names) if naming == "chexpert" else names
     column = display_name if naming == "chexpert" else (lambda f: f)

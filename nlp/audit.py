@@ -34,6 +34,7 @@ from .reading import open_reports
 from .text import decode_report
 
 STRATA = {1: "present", -1: "uncertain", 0: "negated", None: "not_mentioned"}
+DEFAULT_PER_STRATUM = 10  # exams sampled per (finding, predicted status) for review
 COLUMNS = ["audit_id", "exam_id", "strata", "to_judge", "evidence", "report_text", "verdict", "corrections", "unsure",
            "notes"]
 VERDICTS = {"correct": "correct", "c": "correct", "yes": "correct", "y": "correct", "ok": "correct",
@@ -104,7 +105,8 @@ def _evidence_line(finding: str, value: Any, ev: dict) -> str:
             f"\"{ev.get('sentence') or ''}\" [{ev.get('rule')}; trigger {ev.get('trigger')!r}]")
 
 
-def export_audit(labels_path: str | Path, out_csv: str | Path, *, per_stratum: int = 10, seed: int = 0,
+def export_audit(labels_path: str | Path, out_csv: str | Path, *, per_stratum: int = DEFAULT_PER_STRATUM,
+                 seed: int = 0,
                  reports_input: str | Path | None = None, findings: Sequence[str] | None = None) -> AuditSummary:
     """Sample up to `per_stratum` exams per (finding, predicted status); write one row per sampled report.
 

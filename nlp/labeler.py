@@ -18,6 +18,7 @@ from radsim.data_contracts.vocabulary import NO_FINDING, SUPPORT_DEVICES, Vocabu
 
 from .arrays import release_spans
 from .certainty import DEFAULT_THRESHOLD, RANK as CERTAINTY_RANK, check_threshold
+from .chunks import PIPE_BATCH
 from .mentions import Mention, MentionRules
 from .scope import ScopeRules
 from .negex_trace import mentions, sentence_starts, trace
@@ -110,8 +111,7 @@ class Labeler:
         self.nlp, patterns = build_nlp(vocabulary)
         self.nlp.max_length = MAX_REPORT_CHARS + 1
         self.attributes = patterns.attributes
-        self.corrector = SubstitutionCorrector(patterns.substitution_targets, patterns.known_words,
-                                               patterns.substitution_min_length or 8)
+        self.corrector = SubstitutionCorrector.from_patterns(patterns)
         cfg = phrases()
         strings = self.nlp.vocab.strings
         # qualifier word (as a LOWER hash) -> (value, rule), per attribute; abnormal wins a clash, as before
@@ -139,7 +139,7 @@ class Labeler:
         text = prepare(decoded.text)
         return self.labels_from_doc(self.nlp(self.corrector.correct(text)), text)
 
-    def label_many(self, texts: Iterable[str | bytes | None], batch_size: int = 256) -> Iterator[ReportLabels | Decoded]:
+    def label_many(self, texts: Iterable[str | bytes | None], batch_size: int = PIPE_BATCH) -> Iterator[ReportLabels | Decoded]:
         """Labels per text in order; a text that cannot be labelled yields its `Decoded` failure."""
         pending: deque[Decoded] = deque()
 
@@ -154,7 +154,7 @@ class Labeler:
             decoded = pending.popleft()
             yield self.labels_from_doc(doc, text) if decoded.text is not None else decoded
 
-    def label_texts(self, texts: Iterable[str | bytes | None], batch_size: int = 256) -> list[ReportLabels]:
+    def label_texts(self, texts: Iterable[str | bytes | None], batch_size: int = PIPE_BATCH) -> list[ReportLabels]:
         """One ReportLabels per text, in order; a text that cannot be labelled has all values None and a `problem`."""
         empty = dict.fromkeys(self.vocabulary.names)
         return [r if isinstance(r, ReportLabels) else

@@ -12,7 +12,8 @@ handling, PhraseMatcher and termination boundaries, and change only the assignme
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -50,19 +51,30 @@ PLURAL = frozenset({"have", "are", "were"})
 RELATIVE = frozenset({"which", "that"})  # ", which has resolved": the comma opens a clause about the mention
 
 
+@dataclass(frozen=True)
+class TriggerReach:
+    """How far a trigger reaches, beyond negspacy's own rules (the `radsim_negex` factory's config)."""
+
+    adjacent_following: Sequence[str]  # following triggers that reach only a mention right before them
+    max_following_gap: int  # tokens a following trigger reaches back over, within the mention's clause
+    max_preceding_gap: int  # tokens a preceding trigger reaches forward over
+    short_preceding: Sequence[str]  # preceding triggers that reach only `short_preceding_gap` tokens
+    short_preceding_gap: int
+    study_reference: dict[str, list[str]]  # phrases that attribute a finding to another study (with gaps)
+
+
 class TracingNegex(Negex):
     def __init__(self, nlp: Language, name: str, neg_termset: dict[str, list[str]], extension_name: str,
-                 adjacent_following: list[str], max_following_gap: int, max_preceding_gap: int,
-                 short_preceding: list[str], short_preceding_gap: int, study_reference: dict[str, list[str]]):
+                 reach: TriggerReach):
         super().__init__(nlp, name, neg_termset, ent_types=None, extension_name=extension_name)
-        self.adjacent = {t.lower() for t in adjacent_following}
-        self.short = {t.lower() for t in short_preceding}
-        self.short_gap = short_preceding_gap
-        self.max_following_gap = max_following_gap
-        self.max_preceding_gap = max_preceding_gap
+        self.adjacent = {t.lower() for t in reach.adjacent_following}
+        self.short = {t.lower() for t in reach.short_preceding}
+        self.short_gap = reach.short_preceding_gap
+        self.max_following_gap = reach.max_following_gap
+        self.max_preceding_gap = reach.max_preceding_gap
         strings = nlp.vocab.strings
-        self.study_refs = StudyReferences(nlp.vocab, study_reference, strings.add("Preceding"),
-                                          strings.add("Following")) if study_reference else None
+        self.study_refs = StudyReferences(nlp.vocab, reach.study_reference, strings.add("Preceding"),
+                                          strings.add("Following")) if reach.study_reference else None
         self._kind = {strings.add(k): k for k in ("pseudo", "Preceding", "Following", "Termination")}
 
         def ids(words: frozenset[str]) -> frozenset[int]:  # LOWER hashes, compared with the doc's array
@@ -254,8 +266,11 @@ class TracingNegex(Negex):
 def make_tracing_negex(nlp: Language, name: str, neg_termset: dict, extension_name: str, adjacent_following: list,
                        max_following_gap: int, max_preceding_gap: int, short_preceding: list,
                        short_preceding_gap: int, study_reference: dict) -> TracingNegex:
-    return TracingNegex(nlp, name, neg_termset, extension_name, adjacent_following, max_following_gap,
-                        max_preceding_gap, short_preceding, short_preceding_gap, study_reference)
+    """The `radsim_negex` component. Ten parameters because spaCy calls a factory with each key of its
+    config as a keyword (the defaults above are that config's one declaration); they become a TriggerReach."""
+    reach = TriggerReach(adjacent_following, max_following_gap, max_preceding_gap, short_preceding,
+                         short_preceding_gap, study_reference)
+    return TracingNegex(nlp, name, neg_termset, extension_name, reach)
 
 
 def mentions(doc: Doc) -> list[Span]:

@@ -120,7 +120,7 @@ class Patterns:
     attributes: list[Attribute]
     substitution_targets: list[str]  # single finding words that also match one-letter substitutions
     known_words: frozenset[str]  # words never "corrected": every phrase word, trigger word and `never`
-    substitution_min_length: int
+    substitution_min_length: int  # phrases.yaml typos.substitution_min_length: the one declaration (0: never)
     implications: dict[str, tuple[str, ...]]  # phrase -> the other findings it asserts ("hydropneumothorax")
 
 

@@ -29,6 +29,7 @@ from .input_files import (ID, IMAGE_INDEX, TEXT, InputFormat, input_kind, printa
 __all__ = ["ID", "TEXT", "IMAGE_INDEX", "InputFormat", "ReportRecord", "ReportSource", "open_reports",
            "MALFORMED", "UNREADABLE"]
 
+READ_BATCH = 2048  # records read at once when the caller names no batch size
 MALFORMED = "malformed_record"
 UNREADABLE = "unreadable_report"
 
@@ -55,7 +56,7 @@ class ReportSource:
     delimiter: str = ","
     encoding: str = "utf-8-sig"
 
-    def batches(self, batch_size: int = 2048) -> Iterator[list[ReportRecord]]:
+    def batches(self, batch_size: int = READ_BATCH) -> Iterator[list[ReportRecord]]:
         out: list[ReportRecord] = []
         for rec in _READERS[self.kind](self):
             out.append(rec)
@@ -65,7 +66,7 @@ class ReportSource:
         if out:
             yield out
 
-    def records(self, batch_size: int = 2048) -> Iterator[ReportRecord]:
+    def records(self, batch_size: int = READ_BATCH) -> Iterator[ReportRecord]:
         for batch in self.batches(batch_size):
             yield from batch
 

@@ -18,12 +18,13 @@ import pyarrow.compute as pc
 from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import QuarantineRecord, StageCounts, UsageError, load_contract
 from radsim.data_contracts.inflight import in_order
-from radsim.data_contracts.vocabulary import Vocabulary, default_vocabulary
+from radsim.data_contracts.settings import with_values
+from radsim.data_contracts.vocabulary import Vocabulary, load_vocabulary
 
 from . import worker
-from .chunks import label_chunk
-from .config import DEFAULT_BATCH
-from .certainty import DEFAULT_THRESHOLD, label_metadata
+from .chunks import PIPE_BATCH, label_chunk
+from .config import LabelConfig
+from .certainty import label_metadata
 from .output import open_sink, output_kind, side_path, write_quarantine
 from .reading import InputFormat, ReportRecord, open_reports
 from .version import LABELER_VERSION
@@ -163,12 +164,15 @@ def _chunks(records: Iterable[ReportRecord | tuple[str, object]], gate: _Gate, c
         yield items, bad, n_in
 
 
-def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocabulary: Vocabulary | None = None,
-                  labeler: "Labeler | None" = None, workers: int = 1, batch_size: int = DEFAULT_BATCH,
-                  collapse_images: bool = False, counts: StageCounts | None = None,
-                  submit: "ChunkSubmitter | None" = None,
-                  certainty_threshold: str | None = None) -> Iterator[LabelBatch]:
+def label_reports(records: Iterable[ReportRecord | tuple[str, object]], config: LabelConfig | None = None, *,
+                  vocabulary: Vocabulary | None = None, labeler: "Labeler | None" = None, collapse_images: bool = False,
+                  counts: StageCounts | None = None, submit: "ChunkSubmitter | None" = None,
+                  **settings: Any) -> Iterator[LabelBatch]:
     """Stream records (ReportRecord or (exam_id, text)) → LabelBatch per `batch_size` reports, in input order.
+
+    `config` (LabelConfig: workers, batch_size, certainty_threshold), with any LabelConfig field
+    given as a keyword (`batch_size=10`) set. Without `vocabulary` or `labeler`, the config's
+    vocabulary is loaded (the default one unless it names a file).
 
     `submit(items, inner)` hands each chunk to an executor of the caller's (a Prefect task runner on
     Dask, say) and returns a future with `.result()` → `label_chunk`'s output; at most
@@ -179,14 +183,15 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocab
     unreadable_report with their line). `counts` (a StageCounts) is updated as batches go.
     With `workers > 1` chunks go to spawned processes, each building the labeler once; at most
     2 × workers chunks are in flight, so memory stays bounded. `certainty_threshold` is the grade from
-    which a mention counts as present (LabelConfig.certainty_threshold; a given `labeler` keeps its own).
+    which a mention counts as present (a given `labeler` keeps its own).
     """
-    vocabulary = vocabulary or (labeler.vocabulary if labeler else default_vocabulary())
-    present = certainty_threshold or DEFAULT_THRESHOLD
+    cfg = label_config(config, **settings)
+    vocabulary = _vocabulary(vocabulary, labeler, cfg)
+    present, workers = cfg.certainty_threshold, cfg.workers
     counts = counts if counts is not None else StageCounts(STAGE)
     gate = _Gate(collapse_images)
-    chunks = _chunks(records, gate, counts, batch_size)
-    inner = min(batch_size, 256)
+    chunks = _chunks(records, gate, counts, cfg.batch_size)
+    inner = min(cfg.batch_size, PIPE_BATCH)
 
     def finish(table: pa.Table, failures: list[tuple[str, str, str]], bad: list[QuarantineRecord], n_in: int) -> LabelBatch:
         q = bad + [QuarantineRecord(STAGE, exam_id, reason, message) for exam_id, reason, message in failures]
@@ -212,6 +217,19 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], *, vocab
             return _PoolResult(pool.apply_async(worker.label_chunk, ((items, n),)))
 
         yield from _windowed(chunks, to_pool, inner, 2 * workers, finish)
+
+
+def label_config(config: LabelConfig | None = None, **values: Any) -> LabelConfig:
+    """`config` (or the defaults) with `values` set: LabelConfig validates them once."""
+    return with_values(LabelConfig, config, values, "label settings")
+
+
+def _vocabulary(vocabulary: Vocabulary | None, labeler: "Labeler | None", config: LabelConfig) -> Vocabulary:
+    """The vocabulary given, else the labeler's, else the config's (the default one unless it names a file)."""
+    if vocabulary is not None:
+        return vocabulary
+    return labeler.vocabulary if labeler is not None else load_vocabulary(config.vocabulary,
+                                                                          replace=config.replace_vocabulary)
 
 
 class _PoolResult:
@@ -263,33 +281,36 @@ class _Tally:
                     self.counts[name][VALUE_NAMES[entry["values"]]] += entry["counts"]
 
 
-def label_file(input: str | Path, out: str | Path, *, vocabulary: Vocabulary | None = None, workers: int = 1,
-               batch_size: int = DEFAULT_BATCH, progress: bool = True, labeler: "Labeler | None" = None,
-               submit: "ChunkSubmitter | None" = None, input_format: InputFormat | None = None,
-               certainty_threshold: str | None = None) -> LabelRunSummary:
+def label_file(input: str | Path, out: str | Path, config: LabelConfig | None = None, *,
+               vocabulary: Vocabulary | None = None, progress: bool = True, labeler: "Labeler | None" = None,
+               submit: "ChunkSubmitter | None" = None, **settings: Any) -> LabelRunSummary:
     """Label every report of INPUT into OUT and OUT's quarantine file beside it.
 
-    OUT's extension decides its format: .parquet is the labels contract, .csv the CheXpert layout
-    with an evidence side file (radsim.nlp.output). Streams: input is read in batches and labels are
-    written to temporary files in OUT's folder, renamed into place at the end, so a crash leaves no
-    partial output. A ready `labeler` (single process only) saves building the pipeline again.
+    `config` (LabelConfig: workers, batch_size, certainty_threshold and INPUT's delimiter and
+    columns), with any LabelConfig field given as a keyword (`workers=2`) set. OUT's extension
+    decides its format: .parquet is the labels contract, .csv the CheXpert layout with an evidence
+    side file (radsim.nlp.output). Streams: input is read in batches and labels are written to
+    temporary files in OUT's folder, renamed into place at the end, so a crash leaves no partial
+    output. A ready `labeler` (single process only) saves building the pipeline again; unless a
+    certainty threshold is given, the output records the labeler's own.
     """
     started = time.perf_counter()
+    cfg = label_config(config, **settings)
     out = Path(out)
     output_kind(out)
-    source = open_reports(input, input_format)
-    vocabulary = vocabulary or (labeler.vocabulary if labeler else default_vocabulary())
-    present = certainty_threshold or (labeler.certainty_threshold if labeler else DEFAULT_THRESHOLD)
+    source = open_reports(input, cfg.input_format())
+    vocabulary = _vocabulary(vocabulary, labeler, cfg)
+    if labeler is not None and config is None and settings.get("certainty_threshold") is None:
+        cfg = label_config(cfg, certainty_threshold=labeler.certainty_threshold)
     contract = load_contract("labels", vocabulary)
-    schema = contract.validate(contract.empty(), label_metadata(present)).schema
+    schema = contract.validate(contract.empty(), label_metadata(cfg.certainty_threshold)).schema
     counts = StageCounts(STAGE)
     summary = LabelRunSummary(counts, f"{vocabulary.name} {vocabulary.version}")
     tally = _Tally(list(vocabulary.names))
     quarantined: list[QuarantineRecord] = []
     with open_sink(out, schema, list(vocabulary.names)) as sink, _progress(source.total, progress) as bar:
-        for batch in label_reports(source.records(batch_size), vocabulary=vocabulary, workers=workers,
-                                   labeler=labeler, batch_size=batch_size, collapse_images=source.has_image_index,
-                                   counts=counts, submit=submit, certainty_threshold=present):
+        for batch in label_reports(source.records(cfg.batch_size), cfg, vocabulary=vocabulary, labeler=labeler,
+                                   collapse_images=source.has_image_index, counts=counts, submit=submit):
             if batch.table.num_rows:
                 tally.add(batch.table)
                 sink.write(batch.table)

@@ -20,7 +20,9 @@ from radsim.data_contracts.atomic import atomic_output
 from radsim.data_contracts.tableio import read_input_table
 from radsim.data_contracts.vocabulary import default_vocabulary, vocabulary_from_metadata
 
-from .agreement import AgreementReport, GoldPair, pairs_from_tables, score_agreement
+from .agreement import (DEFAULT_BOOTSTRAP, UNCERTAIN_POLICIES, AgreementReport, GoldPair, pairs_from_tables,
+                        score_agreement)
+from .input_files import ID
 from .naming import match_findings
 
 CLASSES = {"positive": 1, "negative": 0, "uncertain": -1}
@@ -65,7 +67,7 @@ def score_labels(predicted: pa.Table, truth: pa.Table, findings: list[str] | tup
     return F1Report(per, macro)
 
 
-def _id_column(table: pa.Table, path: str | Path, wanted: str = "exam_id") -> str:
+def _id_column(table: pa.Table, path: str | Path, wanted: str = ID) -> str:
     hits = [c for c in table.column_names if c.strip().lower() == wanted.strip().lower()]
     if not hits:
         raise UsageError(f"{path}: a labels or gold table needs an {wanted} column (columns: "
@@ -73,7 +75,7 @@ def _id_column(table: pa.Table, path: str | Path, wanted: str = "exam_id") -> st
     return hits[0]
 
 
-def _rows_by_finding(table: pa.Table, path: str | Path, findings: list[str], id_column: str = "exam_id"
+def _rows_by_finding(table: pa.Table, path: str | Path, findings: list[str], id_column: str = ID
                      ) -> tuple[list[dict[str, Any]], dict[str, str], list[str]]:
     """Rows as {exam_id, finding: value} in radsim's names; {column: finding} matched; columns not matched."""
     key = _id_column(table, path, id_column)
@@ -127,8 +129,9 @@ def _gold_pairs(gold_path: str | Path, pred_rows: list[dict], names: list[str], 
 
 
 def score_label_files(labels_path: str | Path, gold_path: str | Path, out_dir: str | Path, *,
-                      findings: Sequence[str] | None = None, uncertain: str = "exclude", bootstrap: int = 1000,
-                      seed: int = 0, gold_id_column: str = "exam_id") -> tuple[AgreementReport, list[Path]]:
+                      findings: Sequence[str] | None = None, uncertain: str = UNCERTAIN_POLICIES[0],
+                      bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0,
+                      gold_id_column: str = ID) -> tuple[AgreementReport, list[Path]]:
     """`radsim label-score`: a labels table against a gold table or a filled-in audit CSV.
 
     Either table may name its findings as radsim does (pleural_effusion) or as the CheXpert labeler

@@ -5,21 +5,28 @@ Substitutions are not: 25 variants per letter would cost ~100 MB of patterns per
 each word of at least `min_length` letters that is not a known word is looked up under a wildcard
 key per inner position ("pneumoth?rax"), SymSpell-style. A substitution keeps the text's length,
 so character offsets (and the evidence quoted from the original text) stay exact.
+
+`min_length` is declared once, as `typos.substitution_min_length` in phrases.yaml (0: never); it
+reaches the corrector through `Patterns.substitution_min_length` (`from_patterns`).
 """
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-_LONG_WORD = re.compile(r"[A-Za-z]{8,}")
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import Patterns
+
 _CACHE_LIMIT = 200_000
 
 
 class SubstitutionCorrector:
     """Maps an unknown long word one substitution away from exactly one target word to that word."""
 
-    def __init__(self, targets: Iterable[str], known: Iterable[str], min_length: int = 8):
+    def __init__(self, targets: Iterable[str], known: Iterable[str], min_length: int):
         self.min_length = min_length
+        # the words looked up: runs of at least `min_length` letters (none when 0, "never")
+        self._long_word = re.compile(rf"[A-Za-z]{{{min_length},}}") if min_length > 0 else None
         self.known = {w.lower() for w in known}
         index: dict[str, str | None] = {}
         for word in {t.lower() for t in targets if len(t) >= min_length and t.isalpha()}:
@@ -27,6 +34,11 @@ class SubstitutionCorrector:
                 index[key] = word if index.get(key, word) == word else None  # ambiguous keys map to None
         self.index = {k: v for k, v in index.items() if v is not None}
         self._cache: dict[str, str | None] = {}
+
+    @classmethod
+    def from_patterns(cls, patterns: "Patterns") -> "SubstitutionCorrector":
+        """The corrector of a built pattern set: its targets, known words and phrases.yaml's threshold."""
+        return cls(patterns.substitution_targets, patterns.known_words, patterns.substitution_min_length)
 
     def target(self, word: str) -> str | None:
         """The vocabulary word `word` misspells by one substitution, or None."""
@@ -44,8 +56,10 @@ class SubstitutionCorrector:
 
     def correct(self, text: str) -> str:
         """`text` with each misspelt long finding word replaced, keeping case and length."""
+        if self._long_word is None:
+            return text
         out: list[str] | None = None
-        for m in _LONG_WORD.finditer(text):
+        for m in self._long_word.finditer(text):
             word = m.group()
             target = self.target(word)
             if target is None:

@@ -18,11 +18,12 @@ from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import NO_FINDING, UsageError, load_contract, rows_to_table, write_parquet_atomic
 
 from .bad import write_bad_csv, write_bad_records
+from .config import SynthConfig, synth_config
 from .dicom_writer import write_dicom
 from .images import render_exam
 from .plan import ExamSpec, plan_cohort
 from .prevalence import FINDINGS
-from .preview import choose_preview, thumbnail, write_contact_sheet
+from .preview import PER_FINDING, choose_preview, thumbnail, write_contact_sheet
 from .reports import no_finding_value
 
 OUTPUT_FILES = ("exams.parquet", "truth.parquet", "report_truth.parquet", "bad_exams.csv", "preview.png")
@@ -63,16 +64,6 @@ class CohortSummary:
         if self.preview_path:
             out.append(f"  preview:      {self.preview_path}")
         return out
-
-
-def _check_args(n_exams: int, omission_rate: float, overcall_rate: float, image_size: int) -> None:
-    if not isinstance(n_exams, int) or n_exams < 1:
-        raise UsageError(f"the number of exams must be a positive integer, got {n_exams!r}")
-    for name, rate in (("omission rate", omission_rate), ("overcall rate", overcall_rate)):
-        if not 0.0 <= float(rate) <= 1.0:
-            raise UsageError(f"the {name} must be between 0 and 1, got {rate!r}")
-    if not 64 <= int(image_size) <= 4096:
-        raise UsageError(f"the image size must be between 64 and 4096 pixels, got {image_size!r}")
 
 
 def _prepare(out_dir: Path, overwrite: bool) -> Path:
@@ -118,31 +109,39 @@ def exam_rows(specs: list[ExamSpec]) -> list[dict[str, Any]]:
     ]
 
 
-def generate_cohort(out_dir: str | Path, n_exams: int, *, seed: int = 0, omission_rate: float = 0.0,
-                    overcall_rate: float = 0.0, bad: bool = False, preview: bool = False, image_size: int = 512,
-                    progress: bool = True, overwrite: bool = False) -> CohortSummary:
-    """Write a deterministic synthetic cohort under `out_dir` (same seed, same bytes)."""
-    _check_args(n_exams, omission_rate, overcall_rate, image_size)
+def _preview_picks(specs: list[ExamSpec]) -> dict[int, list[str]]:
+    """Exam index -> the rows of the preview sheet (normal, or a finding) its first image illustrates."""
+    picks = choose_preview([set(s.findings) - {"support_devices"} for s in specs], ["normal", *FINDINGS])
+    picks["support_devices"] = [s.index for s in specs if "support_devices" in s.findings][:PER_FINDING]
+    shown: dict[int, list[str]] = {}
+    for name, idx in picks.items():
+        for i in idx:
+            shown.setdefault(i, []).append(name)
+    return shown
+
+
+def generate_cohort(out_dir: str | Path, config: SynthConfig | None = None, *, progress: bool = True,
+                    overwrite: bool = False, **settings: Any) -> CohortSummary:
+    """Write a deterministic synthetic cohort under `out_dir` (same seed, same bytes).
+
+    `config` (a SynthConfig) with any SynthConfig field given as a keyword (`exams=24, image_size=64`)
+    says what to write; a value out of its bounds is a one-line UsageError before anything is written.
+    """
+    cfg = synth_config(config, **settings)
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     inbox = _prepare(out_dir, overwrite)
-    specs = plan_cohort(n_exams, seed, omission_rate, overcall_rate)
-    shown: dict[int, list[str]] = {}
-    if preview:
-        picks = choose_preview([set(s.findings) - {"support_devices"} for s in specs], ["normal", *FINDINGS])
-        picks["support_devices"] = [s.index for s in specs if "support_devices" in s.findings][:3]
-        for name, idx in picks.items():
-            for i in idx:
-                shown.setdefault(i, []).append(name)
+    specs = plan_cohort(cfg)
+    shown = _preview_picks(specs) if cfg.preview else {}
     thumbs: dict[int, Any] = {}
-    bar = progress_bar(n_exams, progress, unit="exam", desc="synth")
+    bar = progress_bar(cfg.exams, progress, unit="exam", desc="synth")
     try:
         for s in specs:
             folder = inbox / s.exam_id
             folder.mkdir(exist_ok=True)
             (folder / "report.txt").write_text(s.report.text, encoding="utf-8")
             for k in range(s.n_images):
-                img = render_exam(s, k, image_size)
+                img = render_exam(s, k, cfg.image_size)
                 write_dicom(folder / f"{k}.dcm", img, s, k)
                 if k == 0 and s.index in shown:
                     thumbs[s.index] = thumbnail(img)
@@ -157,11 +156,11 @@ def generate_cohort(out_dir: str | Path, n_exams: int, *, seed: int = 0, omissio
     rtruth_path = write_parquet_atomic(rows_to_table(vocab_contract, label_rows(specs, "report")),
                                        out_dir / "report_truth.parquet", contract=vocab_contract)
     bad_path, n_bad = None, 0
-    if bad:
-        rows = write_bad_records(out_dir, specs, image_size)
+    if cfg.bad:
+        rows = write_bad_records(out_dir, specs, cfg.image_size)
         bad_path, n_bad = write_bad_csv(out_dir / "bad_exams.csv", rows), len(rows)
     preview_path = None
-    if preview:
+    if cfg.preview:
         sheet: dict[str, list] = {}
         for i, names in sorted(shown.items()):
             for name in names:
@@ -171,7 +170,7 @@ def generate_cohort(out_dir: str | Path, n_exams: int, *, seed: int = 0, omissio
     prevalence = {f: sum(f in s.findings for s in specs) for f in FINDINGS}
     return CohortSummary(
         out_dir=out_dir, inbox=inbox, exams_path=exams_path, truth_path=truth_path, report_truth_path=rtruth_path,
-        bad_path=bad_path, preview_path=preview_path, n_exams=n_exams, n_images=sum(s.n_images for s in specs),
+        bad_path=bad_path, preview_path=preview_path, n_exams=cfg.exams, n_images=sum(s.n_images for s in specs),
         n_patients=len({s.patient_id for s in specs}),
         n_normal=sum(1 for s in specs if not (set(s.findings) - {"support_devices"})),
         n_bad=n_bad, seconds=time.perf_counter() - t0, prevalence=prevalence,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import DEFAULT_IMAGE_SIZE
 from .plan import ExamSpec
 from .render import render_frontal, render_lateral
 
@@ -12,7 +13,7 @@ def exam_rng(spec: ExamSpec, image_index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([spec.seed, 2, spec.index, image_index]))
 
 
-def render_exam(spec: ExamSpec, image_index: int = 0, image_size: int = 512) -> np.ndarray:
+def render_exam(spec: ExamSpec, image_index: int = 0, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
     """float32 [image_size, image_size] in [0, 1]; what the exam's DICOM decodes to."""
     rng = exam_rng(spec, image_index)
     if image_index == 0:

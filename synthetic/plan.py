@@ -15,6 +15,7 @@ import numpy as np
 from radsim.data_contracts import SUPPORT_DEVICES
 
 from . import people
+from .config import SynthConfig, synth_config
 from .prevalence import FINDINGS, sample_findings
 from .reports import Report, compose_report
 
@@ -95,8 +96,10 @@ def _ids(rng: np.random.Generator, n: int, start: int, width: int, prefix: str) 
     return [f"{prefix}{int(v):0{width}d}" for v in nums]
 
 
-def plan_cohort(n_exams: int, seed: int = 0, omission_rate: float = 0.0, overcall_rate: float = 0.0) -> list[ExamSpec]:
-    """Every exam's spec, deterministic for (n_exams, seed, rates)."""
+def plan_cohort(config: SynthConfig | None = None, **settings: Any) -> list[ExamSpec]:
+    """Every exam's spec, deterministic for (exams, seed, rates); `config` and keywords as for generate_cohort."""
+    cfg = synth_config(config, **settings)
+    n_exams, seed, omission_rate, overcall_rate = cfg.exams, cfg.seed, cfg.omission_rate, cfg.overcall_rate
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     # reports draw from their own stream, so noise rates change the text but never the images
     text_rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))

@@ -9,11 +9,15 @@ from PIL import Image, ImageDraw
 THUMB = 160
 
 
+PER_FINDING = 3  # example images per row of the preview sheet
+
+
 def thumbnail(img: np.ndarray) -> Image.Image:
     return Image.fromarray(np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)).resize((THUMB, THUMB), Image.BILINEAR)
 
 
-def choose_preview(findings_per_exam: list[set[str]], names: list[str], per_finding: int = 3) -> dict[str, list[int]]:
+def choose_preview(findings_per_exam: list[set[str]], names: list[str],
+                   per_finding: int = PER_FINDING) -> dict[str, list[int]]:
     """Exam indices to show per finding; prefer exams where the finding is alone."""
     out: dict[str, list[int]] = {}
     for name in names:

@@ -73,7 +73,7 @@ def _negations(rng: Rng, names: list[str]) -> list[str]:
 
 
 def compose_report(rng: Rng, present: Mapping[str, Attrs], all_findings: tuple[str, ...], *,
-                   view: str = "PA", omission_rate: float = 0.0, overcall_rate: float = 0.0,
+                   omission_rate: float, overcall_rate: float, view: str = "PA",
                    overcall_attrs: Callable[[str], Attrs] | None = None) -> Report:
     """Write one report for an exam whose image shows `present` (finding -> attributes).
 

@@ -37,13 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from radsim.data_contracts import keyer_from_env
-    from radsim.evaluation.report import run_evaluation
+    from radsim.evaluation.report import EvalInputs, run_evaluation
 
     config = settings.from_arguments(EvalConfig, args)
     keyer = keyer_from_env(demo=args.demo_key) if args.truth else None
-    result = run_evaluation(args.embeddings, args.out, model_version=args.model_version, truth=args.truth, keyer=keyer,
-                            shards=args.shards, split=config.split, seed=config.seed, max_queries=config.max_queries,
-                            plots=config.plots)
+    result = run_evaluation(args.embeddings, args.out, config,
+                            inputs=EvalInputs(args.model_version, args.truth, keyer, args.shards))
     inputs = {"embeddings": args.embeddings, "out": args.out, "truth": args.truth, "shards": args.shards,
               "demo_key": args.demo_key}
     doc = {**{k: (str(v) if v is not None else None) for k, v in inputs.items()}, **config.model_dump(),

@@ -69,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from radsim.nlp.runner import label_file
 
-        summary = label_file(args.input, args.out, vocabulary=vocabulary, workers=config.workers,
-                             batch_size=config.batch_size, progress=not args.no_progress,
-                             input_format=config.input_format(), certainty_threshold=config.certainty_threshold)
+        summary = label_file(args.input, args.out, config, vocabulary=vocabulary, progress=not args.no_progress)
     print("\n".join(summary.lines()))
     sys.stdout.flush()
     return 0

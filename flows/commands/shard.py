@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
                                       progress=not args.no_progress)
             print(result["summary"])
         else:
-            from radsim.imaging.shards import write_shards
+            from radsim.imaging.shards import ShardSite, write_shards
 
-            summary = write_shards(args.exams, args.labels, out, keyer=keyer,
-                                   vocabulary=load_vocabulary(args.vocabulary), workers=args.workers,
-                                   quarantine_path=quarantine, options=options, progress=not args.no_progress)
+            site = ShardSite(load_vocabulary(args.vocabulary), quarantine_path=quarantine)
+            summary = write_shards(args.exams, args.labels, out, keyer=keyer, site=site, workers=args.workers,
+                                   options=options, progress=not args.no_progress)
             print(summary.summary())
     sys.stdout.flush()
     return 0

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from radsim.evaluation import retrieval_scores, roc_auc
+from radsim.evaluation import RetrievalSpec, retrieval_scores, roc_auc
 from radsim.evaluation.intervals import Interval, retrieval_intervals, weighted_auc
 
 
@@ -29,7 +29,7 @@ def test_intervals_contain_the_value_and_narrow_with_more_patients():
     def width(n: int) -> float:
         rng = np.random.default_rng(0)
         emb, lab = rng.standard_normal((n, 8)), rng.random((n, 3)) < 0.4
-        s = retrieval_scores(emb, lab, per_query=True, normal_index=0)
+        s = retrieval_scores(emb, lab, RetrievalSpec(normal_index=0), per_query=True)
         ci = retrieval_intervals(s, [i // 2 for i in range(n)], replicates=300)  # 2 images per patient
         for name in ("precision_at_10", "map_at_r", "normal_auc", "ndcg_at_10", "finding/1"):
             assert ci[name].low <= ci[name].value <= ci[name].high, name
@@ -41,7 +41,7 @@ def test_intervals_contain_the_value_and_narrow_with_more_patients():
 
 def test_patients_not_images_are_resampled():
     emb, lab = _clustered()
-    s = retrieval_scores(emb, lab, per_query=True, normal_index=0)
+    s = retrieval_scores(emb, lab, RetrievalSpec(normal_index=0), per_query=True)
     many = retrieval_intervals(s, list(range(len(emb))), replicates=300)["normal_auc"]
     few = retrieval_intervals(s, [i % 3 for i in range(len(emb))], replicates=300)["normal_auc"]  # 3 "patients"
     assert (few.high - few.low) >= (many.high - many.low)
@@ -50,7 +50,7 @@ def test_patients_not_images_are_resampled():
 def test_intervals_need_the_per_query_values():
     emb, lab = _clustered(5)
     with pytest.raises(ValueError, match="per_query=True"):
-        retrieval_intervals(retrieval_scores(emb, lab, normal_index=None), list(range(15)))
+        retrieval_intervals(retrieval_scores(emb, lab, RetrievalSpec(normal_index=None)), list(range(15)))
 
 
 def test_an_interval_without_bounds_prints_its_value_alone():

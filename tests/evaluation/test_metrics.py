@@ -22,6 +22,7 @@ from radsim.evaluation import (
     precision_at_k,
     precision_at_k_chance,
     relevance_matrix,
+    RetrievalSpec,
     retrieval_scores,
     roc_auc,
 )
@@ -137,7 +138,7 @@ def test_lone_and_unlabelled_queries_are_excluded_and_counted():
     labels[:5, :3] = LABELS
     labels[5, 3] = True  # {C}: nobody else has C -> lone query
     # item 6: empty label set -> never a scored query, never relevant
-    s = retrieval_scores(emb, labels, ks=(1, 2), ndcg_ks=(2,), finding_k=1)
+    s = retrieval_scores(emb, labels, RetrievalSpec(ks=(1, 2), ndcg_ks=(2,), finding_k=1))
     assert (s.n_queries, s.n_excluded) == (5, 2)
     assert s.precision_at_k[1] == pytest.approx(0.8)  # rankings of q0..q4 unchanged at depth 2
     assert s.precision_at_k[2] == pytest.approx(0.6)
@@ -152,7 +153,7 @@ def test_chunking_queries_and_l2_give_the_same_numbers():
     lab[:, 0] |= ~lab.any(1)
     whole = retrieval_scores(emb, lab)
     chunked = retrieval_scores(emb, lab, chunk_size=7)
-    fast = retrieval_scores(emb, lab, with_map=False)
+    fast = retrieval_scores(emb, lab, RetrievalSpec(with_map=False))
     for name, value in vars(whole).items():
         assert getattr(chunked, name) == pytest.approx(value), name
     assert fast.precision_at_k == pytest.approx(whole.precision_at_k)
@@ -160,7 +161,7 @@ def test_chunking_queries_and_l2_give_the_same_numbers():
     l2 = retrieval_scores(normed, lab, metric="l2")
     assert l2.precision_at_k == pytest.approx(whole.precision_at_k)
     assert l2.map_at_r == pytest.approx(whole.map_at_r)
-    sub = retrieval_scores(emb, lab, queries=np.arange(0, 53, 2), ks=(10,), chunk_size=5)
+    sub = retrieval_scores(emb, lab, RetrievalSpec(ks=(10,)), queries=np.arange(0, 53, 2), chunk_size=5)
     idx, _ = nearest_neighbours(emb, 10)
     rel = relevance_matrix(lab, lab)
     per_q = [rel[q, idx[q]].mean() for q in range(0, 53, 2) if rel[q].sum() - rel[q, q] > 0]
@@ -195,7 +196,7 @@ def test_agrees_with_pytorch_metric_learning_on_single_label_data():
     calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"),
                               k="max_bin_count", device=__import__("torch").device("cpu"))
     pml = calc.get_accuracy(emb, classes)
-    ours = retrieval_scores(emb, one_hot, ks=(1,), ndcg_ks=(), finding_k=None, normal_index=None)
+    ours = retrieval_scores(emb, one_hot, RetrievalSpec(ks=(1,), ndcg_ks=(), finding_k=None, normal_index=None))
     assert ours.precision_at_k[1] == pytest.approx(pml["precision_at_1"], abs=1e-6)
     assert ours.map_at_r == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-6)
     assert 0.2 < ours.map_at_r < 0.95  # a non-trivial case

@@ -8,7 +8,7 @@ from radsim.evaluation import random_embeddings
 from radsim.evaluation.clustering import cluster_scores
 from radsim.evaluation.labelindex import LabelIndex
 from radsim.evaluation.nulls import block_permutations, cluster_null, patient_blocks, retrieval_null
-from radsim.evaluation.retrieval import make_spec, rank_for, score_ranking
+from radsim.evaluation.retrieval import RetrievalSpec, make_spec, rank_for, score_ranking
 
 
 def _setup(n: int, seed: int = 0, findings: int = 4, dim: int = 8):
@@ -17,7 +17,7 @@ def _setup(n: int, seed: int = 0, findings: int = 4, dim: int = 8):
     lab[:, 0] = ~lab[:, 1:].any(1)  # no_finding exactly when nothing else
     emb = random_embeddings(n, dim, seed=seed + 1)
     index = LabelIndex.build(lab)
-    spec = make_spec(index, (1, 5, 10), (10,), 10, None, 0, 10, True)
+    spec = make_spec(index, RetrievalSpec(ks=(1, 5, 10), ndcg_ks=(10,), finding_k=10, normal_index=0, normal_k=10))
     return emb, index, spec, rank_for(emb, index, spec)
 
 

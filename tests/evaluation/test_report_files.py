@@ -12,7 +12,7 @@ import pytest
 from radsim.data_contracts import UsageError, demo_keyer, load_contract
 from radsim.evaluation import evaluate_embeddings, records_to_table
 from radsim.warehouse import published as P
-from radsim.evaluation.report import run_evaluation
+from radsim.evaluation.report import EvalInputs, run_evaluation
 from radsim.flows.cli import main
 
 FINDINGS = ["no_finding", "cardiomegaly", "edema", "pleural_effusion"]
@@ -112,7 +112,7 @@ def test_truth_replaces_the_published_labels(tmp_path):
     keyer = demo_keyer()
     by_key = {keyer.exam_key(t["exam_id"]): [t[f] == 1 for f in FINDINGS] for t in truth}
     noisy = run_evaluation(tmp_path / "pub", tmp_path / "r1", plots=False)
-    clean = run_evaluation(tmp_path / "pub", tmp_path / "r2", truth=truth_path, keyer=keyer, plots=False)
+    clean = run_evaluation(tmp_path / "pub", tmp_path / "r2", inputs=EvalInputs(truth=truth_path, keyer=keyer), plots=False)
     direct = {(r.metric, r.k): r.value for r in _direct(table, by_key)}
     got = {(r.metric, r.k): r.value for r in clean.records if r.split == "test"}
     assert all(_same(got[k], v) for k, v in direct.items())
@@ -120,7 +120,8 @@ def test_truth_replaces_the_published_labels(tmp_path):
     with pytest.raises(UsageError, match="key_id"):
         from radsim.data_contracts import IdKeyer
 
-        run_evaluation(tmp_path / "pub", tmp_path / "r3", truth=truth_path, keyer=IdKeyer(b"another-site-secret-123"))
+        run_evaluation(tmp_path / "pub", tmp_path / "r3",
+                       inputs=EvalInputs(truth=truth_path, keyer=IdKeyer(b"another-site-secret-123")))
 
 
 def test_cli_writes_the_report_of_the_newest_version(tmp_path, capsys):
@@ -198,7 +199,7 @@ def test_a_scheduled_rerun_keeps_a_report_whose_inputs_did_not_change(tmp_path):
     table, truth = publish(tmp_path / "pub")
     truth_path = tmp_path / "truth.parquet"
     pq.write_table(pa.Table.from_pylist(truth), truth_path)
-    kw = dict(truth=truth_path, keyer=demo_keyer(), plots=False, reuse=True)
+    kw = dict(inputs=EvalInputs(truth=truth_path, keyer=demo_keyer()), plots=False, reuse=True)
     first = run_evaluation(tmp_path / "pub", tmp_path / "r", **kw)
     written = (tmp_path / "r" / "evaluation.json").stat().st_mtime_ns
     again = run_evaluation(tmp_path / "pub", tmp_path / "r", **kw)

@@ -17,8 +17,8 @@ def cohorts(tmp_path_factory):
     from radsim.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("cohorts")
-    a = generate_cohort(root / "a", 24, seed=11, image_size=64, progress=False)
-    b = generate_cohort(root / "b", 8, seed=12, image_size=64, progress=False)
+    a = generate_cohort(root / "a", exams=24, seed=11, image_size=64, progress=False)
+    b = generate_cohort(root / "b", exams=8, seed=12, image_size=64, progress=False)
     return a, b
 
 

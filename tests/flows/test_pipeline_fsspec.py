@@ -22,7 +22,7 @@ def test_pipeline_on_memory_urls_matches_the_local_run_and_survives_a_crash(pref
     from radsim.synthetic import generate_cohort
 
     root, fs = memory_root
-    cohort = generate_cohort(tmp_path / "cohort", 20, seed=21, image_size=64, progress=False)
+    cohort = generate_cohort(tmp_path / "cohort", exams=20, seed=21, image_size=64, progress=False)
     fs.put(str(cohort.inbox), f"{root}/inbox", recursive=True)
     inbox, wh = f"{root}/inbox", f"{root}/warehouse"
     cfg = resolve_config(TINY, environ={})

@@ -43,7 +43,7 @@ def _record_opens(fn, root: Path) -> tuple[object, set[str]]:
 def cohort(tmp_path_factory):
     from radsim.synthetic import generate_cohort
 
-    return generate_cohort(tmp_path_factory.mktemp("nightly") / "c", 30, seed=31, image_size=64, progress=False)
+    return generate_cohort(tmp_path_factory.mktemp("nightly") / "c", exams=30, seed=31, image_size=64, progress=False)
 
 
 def _inbox(src: Path, inbox: Path, names: list[str] | None = None) -> list[str]:
@@ -144,8 +144,8 @@ def test_a_small_first_run_defers_training_and_a_later_run_trains(prefect_harnes
     from radsim.flows import cli
     from radsim.synthetic import generate_cohort
 
-    small = generate_cohort(tmp_path / "small", 40, seed=41, image_size=64, progress=False)
-    more = generate_cohort(tmp_path / "more", 40, seed=42, image_size=64, progress=False)
+    small = generate_cohort(tmp_path / "small", exams=40, seed=41, image_size=64, progress=False)
+    more = generate_cohort(tmp_path / "more", exams=40, seed=42, image_size=64, progress=False)
     inbox, wh = tmp_path / "inbox", tmp_path / "wh"
     _inbox(small.inbox, inbox)
     args = ["run", str(inbox), "--warehouse", str(wh), "--demo-key", "--image-size", "64", "--no-progress"]

@@ -19,7 +19,7 @@ def test_no_identifier_outside_restricted_after_a_pipeline_run(prefect_harness, 
     from radsim.flows.pipeline import pipeline
     from radsim.synthetic import generate_cohort
 
-    cohort = generate_cohort(tmp_path / "cohort", 60, seed=5, image_size=64, bad=True, progress=False)
+    cohort = generate_cohort(tmp_path / "cohort", exams=60, seed=5, image_size=64, bad=True, progress=False)
     wh = tmp_path / "wh"
     cfg = resolve_config({**TINY, "paths.truth": str(cohort.truth_path)}, environ={})
     result = pipeline(str(cohort.inbox), str(wh), config=cfg, demo_key=True, quiet=True)

@@ -24,8 +24,8 @@ def cohorts(tmp_path_factory):
     from radsim.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("reuse-cohorts")
-    return (generate_cohort(root / "a", 16, seed=21, image_size=64, progress=False),
-            generate_cohort(root / "b", 6, seed=22, image_size=64, progress=False))
+    return (generate_cohort(root / "a", exams=16, seed=21, image_size=64, progress=False),
+            generate_cohort(root / "b", exams=6, seed=22, image_size=64, progress=False))
 
 
 def _copy(src: Path, inbox: Path, prefix: str = "") -> None:

@@ -81,7 +81,7 @@ def test_the_worker_stops_cleanly_and_the_next_run_redoes_a_cancelled_one(tmp_pa
     from radsim.synthetic import generate_cohort
     from radsim.flows.run_config import ScheduleSection
 
-    cohort = generate_cohort(tmp_path / "cohort", 24, seed=21, image_size=64, progress=False)
+    cohort = generate_cohort(tmp_path / "cohort", exams=24, seed=21, image_size=64, progress=False)
     warehouse = tmp_path / "wh"
     toml = tmp_path / "radsim.toml"
     toml.write_text(f'[paths]\ninbox = "{cohort.inbox}"\nwarehouse = "{warehouse}"\n'

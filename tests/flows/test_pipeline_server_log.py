@@ -32,7 +32,7 @@ DEADLINE_S = 240
 def test_a_radsim_run_shows_its_lines_decision_and_counts_on_the_server(tmp_path, privacy_scan):
     from radsim.synthetic import generate_cohort
 
-    cohort = generate_cohort(tmp_path / "cohort", 40, seed=23, image_size=64, bad=True, progress=False)
+    cohort = generate_cohort(tmp_path / "cohort", exams=40, seed=23, image_size=64, bad=True, progress=False)
     warehouse = tmp_path / "site-wh"
     toml = tmp_path / "radsim.toml"
     toml.write_text("[imaging]\nimage_size = 64\n[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 8\n"

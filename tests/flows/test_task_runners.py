@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent("""
 
     if __name__ == "__main__":
         root = Path(sys.argv[1])
-        cohort = generate_cohort(root / "cohort", 12, seed=5, image_size=64, progress=False)
+        cohort = generate_cohort(root / "cohort", exams=12, seed=5, image_size=64, progress=False)
         exams = write_parquet_atomic(ingest_inbox(cohort.inbox).exams, root / "exams.parquet")
         label_file(exams, root / "local-labels.parquet", batch_size=4, progress=False)
         run_label_reports(exams, root / "dask-labels.parquet", runner="dask", workers=2, batch_size=4, progress=False)

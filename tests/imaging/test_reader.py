@@ -10,7 +10,7 @@ import pytest
 from radsim.data_contracts import default_vocabulary, demo_keyer, load_contract, rows_to_table
 from radsim.imaging.decode import read_image
 from radsim.imaging.normalise import square_image
-from radsim.imaging.reader import iter_manifest_samples, make_dataset, shard_paths
+from radsim.imaging.reader import SampleFilter, StreamOrder, iter_manifest_samples, make_dataset, shard_paths
 from radsim.imaging.shards import write_shards
 
 VOCAB = default_vocabulary()
@@ -56,7 +56,7 @@ def test_webdataset_pipeline_split_filter_and_tensors(shards):
 
     by_key = {s["sample_key"]: s for s in iter_manifest_samples(shards["out"])}
     for split in ("train", "val"):
-        got = list(make_dataset(shards["out"], split=split, shuffle=4, seed=1))
+        got = list(make_dataset(shards["out"], select=SampleFilter(split), order=StreamOrder(shuffle=4, seed=1)))
         expected = {k for k, s in by_key.items() if s["split"] == split}
         assert {g["__key__"] for g in got} == expected and expected
         for g in got:
@@ -66,8 +66,8 @@ def test_webdataset_pipeline_split_filter_and_tensors(shards):
 
 
 def test_labelled_only_views_null_label_and_augment(shards):
-    got = list(make_dataset(shards["out"], split=None, labelled_only=True, views=("PA", "AP"), shuffle=0,
-                            null_label=0.0, augment=lambda t: 1.0 - t))
+    got = list(make_dataset(shards["out"], select=SampleFilter(None, labelled_only=True, views=("PA", "AP")),
+                            order=StreamOrder(shuffle=0), null_label=0.0, augment=lambda t: 1.0 - t))
     labelled = [s for s in iter_manifest_samples(shards["out"]) if s["labelled"] and s["view_position"] in ("PA", "AP")]
     assert [g["__key__"] for g in got] == [s["sample_key"] for s in labelled]  # no shuffle: stored order
     assert all(g["labelled"] for g in got) and len(got) == N // 2
@@ -79,9 +79,11 @@ def test_labelled_only_views_null_label_and_augment(shards):
 def test_resampled_epoch_and_dataloader(shards):
     import torch
 
-    ds = make_dataset(shards["out"], split=None, resampled=True, epoch_size=7, shuffle=8, seed=0)
+    ds = make_dataset(shards["out"], select=SampleFilter(None),
+                      order=StreamOrder(resampled=True, epoch_size=7, shuffle=8, seed=0))
     assert len(list(ds)) == 7
-    loader = torch.utils.data.DataLoader(make_dataset(shards["out"], split=None, shuffle=0), batch_size=4, num_workers=0)
+    unshuffled = make_dataset(shards["out"], select=SampleFilter(None), order=StreamOrder(shuffle=0))
+    loader = torch.utils.data.DataLoader(unshuffled, batch_size=4, num_workers=0)
     batches = list(loader)
     assert sum(b["image"].shape[0] for b in batches) == N
     assert batches[0]["image"].shape == (4, 1, SIZE, SIZE)

@@ -372,7 +372,7 @@ def test_guards_on_existing_folder(cohort, tmp_path):
     from radsim.data_contracts import Vocabulary
     small = Vocabulary("tiny", "1", other.findings[:3])
     with pytest.raises(UsageError):
-        run(cohort, tmp_path / "other", labels=cohort["labels"], vocabulary=small)
+        run(cohort, tmp_path / "other", labels=cohort["labels"], site=sh.ShardSite(vocabulary=small))
     with pytest.raises(UsageError):
         run(cohort, tmp_path / "frac", split_fractions=(0.5, 0.5, 0.5))
 

@@ -21,7 +21,7 @@ def train_shards(tmp_path_factory):
     from radsim.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("train-cohort")
-    cohort = generate_cohort(root / "cohort", 400, seed=3, image_size=64, progress=False)
+    cohort = generate_cohort(root / "cohort", exams=400, seed=3, image_size=64, progress=False)
     write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, root / "exams.parquet", load_contract("exams"))
     label_file(root / "exams.parquet", root / "labels.parquet", progress=False)
     write_shards(root / "exams.parquet", root / "labels.parquet", root / "shards", keyer=demo_keyer(), image_size=64,

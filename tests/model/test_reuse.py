@@ -32,7 +32,7 @@ def loaded(model_dir):
 def staged(cohort, loaded, tmp_path_factory):
     """Shards of A, published under v1; then B appended to the same shard folder (a copy is kept of A's)."""
     from radsim.data_contracts import demo_keyer
-    from radsim.imaging.shards import write_shards
+    from radsim.imaging.shards import ShardSite, write_shards
     from radsim.model.publish import embed_shards, publish_embedded
 
     root = tmp_path_factory.mktemp("reuse")
@@ -41,7 +41,7 @@ def staged(cohort, loaded, tmp_path_factory):
     exams_a = exams.filter(pc.is_in(exams.column("exam_id"), value_set=_arr(ids[:N_A])))
     shards = root / "shards"
     kw = {"keyer": demo_keyer(), "image_size": 64, "maxcount": MAXCOUNT, "progress": False,
-          "base_dir": cohort.exams.parent}
+          "site": ShardSite(base_dir=cohort.exams.parent)}
     write_shards(exams_a, cohort.labels, shards, **kw)
     a_shards = _names(shards)
     published = root / "published"

@@ -27,10 +27,10 @@ def loaded(model_dir):
 
 def _shard(cohort, out, exams, compact_after):
     from radsim.data_contracts import demo_keyer
-    from radsim.imaging.shards import write_shards
+    from radsim.imaging.shards import ShardSite, write_shards
 
     return write_shards(exams, cohort.labels, out, keyer=demo_keyer(), image_size=64, progress=False,
-                        base_dir=cohort.exams.parent, compact_after=compact_after)
+                        site=ShardSite(base_dir=cohort.exams.parent), compact_after=compact_after)
 
 
 def _table(published):

@@ -12,7 +12,7 @@ N_EXAMS = 400
 
 
 def test_macro_f1_against_synthetic_report_truth(tmp_path):
-    cohort = generate_cohort(tmp_path / "cohort", N_EXAMS, seed=11, image_size=64, progress=False)
+    cohort = generate_cohort(tmp_path / "cohort", exams=N_EXAMS, seed=11, image_size=64, progress=False)
     summary = label_file(cohort.exams_path, tmp_path / "labels.parquet", progress=False)
     assert summary.counts.rows_out == N_EXAMS  # one report per exam, image rows collapsed
     findings = [f for f in default_vocabulary().observed]

@@ -59,7 +59,7 @@ def cohort(tmp_path_factory) -> Cohort:
     from radsim.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("publish-cohort")
-    summary = generate_cohort(root / "cohort", N_EXAMS, image_size=IMAGE_SIZE, progress=False)
+    summary = generate_cohort(root / "cohort", exams=N_EXAMS, image_size=IMAGE_SIZE, progress=False)
     exams = write_parquet_atomic(ingest_manifests([summary.exams_path]).exams, root / "exams.parquet")
     label_file(exams, root / "all_labels.parquet", progress=False)
     labels = pq.read_table(root / "all_labels.parquet")

@@ -22,7 +22,7 @@ N, SIZE, SEED = 60, 96, 5
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     out = tmp_path_factory.mktemp("cohort")
-    return generate_cohort(out, N, seed=SEED, bad=True, preview=True, image_size=SIZE, progress=False)
+    return generate_cohort(out, exams=N, seed=SEED, bad=True, preview=True, image_size=SIZE, progress=False)
 
 
 def _digest(root: Path, skip_bad: bool = True) -> dict[str, str]:
@@ -42,11 +42,11 @@ def decode_display(ds: pydicom.Dataset) -> np.ndarray:
 
 
 def test_same_seed_reproduces_the_same_cohort(tmp_path, cohort):
-    again = generate_cohort(tmp_path / "a", N, seed=SEED, image_size=SIZE, progress=False)
+    again = generate_cohort(tmp_path / "a", exams=N, seed=SEED, image_size=SIZE, progress=False)
     first = {k: v for k, v in _digest(cohort.out_dir).items() if k in _digest(again.out_dir)}
     assert first == _digest(again.out_dir)
     assert len(first) >= 2 * N + 3  # every dcm, report and table is byte-identical
-    other = generate_cohort(tmp_path / "b", N, seed=SEED + 1, image_size=SIZE, progress=False)
+    other = generate_cohort(tmp_path / "b", exams=N, seed=SEED + 1, image_size=SIZE, progress=False)
     assert pq.read_table(other.truth_path) != pq.read_table(again.truth_path)
 
 
@@ -69,7 +69,7 @@ def test_tables_validate_against_their_contracts(cohort):
 
 
 def test_dicoms_decode_to_the_intended_image(cohort):
-    specs = {s.exam_id: s for s in plan_cohort(N, SEED)}
+    specs = {s.exam_id: s for s in plan_cohort(exams=N, seed=SEED)}
     seen = set()
     for row in pq.read_table(cohort.exams_path).to_pylist():
         ds = pydicom.dcmread(cohort.out_dir / row["image_uri"])
@@ -90,7 +90,7 @@ def test_dicoms_decode_to_the_intended_image(cohort):
 @pytest.mark.parametrize("variant", [DicomVariant(p, b, c) for p in ("MONOCHROME1", "MONOCHROME2")
                                      for b, c in ((10, "rle"), (12, "j2k"), (16, "none"))])
 def test_every_variant_round_trips(variant):
-    spec = plan_cohort(2, seed=1)[0]
+    spec = plan_cohort(exams=2, seed=1)[0]
     img = render_exam(spec, 0, 64)
     ds = build_dataset(img, spec, 0, variant=variant)
     assert ds.file_meta.TransferSyntaxUID.is_compressed == (variant.compression != "none")
@@ -98,7 +98,7 @@ def test_every_variant_round_trips(variant):
 
 
 def test_bad_records_only_on_request(cohort, tmp_path):
-    plain = generate_cohort(tmp_path, 20, seed=1, image_size=64, progress=False)
+    plain = generate_cohort(tmp_path, exams=20, seed=1, image_size=64, progress=False)
     assert plain.bad_path is None and not (tmp_path / "bad_exams.csv").exists()
     assert len(list(plain.inbox.iterdir())) == 20
     with cohort.bad_path.open() as fh:

@@ -88,7 +88,7 @@ def _downscale(img: np.ndarray, k: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def rendered():
     """Rendered at 256 px (the native path's working resolution) and downscaled to 128, as training will."""
-    specs = plan_cohort(700, seed=3)
+    specs = plan_cohort(exams=700, seed=3)
     return specs, [_downscale(render_exam(s, 0, 2 * SIZE), 2) for s in specs]
 
 

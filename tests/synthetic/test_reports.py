@@ -68,7 +68,7 @@ def read_report(text: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def noisy():
-    return plan_cohort(1500, seed=7, omission_rate=0.1, overcall_rate=0.1)
+    return plan_cohort(exams=1500, seed=7, omission_rate=0.1, overcall_rate=0.1)
 
 
 def test_report_truth_is_exactly_what_the_text_says(noisy):
@@ -110,17 +110,18 @@ def test_typos_never_touch_a_vocabulary_phrase_or_cue():
 
 
 def test_noise_rates_make_report_disagree_with_image():
-    clean = plan_cohort(400, seed=2)
+    clean = plan_cohort(exams=400, seed=2)
     for s in clean:  # every finding in the image is reported (present, stable or hedged); none is invented
         for f in FINDINGS:
             v = s.report.values[f]
             assert (v in (1, -1)) if f in s.findings else (v != 1)
-    omitted = plan_cohort(200, seed=2, omission_rate=1.0)
+    omitted = plan_cohort(exams=200, seed=2, omission_rate=1.0)
     assert all(s.report.values[f] is None for s in omitted for f in s.findings)
-    over = plan_cohort(200, seed=2, overcall_rate=1.0)
+    over = plan_cohort(exams=200, seed=2, overcall_rate=1.0)
     assert all(sum(s.report.values[f] == 1 and f not in s.findings for f in FINDINGS) == 1 for s in over)
     # noise changes the text, never what the images show
-    assert [s.findings for s in over] == [s.findings for s in omitted] == [s.findings for s in plan_cohort(200, seed=2)]
+    again = plan_cohort(exams=200, seed=2)
+    assert [s.findings for s in over] == [s.findings for s in omitted] == [s.findings for s in again]
 
 
 def test_prevalence_within_tolerance_of_the_table():
@@ -136,7 +137,7 @@ def test_prevalence_within_tolerance_of_the_table():
 
 
 def test_every_finding_appears_and_patients_repeat():
-    specs = plan_cohort(400, seed=0)
+    specs = plan_cohort(exams=400, seed=0)
     assert all(any(f in s.findings for s in specs) for f in FINDINGS)
     assert len({s.patient_id for s in specs}) < 0.85 * len(specs)
     assert len({s.exam_id for s in specs}) == len(specs)

@@ -22,7 +22,7 @@ from radsim.warehouse.ledger import (
 def cohort(tmp_path_factory):
     from radsim.synthetic import generate_cohort
 
-    return generate_cohort(tmp_path_factory.mktemp("c") / "c", 6, seed=5, image_size=64, bad=True, progress=False)
+    return generate_cohort(tmp_path_factory.mktemp("c") / "c", exams=6, seed=5, image_size=64, bad=True, progress=False)
 
 
 def _png(path):

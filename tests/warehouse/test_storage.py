@@ -128,7 +128,7 @@ def test_radsim_shard_writes_to_a_remote_folder_like_to_a_local_one(remote, tmp_
     from radsim.synthetic import generate_cohort
 
     uri, fs = remote
-    cohort = generate_cohort(tmp_path / "cohort", 6, seed=2, image_size=64, progress=False)
+    cohort = generate_cohort(tmp_path / "cohort", exams=6, seed=2, image_size=64, progress=False)
     exams = write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, tmp_path / "exams.parquet",
                                  load_contract("exams"))
     common = ["shard", "--exams", str(exams), "--image-size", "32", "--demo-key", "--no-progress"]
