@@ -14,41 +14,16 @@ bootstrap over few patients ignores that queries share their neighbours and clai
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from .config import DEFAULT_SEED
+from radsim.data_contracts.intervals import Interval
+
 from .retrieval import RetrievalScores
 
 DEFAULT_REPLICATES = 1000
-
-
-@dataclass(frozen=True)
-class Interval:
-    value: float
-    low: float
-    high: float
-
-    @property
-    def defined(self) -> bool:
-        return all(math.isfinite(x) for x in (self.value, self.low, self.high))
-
-    def text(self, spec: str = ".3f") -> str:
-        if not math.isfinite(self.value):
-            return "n/a"
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            return format(self.value, spec)
-        return f"{self.value:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {"value": _num(self.value), "ci_low": _num(self.low), "ci_high": _num(self.high)}
-
-
-def _num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 def weighted_auc(scores: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> float:

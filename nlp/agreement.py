@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from radsim.data_contracts.intervals import Interval
+
 STATUSES = ("present", "negated", "uncertain", "not_mentioned")
 _STATUS_OF = {1: "present", 0: "negated", -1: "uncertain", None: "not_mentioned"}
 UNCERTAIN_POLICIES = ("exclude", "negative", "positive")  # the first is the default
@@ -46,28 +48,6 @@ def weighted_pairs(judged: list[tuple[str, str, str, int | None, int | None]], s
 
 
 @dataclass
-class Interval:
-    value: float
-    low: float
-    high: float
-    exact: bool = False  # every pair it rests on was judged (a census): no sampling interval
-
-    def as_dict(self) -> dict[str, float | bool | None]:
-        out: dict[str, float | bool | None] = {k: (None if math.isnan(v) else round(v, 4)) for k, v in
-                                               (("value", self.value), ("low", self.low), ("high", self.high))}
-        if self.exact:
-            out["exact"] = True
-        return out
-
-    def text(self) -> str:
-        if math.isnan(self.value):
-            return "n/a"
-        if self.exact:
-            return f"{self.value:.3f} (exact)"
-        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
-
-
-@dataclass
 class AgreementReport:
     findings: list[str]
     per_finding: dict[str, dict[str, Any]]  # finding -> precision/recall/f1 Intervals + counts
@@ -85,9 +65,9 @@ class AgreementReport:
             "protocol": {"present": "value 1", "uncertain_gold": self.uncertain, "interval": "95% percentile bootstrap over exams",
                          "bootstrap_replicates": self.bootstrap},
             "n_exams": self.n_exams, "n_pairs": self.n_pairs,
-            "macro": {k: v.as_dict() for k, v in self.macro.items()},
-            "micro": {k: v.as_dict() for k, v in self.micro.items()},
-            "per_finding": {f: {k: (v.as_dict() if isinstance(v, Interval) else v) for k, v in d.items()}
+            "macro": {k: v.as_dict(digits=4) for k, v in self.macro.items()},
+            "micro": {k: v.as_dict(digits=4) for k, v in self.micro.items()},
+            "per_finding": {f: {k: (v.as_dict(digits=4) if isinstance(v, Interval) else v) for k, v in d.items()}
                             for f, d in self.per_finding.items()},
             "confusion": self.confusion,
             "notes": self.notes,
