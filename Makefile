@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # torch is pinned to the local CPU wheel; anything looser can pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 DEMO_DIR ?= demo-output
-DEMO_EXAMS ?= 2000
+DEMO_EXAMS ?=  # empty: radsim demo's own default cohort size (DemoConfig)
 
 # Prefect runs offline in its ephemeral mode (DESIGN §11).
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -29,7 +29,7 @@ $(VENV)/.installed: $(VENV)/bin/activate pyproject.toml
 venv install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/radsim demo --out $(DEMO_DIR) --exams $(DEMO_EXAMS)
+	$(VENV)/bin/radsim demo --out $(DEMO_DIR) $(if $(DEMO_EXAMS),--exams $(DEMO_EXAMS))
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.bench_real import BASE, NIH_DIR, folds_of, nih_tables, read_nih, shard_fold
+from radsim.warehouse.layout import EXAMS_FILE, LABELS_FILE, MANIFEST_FILE, TRUTH_FILE
 
 TARGET_FALSE_CLAIMS = 0.07
 CLAIMS = ("above chance", "below chance")
@@ -83,16 +84,16 @@ def synthetic_dataset(work: Path, exams: int, seed: int) -> Dataset:
 
     cohort = generate_cohort(work / "cohort", exams=exams, seed=seed, omission_rate=0.1, overcall_rate=0.1,
                              image_size=128, progress=False, overwrite=True)
-    write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, work / "exams.parquet", load_contract("exams"))
-    label_file(work / "exams.parquet", work / "labels.parquet", progress=False)
-    write_shards(work / "exams.parquet", work / "labels.parquet", work / "shards", keyer=demo_keyer(), image_size=64,
+    write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, work / EXAMS_FILE, load_contract("exams"))
+    label_file(work / EXAMS_FILE, work / LABELS_FILE, progress=False)
+    write_shards(work / EXAMS_FILE, work / LABELS_FILE, work / "shards", keyer=demo_keyer(), image_size=64,
                  workers=2, progress=False, split_fractions=(0.5, 0.1, 0.4))
     published = _train_and_publish(work / "shards", work, seed, image_size=64, device="cpu", threads=2,
                                    max_minutes=3.0)
     keyer = demo_keyer()
-    test = {r["exam_key"] for r in pq.read_table(work / "shards" / "manifest.parquet").to_pylist()
+    test = {r["exam_key"] for r in pq.read_table(work / "shards" / MANIFEST_FILE).to_pylist()
             if r["split"] == "test"}
-    truth = [r for r in pq.read_table(cohort.out_dir / "truth.parquet").to_pylist()
+    truth = [r for r in pq.read_table(cohort.out_dir / TRUTH_FILE).to_pylist()
              if keyer.exam_key(r["exam_id"]) in test]
     return Dataset("synthetic", published, work / "shards", truth)
 

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from radsim.warehouse.layout import EXAMS_FILE, LABELS_FILE
 
 TARGET = 0.8
 
@@ -97,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="radsim-bench-feeder-"))
     try:
         cohort = generate_cohort(root / "cohort", exams=args.exams, seed=1, image_size=args.size, progress=False)
-        write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, root / "exams.parquet", load_contract("exams"))
-        label_file(root / "exams.parquet", root / "labels.parquet", progress=False)
+        write_parquet_atomic(ingest_manifests([cohort.exams_path]).exams, root / EXAMS_FILE, load_contract("exams"))
+        label_file(root / EXAMS_FILE, root / LABELS_FILE, progress=False)
         shards = root / "shards"
-        write_shards(root / "exams.parquet", root / "labels.parquet", shards, keyer=demo_keyer(), image_size=args.size,
+        write_shards(root / EXAMS_FILE, root / LABELS_FILE, shards, keyer=demo_keyer(), image_size=args.size,
                      maxcount=max(100, args.exams // (4 * args.workers)), workers=args.workers, progress=False)
         tars = sorted(shards.glob("shard-*.tar"))
         base = max(decode_rate(tars, args.workers) for _ in range(args.epochs))

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from radsim.warehouse.layout import EXAMS_FILE, QUARANTINE_FILE
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dicom"
 J2K_FILMS = ("966_fixed.dcm", "RG1_J2KI.dcm")
@@ -53,7 +54,7 @@ def radsim_shard(exams: Path, out: Path, size: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-c", "import sys; from radsim.flows.cli import main; sys.exit(main(sys.argv[1:]))",
            "shard", "--exams", str(exams), "--out", str(out), "--image-size", str(size), "--workers", "1",
-           "--demo-key", "--no-progress", "--quarantine", str(out.parent / "quarantine.parquet")]
+           "--demo-key", "--no-progress", "--quarantine", str(out.parent / QUARANTINE_FILE)]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
@@ -125,12 +126,12 @@ def films_row(shared: Path, n: int, size: int, repeat: int = 2) -> dict:
     try:
         exam_files = {f"F{i:05d}": films[i % 2] for i in range(n)}
         pq.write_table(pa.table({"exam_id": list(exam_files), "patient_id": [f"P{i:05d}" for i in range(n)],
-                                 "image_uri": [str(p) for p in exam_files.values()]}), work / "exams.parquet")
+                                 "image_uri": [str(p) for p in exam_files.values()]}), work / EXAMS_FILE)
         paths = list(exam_files.values())
         bare = min(bare_full_decode(paths, size) for _ in range(repeat))
-        ours = min(radsim_shard(work / "exams.parquet", work / "shards", size) for _ in range(repeat))
+        ours = min(radsim_shard(work / EXAMS_FILE, work / "shards", size) for _ in range(repeat))
         rhos = stored_correlations(work / "shards", exam_files, size)
-        pq.write_table(pq.read_table(work / "exams.parquet").slice(0, 2), work / "two.parquet")
+        pq.write_table(pq.read_table(work / EXAMS_FILE).slice(0, 2), work / "two.parquet")
         start = min(radsim_shard(work / "two.parquet", work / "shards", size) for _ in range(repeat))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from radsim.warehouse.layout import LABELS_FILE
 
 # --------------------------------------------------------------------------- realistic reports
 
@@ -165,7 +166,7 @@ def scale(n: int, workers: int, keep: Path | None) -> None:
             w.write_table(pa.table({"exam_id": [f"EX{start + i:09d}" for i in range(k)],
                                     "report_text": [make_report(rng) for _ in range(k)]}))
     print(f"wrote {n} reports to {src} in {time.perf_counter() - t0:.0f} s")
-    cmd = [sys.executable, "-m", "radsim.flows.cli", "label", str(src), "--out", str(tmp / "labels.parquet"),
+    cmd = [sys.executable, "-m", "radsim.flows.cli", "label", str(src), "--out", str(tmp / LABELS_FILE),
            "--workers", str(workers), "--no-progress"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # `python bench/bench_noise.py`: make `bench.benc
 
 from bench.bench_train import split_images, truth_matrix
 from bench.cohorts import label_and_shard
+from radsim.warehouse.layout import LABELS_FILE, MANIFEST_FILE, TRUTH_FILE
 
 METRICS = ("precision_at_10", "map_at_r", "nmi", "normal_auc")
 HEADS = {"precision_at_10": "P@10", "map_at_r": "mAP@R", "nmi": "NMI", "normal_auc": "normal AUC"}
@@ -54,7 +55,7 @@ def build_level(work: Path, n_exams: int, noise: float, render_size: int, shard_
     from radsim.synthetic import generate_cohort
 
     shards = work / "shards"
-    if (shards / "manifest.parquet").exists():
+    if (shards / MANIFEST_FILE).exists():
         return work
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.perf_counter()
@@ -75,8 +76,8 @@ def _positive_matrix(path: Path, findings: list[str]) -> dict[str, np.ndarray]:
 
 def measured_noise(level_dir: Path, findings: list[str]) -> dict:
     """How far the report-derived labels are from the image truth, over all labelled exams."""
-    truth = _positive_matrix(level_dir / "cohort" / "truth.parquet", findings)
-    labels = _positive_matrix(level_dir / "labels.parquet", findings)
+    truth = _positive_matrix(level_dir / "cohort" / TRUTH_FILE, findings)
+    labels = _positive_matrix(level_dir / LABELS_FILE, findings)
     ids = sorted(set(truth) & set(labels))
     t = np.stack([truth[i] for i in ids])
     lab = np.stack([labels[i] for i in ids])
@@ -96,8 +97,8 @@ def test_set(level_dir: Path):
     import pyarrow.parquet as pq
 
     shards = level_dir / "shards"
-    rows, truth, findings = truth_matrix(shards, level_dir / "cohort" / "truth.parquet")
-    manifest = pq.read_table(shards / "manifest.parquet", columns=["exam_key", "image_sha256"]).to_pylist()
+    rows, truth, findings = truth_matrix(shards, level_dir / "cohort" / TRUTH_FILE)
+    manifest = pq.read_table(shards / MANIFEST_FILE, columns=["exam_key", "image_sha256"]).to_pylist()
     hashes = [(manifest[i]["exam_key"], manifest[i]["image_sha256"]) for i in rows]
     return split_images(shards, rows), truth, findings, hashes
 

@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from radsim.warehouse.layout import EXAMS_FILE, LABELS_FILE
+from radsim.synthetic.config import MIN_IMAGE_SIZE
 
 TARGET = 1.15
 TRAINING = {"image_size": 64, "max_steps": 5, "batch_size": 32}
@@ -52,13 +54,13 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
     restricted = warehouse / "restricted"
     restricted.mkdir(parents=True)
     ingested = ingest_inbox(inbox)
-    write_parquet_atomic(ingested.exams, restricted / "exams.parquet", load_contract("exams"))
+    write_parquet_atomic(ingested.exams, restricted / EXAMS_FILE, load_contract("exams"))
     ledger = read_ledger(warehouse)
     prints = fingerprints(ingested.exams)
     todo = diff(ledger, prints)
-    summary = label_file(restricted / "exams.parquet", restricted / "batch-labels.parquet", progress=False)
-    merge_labels(restricted / "labels.parquet", pq.read_table(summary.labels_path), todo.to_label, default_vocabulary())
-    write_shards(restricted / "exams.parquet", restricted / "labels.parquet", warehouse / "shards", keyer=keyer,
+    summary = label_file(restricted / EXAMS_FILE, restricted / "batch-labels.parquet", progress=False)
+    merge_labels(restricted / LABELS_FILE, pq.read_table(summary.labels_path), todo.to_label, default_vocabulary())
+    write_shards(restricted / EXAMS_FILE, restricted / LABELS_FILE, warehouse / "shards", keyer=keyer,
                  image_size=image_size, workers=workers, progress=False)
     trained = train_embedding_model(warehouse / "shards", warehouse / "models" / "training", progress=False,
                                     **TRAINING)
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from radsim.synthetic import generate_cohort
 
     t = time.perf_counter()
-    cohort = generate_cohort(work / "cohort", exams=args.exams, seed=1, image_size=max(64, args.image_size),
+    cohort = generate_cohort(work / "cohort", exams=args.exams, seed=1, image_size=max(MIN_IMAGE_SIZE, args.image_size),
                              progress=False)
     synth_s = time.perf_counter() - t
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from radsim.warehouse.layout import BEST_FILE, SPLITS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 NIH_DIR = REPO.parent / "shared" / "data" / "nih-dev"
@@ -111,7 +112,7 @@ def shard_fold(rows: list[dict], nih: Path, fold: int, folds: dict[str, int], ou
     for p, f in folds.items():
         splits[keyer.patient_key(p)] = "test" if f == fold else ("val" if p in others[:n_val] else "train")
     out.mkdir(parents=True)
-    write_splits(out / "splits.parquet", splits, keyer.key_id)
+    write_splits(out / SPLITS_FILE, splits, keyer.key_id)
     exams, labels = nih_tables(rows, nih)
     write_shards(exams, labels, out, keyer=keyer, image_size=64, progress=False,
                  site=ShardSite(quarantine_path=out.parent / f"quarantine-{fold}.parquet"))
@@ -206,7 +207,7 @@ def run(args: argparse.Namespace) -> dict:
                     timing[name] += time.perf_counter() - t0
                     card = result.card
                     model = build_encoder(card.backbone, embedding_dim=card.embedding_dim)
-                    model.load_state_dict(read_checkpoint(result.model_dir / "model.pt")["state_dict"])
+                    model.load_state_dict(read_checkpoint(result.model_dir / BEST_FILE)["state_dict"])
                     emb = embed_images(model, test.float_images(), device="cpu")
                     per[name].append((_scores(emb, test.labels, normal), test.groups))
                     print(f"{split} {name}: P@10 {per[name][-1][0].precision_at_k[10]:.3f}, "

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from .scale_watch import StageFigures, Watch, run_stage_of
+from radsim.warehouse.layout import MANIFEST_FILE, REPORT_FILE, TRUTH_FILE
 
 GROWING = ("ingest", "label", "shard", "embed+publish")  # stages whose work grows with the cohort
 FIXED = ("start-up", "train")  # Prefect and imports; training capped at --steps: estimated by their mean
@@ -75,7 +76,7 @@ def _count(root: Path, pattern: str) -> int:
 def _split_rows(shards: Path, split: str) -> int:
     import pyarrow.parquet as pq
 
-    return pq.read_table(shards / "manifest.parquet", columns=["split"]).column("split").to_pylist().count(split)
+    return pq.read_table(shards / MANIFEST_FILE, columns=["split"]).column("split").to_pylist().count(split)
 
 
 def run_size(n: int, root: Path, env: dict[str, str], args: argparse.Namespace, nightly: bool) -> dict:
@@ -100,7 +101,7 @@ def run_size(n: int, root: Path, env: dict[str, str], args: argparse.Namespace, 
     out["run_peak_rss"] = max(s.peak_rss for s in run)
     report = root / f"report-{n}"
     evaluate = Watch(_radsim("evaluate", "--embeddings", str(wh / "published"), "--out", str(report),
-                             "--truth", str(cohort / "truth.parquet"), "--demo-key", "--shards", str(wh / "shards"),
+                             "--truth", str(cohort / TRUTH_FILE), "--demo-key", "--shards", str(wh / "shards"),
                              "--max-queries", str(args.max_queries)), env, report, "radsim evaluate").run()
     out["stages"] += _rows(evaluate, {"radsim evaluate": test})
     out["test_exams"], out["evaluate_s"] = test, evaluate[0].seconds
@@ -125,7 +126,7 @@ def _validated_subset(cohort: Path, size: int) -> Path:
     import pyarrow.parquet as pq
 
     present = {p.name for p in (cohort / "inbox").iterdir() if p.is_dir()}
-    truth = pq.read_table(cohort / "truth.parquet")
+    truth = pq.read_table(cohort / TRUTH_FILE)
     rows = [i for i, exam in enumerate(truth.column("exam_id").to_pylist()) if exam in present]
     chosen = np.sort(np.random.default_rng(11).choice(rows, size=min(size, len(rows)), replace=False))
     path = cohort / "validated.parquet"
@@ -134,7 +135,7 @@ def _validated_subset(cohort: Path, size: int) -> Path:
 
 
 def _query_note(report: Path) -> str:
-    text = (report / "report.md").read_text() if (report / "report.md").exists() else ""
+    text = (report / REPORT_FILE).read_text() if (report / REPORT_FILE).exists() else ""
     notes = [line.strip("- ").strip() for line in text.splitlines() if "seeded queries" in line]
     return notes[0] if notes else ""
 

@@ -30,6 +30,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from radsim.warehouse.layout import MANIFEST_FILE, TRUTH_FILE
 
 if __package__ in (None, ""):  # `python bench/bench_train.py`: make `bench.cohorts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,7 +43,7 @@ def make_cohort(work: Path, n_exams: int, image_size: int, render_size: int, see
     from bench.cohorts import label_and_shard
 
     shards = work / "shards"
-    if (shards / "manifest.parquet").exists():
+    if (shards / MANIFEST_FILE).exists():
         return shards
     t0 = time.perf_counter()
     cohort = generate_cohort(work / "cohort", exams=n_exams, seed=seed, image_size=render_size, progress=False,
@@ -130,7 +131,7 @@ def truth_matrix(shards: Path, truth_path: Path, split: str = "test") -> tuple[l
     truth = pq.read_table(truth_path).to_pylist()
     by_key = {keyer.exam_key(r["exam_id"]): [np.nan if r[f] is None else float(r[f]) for f in info.findings]
               for r in truth}
-    manifest = pq.read_table(shards / "manifest.parquet").to_pylist()
+    manifest = pq.read_table(shards / MANIFEST_FILE).to_pylist()
     rows = [i for i, r in enumerate(manifest) if r["split"] == split and r["view_position"] in FRONTAL]
     labels = np.array([by_key[manifest[i]["exam_key"]] for i in rows], dtype=np.float32)
     return rows, labels, info.findings
@@ -161,7 +162,7 @@ def bench_demo(work: Path, shards: Path, minutes: float, epochs: int | None, see
     kw = {"epochs": epochs} if epochs else {}
     result = train_embedding_model(shards, model_dir, max_minutes=minutes, seed=seed, device="cpu", progress=True,
                                    num_threads=threads, image_size=train_size, **kw)
-    rows, truth, findings = truth_matrix(shards, work / "cohort" / "truth.parquet")
+    rows, truth, findings = truth_matrix(shards, work / "cohort" / TRUTH_FILE)
     images = split_images(shards, rows)
     if result.card.image_size != images.shape[-1]:
         from radsim.model.data import resize_images

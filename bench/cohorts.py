@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from radsim.warehouse.layout import EXAMS_FILE, LABELS_FILE
 
 
 def label_and_shard(cohort: Any, work: Path, shards: Path, image_size: int, workers: int) -> None:
@@ -13,7 +14,7 @@ def label_and_shard(cohort: Any, work: Path, shards: Path, image_size: int, work
     from radsim.nlp.runner import label_file
 
     exams = ingest_manifests([cohort.exams_path]).exams
-    write_parquet_atomic(exams, work / "exams.parquet", load_contract("exams"))
-    label_file(work / "exams.parquet", work / "labels.parquet", progress=False)
-    write_shards(work / "exams.parquet", work / "labels.parquet", shards, keyer=demo_keyer(), image_size=image_size,
+    write_parquet_atomic(exams, work / EXAMS_FILE, load_contract("exams"))
+    label_file(work / EXAMS_FILE, work / LABELS_FILE, progress=False)
+    write_shards(work / EXAMS_FILE, work / LABELS_FILE, shards, keyer=demo_keyer(), image_size=image_size,
                  workers=workers, progress=False)

@@ -16,6 +16,7 @@ from .errors import MissingKeyError, UsageError
 KEY_ENV = "RADSIM_ID_KEY"
 KEY_LENGTH = 32  # hex characters kept from the HMAC
 MIN_SECRET_BYTES = 16
+META_KEY_ID = "radsim.key_id"  # the Parquet metadata key of a pseudonymised table's key_id
 # A fixed, public key for the synthetic demo only. Its key_id says so in every table.
 DEMO_KEY = b"radsim-DEMO-ONLY-key-never-use-on-patient-data"
 DEMO_KEY_ID = "demo-" + hashlib.sha256(b"radsim-key-id:" + DEMO_KEY).hexdigest()[:8]

@@ -17,6 +17,7 @@ from radsim.imaging.reader import FRONTAL
 from radsim.warehouse.published import PublishedVersion, embedding_matrix, label_matrix
 
 from .config import DEFAULT_CONFIG, SPLITS
+from radsim.warehouse.layout import MANIFEST_FILE
 
 VIEWS = ("PA", "AP", "LATERAL")
 
@@ -116,11 +117,11 @@ def truth_labels(truth: str | Path | pa.Table, keyer: IdKeyer, findings: Sequenc
 
 def patient_keys(shards: str | Path | None) -> dict[str, str]:
     """exam_key → patient_key from a shard manifest (empty without one)."""
-    if shards is None or not (Path(shards) / "manifest.parquet").exists():
+    if shards is None or not (Path(shards) / MANIFEST_FILE).exists():
         return {}
     import pyarrow.parquet as pq
 
-    table = pq.read_table(Path(shards) / "manifest.parquet", columns=["exam_key", "patient_key"])
+    table = pq.read_table(Path(shards) / MANIFEST_FILE, columns=["exam_key", "patient_key"])
     return dict(zip(table.column("exam_key").to_pylist(), table.column("patient_key").to_pylist()))
 
 

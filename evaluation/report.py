@@ -36,13 +36,12 @@ from .neighbours import random_embeddings
 from .records import MetricRecord, records_to_table
 from .report_markdown import HEADLINE, render_markdown
 from .retrieval import DEFAULT_K, RetrievalSpec, retrieval_scores
+from radsim.warehouse.layout import EVALUATION_FILE, EVALUATION_INPUTS_FILE, REPORT_FILE
 
 __all__ = ["FRONTAL", "VIEWS", "EvalSet", "load_eval_set", "patient_keys", "truth_labels"]  # moved; still importable here
 
 CURVE_KS = (1, 2, 3, 5, 10, 15, 20, 30, 50, 100)
-EVALUATION_FILE = "evaluation.json"
-REPORT_FILE = "report.md"
-INPUTS_FILE = "evaluation.inputs.json"  # what the report was computed from, so an unchanged one is kept
+INPUTS_FILE = EVALUATION_INPUTS_FILE  # what the report was computed from, so an unchanged one is kept
 
 
 def evaluate_set(data: EvalSet, split_name: str, config: EvalConfig = DEFAULT_CONFIG, *, with_clustering: bool = True,

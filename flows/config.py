@@ -35,11 +35,12 @@ from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import write_json_atomic
 
 from .run_config import ENV_ALIASES, TASK_RUNNERS, RunConfig, check_cron, schema
+from radsim.warehouse.layout import CONFIG_FILE as _CONFIG_FILE
 
 __all__ = ["CONFIG_FILE", "ENV_ALIASES", "SCHEMA", "TASK_RUNNERS", "RunConfig", "check_cron", "env_name",
            "read_env", "read_toml", "resolve_config", "save_config"]
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = _CONFIG_FILE
 SCHEMA: dict[str, tuple[type, Any]] = schema()  # dotted key → (type, default), derived from RunConfig
 
 

@@ -21,6 +21,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from radsim.data_contracts import StageCounts, UsageError
 from radsim.warehouse.layout import DemoLayout
+from radsim.flows.demo_config import DemoConfig
 from radsim.flows.run_config import RunConfig
 
 DEMO_MARKER = ".radsim-demo"
@@ -83,8 +84,11 @@ def demo_config(seed: int, training: dict | None, truth: Path) -> RunConfig:
     return resolve_config({**{f"model.{k}": v for k, v in model.items()}, "paths.truth": str(truth)})
 
 
+DEMO = DemoConfig()  # the flow's defaults are the command's
+
+
 @flow(name="radsim-demo")
-def demo_flow(out: str | Path = "demo-output", n_exams: int = 2000, seed: int = 0, progress: bool = True,
+def demo_flow(out: str | Path = DEMO.out, n_exams: int = DEMO.exams, seed: int = DEMO.seed, progress: bool = True,
               training: dict | None = None) -> DemoResult:
     """synth, then the `pipeline` flow on the fresh cohort's inbox (so the first run trains).
 

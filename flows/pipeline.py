@@ -43,6 +43,7 @@ from radsim.flows.streams import closed_pipe_safe
 from radsim.warehouse.layout import WarehouseLayout
 from radsim.flows.run_config import RunConfig
 from radsim.flows.run_context import RunContext
+from radsim.warehouse.layout import MANIFEST_FILE
 
 
 @dataclass
@@ -187,7 +188,7 @@ def _ingest_step(run: RunContext, inbox: str, verify: bool) -> tuple[Any, Any, A
     quarantine_task(str(quarantine_file(layout)), quote(ingested.quarantine))
     result.run_reasons["ingest"] = reason_counts(ingested.quarantine)
     run.ceiling.check(ingested.counts, result.run_reasons["ingest"])
-    exams_path = layout.restricted / "exams.parquet"
+    exams_path = layout.exams
     merge_exams_task(quote(ingested.exams), str(exams_path))
     if indexed.index is not None and (indexed.index_changed or verify or not index_path.exists()):
         indexed.index.write(index_path)  # after exams.parquet: an index never names rows it lacks
@@ -226,7 +227,7 @@ def _label_step(run: RunContext, exams: Any, prints: dict, todo: Any) -> dict[st
                                                    1, run.progress, config=run.cfg)
     result.counts.append(counts)
     result.labelled = sorted(e for e, s in status.items() if s == "done")
-    result.outputs["labels (restricted)"] = layout.restricted / "labels.parquet"
+    result.outputs["labels (restricted)"] = layout.labels
     quarantine_task(str(quarantine_file(layout)), [], stage_quarantine or "")
     result.run_reasons["label"] = file_reason_counts(stage_quarantine)
     run.ceiling.check(counts, result.run_reasons["label"])
@@ -303,7 +304,7 @@ def _run_train(warehouse: Path, cfg: RunConfig, demo_key: bool, progress: bool, 
 
     started = time.perf_counter()
     layout = WarehouseLayout(Path(warehouse))
-    if not (layout.shards / "manifest.parquet").exists():
+    if not (layout.shards / MANIFEST_FILE).exists():
         raise UsageError(f"{layout.shards} holds no shards yet: run the pipeline first")
     keyer_from_env(demo=demo_key)
     result = PipelineResult(layout)

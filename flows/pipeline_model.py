@@ -19,6 +19,7 @@ from radsim.flows.run_log import say
 from radsim.warehouse.layout import WarehouseLayout
 from radsim.flows.run_config import RunConfig
 from radsim.flows.run_context import RunContext
+from radsim.warehouse.layout import REPORT_FILE
 
 
 def train_publish_evaluate(run: RunContext, ledger: Any, train: bool) -> set[str]:
@@ -105,7 +106,7 @@ def publish_step(run: RunContext, current: dict, trained: bool, ledger: Any) -> 
         say(f"[5/6] embedding every sharded image with {version}{why} and publishing", quiet)
     loaded, embedded = _embed(layout, cfg, str(model_dir), plan, run.progress)
     _record_embedding(result, embedded, version, plan)
-    embedded = relabel_task(quote(embedded), str(layout.restricted / "labels.parquet"), ledger)
+    embedded = relabel_task(quote(embedded), str(layout.labels), ledger)
     published = publish_task(quote(embedded), loaded, str(layout.published), True,
                              f"the current model ({current.get('reason') or 'promoted'})")
     result.published_rows = published.rows
@@ -158,7 +159,7 @@ def evaluate_step(run: RunContext, version: str) -> None:
     else:
         evaluation_artifacts(evaluation)
     result.headline = list(evaluation.headline())
-    result.outputs["evaluation report"] = report_dir / "report.md"
+    result.outputs["evaluation report"] = report_dir / REPORT_FILE
 
 
 def _readiness(layout: WarehouseLayout, cfg: RunConfig) -> Any:

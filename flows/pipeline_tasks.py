@@ -111,7 +111,7 @@ def label_stage(layout: WarehouseLayout, exams: Any, prints: dict, ids: list[str
         counts.rows_out, counts.quarantined = summary.counts.rows_out, summary.counts.quarantined
         counts.skipped = counts.rows_in - counts.rows_out - counts.quarantined  # extra image rows are not exams
         qpath = str(summary.quarantine_path)
-    merge_labels(layout.restricted / "labels.parquet", new, ids, vocabulary)
+    merge_labels(layout.labels, new, ids, vocabulary)
     return counts.check(), status, qpath
 
 
@@ -132,7 +132,7 @@ def shard_stage(run: RunContext, exams: Any, to_shard: list[str]) -> tuple[Stage
     shard_quarantine = layout.restricted / QUARANTINE_FILE
     layout.work.mkdir(parents=True, exist_ok=True)
     batch = write_parquet_atomic(exams_table_for(exams, set(to_shard)), layout.work / "shard-batch.parquet")
-    sharded = run_build_shards(str(batch), str(layout.restricted / "labels.parquet"), str(layout.shards),
+    sharded = run_build_shards(str(batch), str(layout.labels), str(layout.shards),
                                runner=cfg.runner.task_runner, workers=cfg.runner.workers,
                                dask_address=cfg.runner.dask_address, demo_key=run.demo_key,
                                vocabulary=cfg.paths.vocabulary, quarantine=str(shard_quarantine),
@@ -145,4 +145,4 @@ def shard_stage(run: RunContext, exams: Any, to_shard: list[str]) -> tuple[Stage
 
 
 def quarantine_file(layout: WarehouseLayout) -> Path:
-    return layout.restricted / "quarantine.parquet"
+    return layout.quarantine

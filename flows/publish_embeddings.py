@@ -25,7 +25,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from radsim.data_contracts.settings import with_values
+from radsim.evaluation.config import EvalConfig  # noqa: E402
 from radsim.model.embed_config import EmbedConfig
+from radsim.warehouse.layout import REPORT_FILE  # noqa: E402
+
+DEFAULT_SPLIT = EvalConfig.model_fields["split"].default
 
 
 @task(name="embed-shards", cache_policy=NO_CACHE)
@@ -150,7 +154,7 @@ def prune_task(published_dir: str, keep: int, index_dir: str | None = None) -> A
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_task(published_dir: str, report_dir: str, model_version: str, truth: str | None, demo_key: bool,
-                  shards: str | None, split: str = "test", reuse: bool = False) -> Any:
+                  shards: str | None, split: str = DEFAULT_SPLIT, reuse: bool = False) -> Any:
     from radsim.data_contracts import keyer_from_env
     from radsim.evaluation.report import EvalInputs, run_evaluation
 
@@ -172,7 +176,7 @@ def evaluation_artifacts(evaluation: Any) -> None:
 @flow(name="publish_embeddings")
 def publish_embeddings(model_dir: str, shards: str, published_dir: str, config: EmbedConfig | None = None,
                        report_dir: str | None = None, truth: str | None = None, demo_key: bool = False,
-                       split: str = "test", mapped: bool = False, progress: bool = False,
+                       split: str = DEFAULT_SPLIT, mapped: bool = False, progress: bool = False,
                        force: str | None = None) -> dict[str, Any]:
     """The gates' decision, then embed, publish and, with `report_dir`, evaluate.
 
@@ -202,7 +206,7 @@ def publish_embeddings(model_dir: str, shards: str, published_dir: str, config: 
         evaluation = evaluate_task(str(published_dir), str(report_dir), published.model_version,
                                    None if truth is None else str(truth), demo_key, str(shards), split)
         evaluation_artifacts(evaluation)
-        out.update(report=str(Path(report_dir) / "report.md"), headline=evaluation.headline(),
+        out.update(report=str(Path(report_dir) / REPORT_FILE), headline=evaluation.headline(),
                    evaluation=evaluation.summary())
     return out
 

@@ -15,12 +15,15 @@ import pyarrow.parquet as pq
 
 from radsim.data_contracts import (UsageError, Vocabulary, check_vocabulary, load_contract, rows_to_table,
                                    table_metadata, write_parquet_atomic)
+from radsim.data_contracts.ids import META_KEY_ID as _META_KEY_ID
+from radsim.warehouse.layout import MANIFEST_FILE as _MANIFEST_FILE
+from radsim.warehouse.layout import SOURCES_FILE as _SOURCES_FILE
 
 
-MANIFEST_FILE = "manifest.parquet"
+MANIFEST_FILE = _MANIFEST_FILE
 
 
-SOURCES_FILE = "sources.parquet"  # sample_key → keyed digest of the source file (fast skip)
+SOURCES_FILE = _SOURCES_FILE  # sample_key → keyed digest of the source file (fast skip)
 
 
 SHARD_NAME = "shard-{:06d}.tar"
@@ -29,7 +32,7 @@ SHARD_NAME = "shard-{:06d}.tar"
 SHARD_RE = re.compile(r"^shard-(\d{6,})\.tar$")
 
 
-META_KEY_ID = "radsim.key_id"
+META_KEY_ID = _META_KEY_ID
 
 
 META_IMAGE_SIZE = "radsim.image_size"

@@ -37,15 +37,17 @@ from .manifest import (META_IMAGE_SIZE, META_KEY_ID, MANIFEST_FILE, SHARD_NAME, 
                        append_rows, load_manifest, read_manifest, read_sources, remove_orphans, write_sources)
 from .splits import SPLITS_FILE, assign_splits, read_splits, write_splits
 from .worker import DecodeOptions, WorkItem
+from radsim.warehouse.layout import QUARANTINE_FILE as _QUARANTINE_FILE
+from radsim.warehouse.layout import SHARD_QUARANTINE_FILE
 
 
 STAGE = "shard"
 
 
-QUARANTINE_FILE = "shard-quarantine.parquet"  # restricted: it names raw exam ids and source files
+QUARANTINE_FILE = SHARD_QUARANTINE_FILE  # restricted: it names raw exam ids and source files
 
 
-LEGACY_QUARANTINE_FILE = "quarantine.parquet"  # where releases before 2026-12 wrote it, inside SHARDS_DIR
+LEGACY_QUARANTINE_FILE = _QUARANTINE_FILE  # where releases before 2026-12 wrote it, inside SHARDS_DIR
 
 
 LOCK_FILE = ".radsim-shard.lock"

@@ -14,10 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from radsim.data_contracts import UsageError, table_metadata, write_parquet_atomic
+from radsim.warehouse.layout import SPLITS_FILE as _SPLITS_FILE
+from radsim.data_contracts.ids import META_KEY_ID
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)  # of the patients seen for the first time (ShardOptions.split_fractions)
-SPLITS_FILE = "splits.parquet"
+SPLITS_FILE = _SPLITS_FILE
 SPLITS_SCHEMA = pa.schema([pa.field("patient_key", pa.string(), nullable=False), pa.field("split", pa.string(), nullable=False)])
 
 
@@ -44,8 +46,9 @@ def read_splits(path: str | Path, key_id: str | None = None) -> dict[str, str]:
         return {}
     table = pq.read_table(path)
     meta = table_metadata(table)
-    if key_id is not None and meta.get("radsim.key_id", key_id) != key_id:
-        raise UsageError(f"{path} was made under another pseudonymisation key ({meta.get('radsim.key_id')}, this run uses {key_id})")
+    if key_id is not None and meta.get(META_KEY_ID, key_id) != key_id:
+        raise UsageError(f"{path} was made under another pseudonymisation key ({meta.get(META_KEY_ID)}, "
+                         f"this run uses {key_id})")
     return dict(zip(table.column("patient_key").to_pylist(), table.column("split").to_pylist()))
 
 
@@ -63,5 +66,5 @@ def assign_splits(existing: dict[str, str], patient_keys: Iterable[str],
 
 def write_splits(path: str | Path, splits: dict[str, str], key_id: str) -> None:
     table = pa.table({"patient_key": list(splits.keys()), "split": list(splits.values())}, schema=SPLITS_SCHEMA)
-    table = table.replace_schema_metadata({"radsim.key_id": key_id, "radsim.privacy_class": "pseudonymised"})
+    table = table.replace_schema_metadata({META_KEY_ID: key_id, "radsim.privacy_class": "pseudonymised"})
     write_parquet_atomic(table, path)

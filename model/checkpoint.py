@@ -20,10 +20,11 @@ import torch
 from radsim.data_contracts.atomic import atomic_output
 from radsim.data_contracts.errors import UsageError
 from radsim.warehouse.card import ModelCard
+from radsim.warehouse.layout import BEST_FILE as _BEST_FILE
+from radsim.warehouse.layout import LAST_FILE as _LAST_FILE
 
 FORMAT = "radsim-model/1"
-BEST_FILE = "model.pt"
-LAST_FILE = "last.pt"
+BEST_FILE, LAST_FILE = _BEST_FILE, _LAST_FILE
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard, **extra: Any) -> Path:

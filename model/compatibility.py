@@ -16,6 +16,7 @@ from radsim.data_contracts import UsageError
 
 from .checkpoint import BEST_FILE, LoadedModel
 from .data import ShardInfo
+from radsim.data_contracts.ids import META_KEY_ID
 
 
 # ------------------------------------------------------------------------- compatibility
@@ -55,7 +56,7 @@ def check_compatible(loaded: LoadedModel, meta: dict[str, str], shard_dir: str |
     Larger shards are resized to the model's size on the fly, as training does.
     """
     card = loaded.card
-    key_id = meta.get("radsim.key_id")
+    key_id = meta.get(META_KEY_ID)
     if key_id != card.key_id:
         raise UsageError(f"shards in {shard_dir} were keyed with key_id {key_id!r} but model {card.model_version} "
                          f"was trained under {card.key_id!r}: a different pseudonymisation key; use matching shards")

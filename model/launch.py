@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radsim.data_contracts import RadsimError, UsageError
+from radsim.warehouse.layout import LAST_FILE
 
 LOG_SUBDIR = Path("logs") / "torchrun"
 MIN_PROCESSES = 1  # processes per node and nodes: the bound radsim.toml's model.nproc_per_node reads too
@@ -181,7 +182,7 @@ def describe_failure(outcome: LaunchOutcome, model_dir: Path, spec: LaunchSpec) 
         reason = _rank_error(outcome.tail, None)
         line = f"training failed: torchrun exited with code {outcome.returncode}" + (f" ({reason})" if reason else "")
         line += ". "
-    last = model_dir / "last.pt"
+    last = model_dir / LAST_FILE
     if last.exists():
         line += f"The last good checkpoint {last} (step {_checkpoint_step(last)}) is kept: fix the cause and rerun " \
                 f"with --resume"

@@ -32,6 +32,8 @@ from radsim.warehouse.published import (
 from .checkpoint import BEST_FILE, LoadedModel
 from .embedded import (EmbeddedRows, EmbeddedShards, compacted_shards, in_manifest_order, shard_digests,
                        shard_row_counts)
+from radsim.data_contracts.ids import META_KEY_ID
+from radsim.warehouse.layout import MANIFEST_FILE
 
 
 # ------------------------------------------------------------------ incremental embedding
@@ -108,11 +110,11 @@ def plan_reuse(published_dir: str | Path, shard_dir: str | Path, model: LoadedMo
 
         card, weights = read_card(model), Path(model) / BEST_FILE
     version = card.model_version
-    manifest = pq.read_table(Path(shard_dir) / "manifest.parquet",
+    manifest = pq.read_table(Path(shard_dir) / MANIFEST_FILE,
                              columns=["shard", "sample_key", "image_sha256", "exam_key", "image_index", "split",
                                       "view_position"])
     names = list(dict.fromkeys(manifest.column("shard").to_pylist()))
-    key_id = manifest_metadata(shard_dir).get("radsim.key_id")
+    key_id = manifest_metadata(shard_dir).get(META_KEY_ID)
     try:
         fingerprint = model_fingerprint(card, weights)
     except OSError as exc:
@@ -240,7 +242,7 @@ def merge_reused(plan: ReusePlan, new: EmbeddedShards, shard_dir: str | Path) ->
     Checks that the result lines up with the manifest row for row; a mismatch (the shards
     changed between planning and embedding) is an error rather than a silently wrong table.
     """
-    manifest = pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["exam_key", "image_index"])
+    manifest = pq.read_table(Path(shard_dir) / MANIFEST_FILE, columns=["exam_key", "image_index"])
     n = manifest.num_rows
     if plan.reused is None:
         if new.rows != n:

@@ -33,6 +33,8 @@ from .embed_config import DEFAULT_BATCH_SIZE, EmbedConfig
 from .embedded import EmbeddedPart, EmbeddedShards, shard_digests, shard_row_counts
 from .reuse import ReusePlan, embed_reusing
 from .train_core import resolve_device
+from radsim.data_contracts.ids import META_KEY_ID
+from radsim.warehouse.layout import MANIFEST_FILE
 
 
 
@@ -44,7 +46,7 @@ def shard_groups(shard_dir: str | Path, shards_per_task: int, only: Sequence[str
     """The manifest's shard names in write order (those in `only`, when given), cut into groups of
     `shards_per_task` (one task each)."""
     check_value(EmbedConfig, "shards_per_task", shards_per_task, "embedding")
-    names = list(dict.fromkeys(pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard"])
+    names = list(dict.fromkeys(pq.read_table(Path(shard_dir) / MANIFEST_FILE, columns=["shard"])
                                .column("shard").to_pylist()))
     if only is not None:
         wanted = set(only)
@@ -145,7 +147,7 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
         return embed_reusing(reuse, shard_dir, embed, loaded)[1]
     meta = manifest_metadata(shard_dir)
     check_compatible(loaded, meta, shard_dir)
-    manifest = pq.read_table(Path(shard_dir) / "manifest.parquet", columns=["shard", "sample_key", "image_sha256"])
+    manifest = pq.read_table(Path(shard_dir) / MANIFEST_FILE, columns=["shard", "sample_key", "image_sha256"])
     if only is not None:
         manifest = manifest.filter(pc.is_in(manifest.column("shard"), value_set=pa.array(list(only), pa.string())))
     digests, counts = shard_digests(manifest), shard_row_counts(manifest)
@@ -172,7 +174,7 @@ def embed_shards(loaded: LoadedModel, shard_dir: str | Path, *, batch_size: int 
     return EmbeddedShards([k for p in parts for k in p.exam_keys], [i for p in parts for i in p.image_index],
                           [s for p in parts for s in p.splits], [v for p in parts for v in p.view_positions],
                           [lv for p in parts for lv in p.label_values], emb.astype(np.float32, copy=False),
-                          meta["radsim.key_id"], vocab, seconds, shard_digests=digests, shard_rows=counts)
+                          meta[META_KEY_ID], vocab, seconds, shard_digests=digests, shard_rows=counts)
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

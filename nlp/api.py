@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from radsim.data_contracts.vocabulary import NO_FINDING
 
-from .chunks import PIPE_BATCH
+from .config import PIPE_BATCH
 from .input_files import TEXT
 from .naming import chexpert_order, display_name
 

@@ -19,10 +19,6 @@ from .text import Decoded
 if TYPE_CHECKING:
     from .labeler import Labeler
 
-#: texts spaCy processes per `nlp.pipe` batch: the inner unit of every labelling path
-PIPE_BATCH = 256
-
-
 def label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tuple[str, object]],
                  batch_size: int) -> tuple[pa.Table, list[tuple[str, str, str]]]:
     """Label (exam_id, text) pairs → (validated labels table, [(exam_id, reason, message)])."""

@@ -18,6 +18,10 @@ CLI_FIELDS = ("vocabulary", "replace_vocabulary", "certainty_threshold", "worker
               "id_column", "text_column")
 
 
+#: texts spaCy processes per `nlp.pipe` batch: the inner unit of every labelling path
+PIPE_BATCH = 256
+
+
 class LabelConfig(Settings):
     vocabulary: str | None = Field(None, description="YAML vocabulary that extends the default (new findings, "
                                    "extra synonyms)")

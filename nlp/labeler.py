@@ -18,7 +18,7 @@ from radsim.data_contracts.vocabulary import NO_FINDING, SUPPORT_DEVICES, Vocabu
 
 from .arrays import release_spans
 from .certainty import DEFAULT_THRESHOLD, RANK as CERTAINTY_RANK, check_threshold
-from .chunks import PIPE_BATCH
+from .config import PIPE_BATCH
 from .mentions import Mention, MentionRules
 from .scope import ScopeRules
 from .negex_trace import mentions, sentence_starts, trace

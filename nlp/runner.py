@@ -22,7 +22,8 @@ from radsim.data_contracts.settings import with_values
 from radsim.data_contracts.vocabulary import Vocabulary, load_vocabulary
 
 from . import worker
-from .chunks import PIPE_BATCH, label_chunk
+from .chunks import label_chunk
+from .config import PIPE_BATCH
 from .config import LabelConfig
 from .certainty import label_metadata
 from .output import open_sink, output_kind, side_path, write_quarantine

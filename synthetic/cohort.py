@@ -25,8 +25,9 @@ from .plan import ExamSpec, plan_cohort
 from .prevalence import FINDINGS
 from .preview import PER_FINDING, choose_preview, thumbnail, write_contact_sheet
 from .reports import no_finding_value
+from radsim.warehouse.layout import EXAMS_FILE, REPORT_TRUTH_FILE, TRUTH_FILE
 
-OUTPUT_FILES = ("exams.parquet", "truth.parquet", "report_truth.parquet", "bad_exams.csv", "preview.png")
+OUTPUT_FILES = (EXAMS_FILE, TRUTH_FILE, REPORT_TRUTH_FILE, "bad_exams.csv", "preview.png")
 
 
 @dataclass(frozen=True)
@@ -150,11 +151,11 @@ def generate_cohort(out_dir: str | Path, config: SynthConfig | None = None, *, p
         bar.close()
     vocab_contract = load_contract("labels")
     exams_path = write_parquet_atomic(rows_to_table(load_contract("exams"), exam_rows(specs)),
-                                      out_dir / "exams.parquet", contract=load_contract("exams"))
+                                      out_dir / EXAMS_FILE, contract=load_contract("exams"))
     truth_path = write_parquet_atomic(rows_to_table(vocab_contract, label_rows(specs, "image")),
-                                      out_dir / "truth.parquet", contract=vocab_contract)
+                                      out_dir / TRUTH_FILE, contract=vocab_contract)
     rtruth_path = write_parquet_atomic(rows_to_table(vocab_contract, label_rows(specs, "report")),
-                                       out_dir / "report_truth.parquet", contract=vocab_contract)
+                                       out_dir / REPORT_TRUTH_FILE, contract=vocab_contract)
     bad_path, n_bad = None, 0
     if cfg.bad:
         rows = write_bad_records(out_dir, specs, cfg.image_size)

@@ -12,8 +12,9 @@ from typing import Any
 
 from radsim.data_contracts.atomic import write_json_atomic
 from radsim.data_contracts.errors import UsageError
+from radsim.warehouse.layout import CARD_FILE as _CARD_FILE
 
-CARD_FILE = "model_card.json"
+CARD_FILE = _CARD_FILE
 
 
 @dataclass

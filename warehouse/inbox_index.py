@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 
 from radsim.data_contracts import QuarantineRecord, load_contract, write_parquet_atomic
 from radsim.data_contracts.ingest import STAGE
+from radsim.warehouse.layout import INBOX_INDEX_FILE
 
-INDEX_FILE = "inbox_index.parquet"  # in the warehouse's restricted/ folder
+INDEX_FILE = INBOX_INDEX_FILE  # in the warehouse's restricted/ folder
 ROW_COLUMNS = ("exam_id", "patient_id", "image_uri", "image_index", "report_text", "study_date", "view_position",
                "source")
 

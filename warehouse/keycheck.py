@@ -14,8 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from radsim.data_contracts import IdKeyer, UsageError
+from radsim.data_contracts.ids import META_KEY_ID
+from radsim.warehouse.layout import MANIFEST_FILE, SPLITS_FILE
 
-KEY_ID = b"radsim.key_id"
+KEY_ID = META_KEY_ID.encode()
 
 
 def _parquet_key_id(path: Path) -> str | None:
@@ -29,7 +31,7 @@ def recorded_key_ids(root: str | Path) -> dict[str, str]:
     """Where a key_id is recorded in the warehouse → that key_id."""
     root = Path(root)
     found: dict[str, str] = {}
-    for rel in ("shards/manifest.parquet", "shards/splits.parquet"):
+    for rel in (f"shards/{MANIFEST_FILE}", f"shards/{SPLITS_FILE}"):
         key_id = _parquet_key_id(root / rel)
         if key_id:
             found[rel] = key_id

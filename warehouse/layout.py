@@ -14,6 +14,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORK_DIR = ".work"  # restricted scratch inside the warehouse, removed at the end of a run
+RESTRICTED_DIR = "restricted"
+
+# Every file name radsim reads or writes, declared here once; tests/test_table_names.py fails on a
+# literal copy anywhere else in the source or the benchmarks.
+EXAMS_FILE = "exams.parquet"  # restricted: raw ids, report text, paths
+LABELS_FILE = "labels.parquet"  # restricted: raw ids, evidence sentences
+QUARANTINE_FILE = "quarantine.parquet"  # restricted: every stage's refusals (a pre-2026-12 SHARDS_DIR held one too)
+SHARD_QUARANTINE_FILE = "shard-quarantine.parquet"  # restricted: the shard stage's own refusals
+LEDGER_FILE = "ledger.parquet"  # restricted/ (the warehouse root before 2026-12)
+INBOX_INDEX_FILE = "inbox_index.parquet"  # restricted/
+MANIFEST_FILE = "manifest.parquet"  # SHARDS_DIR: one row per sample
+SOURCES_FILE = "sources.parquet"  # SHARDS_DIR: sample_key -> keyed digest of its source file
+SPLITS_FILE = "splits.parquet"  # SHARDS_DIR: sticky patient_key -> split
+VERSIONS_FILE = "versions.parquet"  # PUBLISHED_DIR: which versions exist, which is current
+CURRENT_FILE = "current.json"  # models/: the current model and the last decisions
+CARD_FILE = "model_card.json"  # models/<v>/
+BEST_FILE = "model.pt"  # models/<v>/: the selected weights
+LAST_FILE = "last.pt"  # models/<v>/: the last finished step (resume)
+CONFIG_FILE = "config.json"  # the resolved configuration of a run or an evaluation
+EVALUATION_FILE = "evaluation.json"  # reports/<v>/
+REPORT_FILE = "report.md"  # reports/<v>/
+EVALUATION_INPUTS_FILE = "evaluation.inputs.json"  # reports/<v>/: what the report was computed from
+TRUTH_FILE = "truth.parquet"  # a synthetic cohort: what each image shows
+REPORT_TRUTH_FILE = "report_truth.parquet"  # a synthetic cohort: what each report asserts
 
 
 @dataclass(frozen=True)
@@ -28,7 +52,7 @@ class WarehouseLayout:
 
     @property
     def restricted(self) -> Path:
-        return self.warehouse / "restricted"
+        return self.warehouse / RESTRICTED_DIR
 
     @property
     def shards(self) -> Path:
@@ -53,6 +77,22 @@ class WarehouseLayout:
     @property
     def work(self) -> Path:
         return self.restricted / WORK_DIR
+
+    @property
+    def exams(self) -> Path:
+        return self.restricted / EXAMS_FILE
+
+    @property
+    def labels(self) -> Path:
+        return self.restricted / LABELS_FILE
+
+    @property
+    def quarantine(self) -> Path:
+        return self.restricted / QUARANTINE_FILE
+
+    @property
+    def inbox_index(self) -> Path:
+        return self.restricted / INBOX_INDEX_FILE
 
 
 @dataclass(frozen=True)

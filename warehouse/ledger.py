@@ -37,9 +37,9 @@ from radsim.data_contracts import (
     load_contract,
     write_parquet_atomic,
 )
+from radsim.warehouse.layout import LEDGER_FILE, MANIFEST_FILE, RESTRICTED_DIR
 
-LEDGER_FILE = "restricted/ledger.parquet"
-LEGACY_LEDGER_FILE = "ledger.parquet"  # outside restricted/, where releases before 2026-12 kept it
+LEGACY_LEDGER_FILE = LEDGER_FILE  # outside restricted/, where releases before 2026-12 kept it
 
 STATUSES = ("pending", "done", "quarantined", "awaiting_report")  # data_contracts/ledger.yaml
 
@@ -160,7 +160,7 @@ class LedgerDiff:
 
 
 def ledger_path(warehouse: str | Path) -> Path:
-    return Path(warehouse) / LEDGER_FILE
+    return Path(warehouse) / RESTRICTED_DIR / LEDGER_FILE
 
 
 def read_ledger(warehouse: str | Path) -> pa.Table:
@@ -273,7 +273,7 @@ def mark_published(ledger: pa.Table, exam_keys: Iterable[str], version: str | No
 
 def shard_statuses(exam_ids: Iterable[str], keyer: IdKeyer, shards_dir: str | Path, refused: set[str]) -> dict[str, str]:
     """Each exam sent to the shard stage: done when its key is in the manifest and no image was refused."""
-    manifest = Path(shards_dir) / "manifest.parquet"
+    manifest = Path(shards_dir) / MANIFEST_FILE
     listed = set(pq.read_table(manifest, columns=["exam_key"]).column("exam_key").to_pylist()) \
         if manifest.exists() else set()
     return {e: ("done" if keyer.exam_key(e) in listed and e not in refused else "quarantined") for e in exam_ids}

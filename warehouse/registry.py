@@ -17,8 +17,9 @@ from radsim.data_contracts.atomic import write_json_atomic
 from radsim.data_contracts.errors import UsageError
 
 from .card import read_card
+from radsim.warehouse.layout import CURRENT_FILE as _CURRENT_FILE
 
-CURRENT_FILE = "current.json"
+CURRENT_FILE = _CURRENT_FILE
 
 
 def register_model(trained_dir: str | Path, models_root: str | Path) -> Path:

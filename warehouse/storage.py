@@ -42,13 +42,14 @@ from typing import Any
 
 from radsim.data_contracts.atomic import exclusive_lock, write_json_atomic
 from radsim.data_contracts import RadsimError, UsageError
+from radsim.warehouse.layout import CURRENT_FILE, LEDGER_FILE, MANIFEST_FILE, VERSIONS_FILE
 
 SNAPSHOT_FILE = ".radsim-mirror.json"
 PENDING_FILE = ".radsim-mirror-deletes.json"
 LOCK_FILE = ".radsim-mirror.lock"
 RUN_LOCK_FILE = ".radsim-run.lock"
-LEDGER_NAMES = ("ledger.parquet",)
-COMMIT_NAMES = ("manifest.parquet", "current.json", "versions.parquet")
+LEDGER_NAMES = (LEDGER_FILE,)
+COMMIT_NAMES = (MANIFEST_FILE, CURRENT_FILE, VERSIONS_FILE)
 COMMIT_DIRS = ("_manifests",)
 LOCAL_PROTOCOLS = ("file", "local")
 

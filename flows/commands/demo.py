@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from radsim.data_contracts import settings
 from radsim.flows.commands.summary import print_counts_and_notes
+from radsim.flows.demo_config import CLI_FIELDS, DemoConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,18 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Uses the public demo pseudonymisation key; never use demo mode on patient data. "
         "The output folder is deleted and rebuilt on each run.",
     )
-    p.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")
-    p.add_argument("--exams", type=int, default=2000, help="cohort size in exams (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    settings.add_arguments(p, DemoConfig, CLI_FIELDS, metavars={"out": "DIR", "exams": "N", "seed": "N"})
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from radsim.data_contracts.errors import UsageError
-
-    if args.exams < 10:
-        raise UsageError(f"--exams must be at least 10 (got {args.exams})")
+    config = settings.from_arguments(DemoConfig, args)  # a bad value is one line naming the option, exit 2
     from radsim.flows.cli import require_extras
 
     require_extras("imaging", "training", "evaluation")
@@ -35,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from radsim.flows.pipeline import ephemeral_run
 
     with ephemeral_run():
-        result = demo_flow(out=args.out, n_exams=args.exams, seed=args.seed, progress=not args.no_progress)
+        result = demo_flow(out=config.out, n_exams=config.exams, seed=config.seed, progress=not args.no_progress)
     print(f"\nradsim demo finished in {result.seconds:.0f} s. Output under {result.layout.root.resolve()}:")
     width = max(len(k) for k in result.outputs) if result.outputs else 0
     for name, path in result.outputs.items():

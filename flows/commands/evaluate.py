@@ -33,10 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from radsim.data_contracts import keyer_from_env
+    from radsim.data_contracts.atomic import write_json_atomic
+    from radsim.warehouse.layout import CONFIG_FILE
     from radsim.evaluation.report import EvalInputs, run_evaluation
 
     config = settings.from_arguments(EvalConfig, args)
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
               "demo_key": args.demo_key}
     doc = {**{k: (str(v) if v is not None else None) for k, v in inputs.items()}, **config.model_dump(),
            "model_version": result.model_version}
-    (Path(args.out) / "config.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json_atomic(Path(args.out) / CONFIG_FILE, doc)
     print(result.summary())
     sys.stdout.flush()
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from radsim.nlp.audit import DEFAULT_PER_STRATUM
 
 NAME = "label-audit"
 
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("labels", metavar="LABELS", help="labels table written by radsim label (Parquet)")
     p.add_argument("--out", required=True, metavar="AUDIT.csv", help="CSV to write")
-    p.add_argument("--per-stratum", type=int, default=10, metavar="N",
+    p.add_argument("--per-stratum", type=int, default=DEFAULT_PER_STRATUM, metavar="N",
                    help="exams sampled per finding and predicted status (default: %(default)s)")
     p.add_argument("--reports", metavar="INPUT",
                    help="the labelled reports (any radsim label INPUT): adds the whole report text to each row and "

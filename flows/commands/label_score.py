@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+from radsim.nlp.agreement import DEFAULT_BOOTSTRAP, UNCERTAIN_POLICIES
+from radsim.nlp.input_files import ID
 
 NAME = "label-score"
 
@@ -23,13 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("labels", metavar="LABELS", help="labels written by radsim label (.parquet, or the .csv in "
                    "the CheXpert layout)")
     p.add_argument("--gold", required=True, metavar="GOLD", help="gold labels table, or a filled-in audit CSV")
-    p.add_argument("--id-column", default="exam_id", metavar="NAME",
+    p.add_argument("--id-column", default=ID, metavar="NAME",
                    help="GOLD's exam id column, matched in any case (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for agreement.json and agreement.md")
     p.add_argument("--findings", metavar="A,B", help="comma-separated findings to score (default: all in both)")
-    p.add_argument("--uncertain", choices=("exclude", "negative", "positive"), default="exclude",
+    p.add_argument("--uncertain", choices=UNCERTAIN_POLICIES, default=UNCERTAIN_POLICIES[0],
                    help="how a gold-uncertain finding counts (default: %(default)s, left out of that exam's score)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap replicates (default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
+                   help="bootstrap replicates (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     p.set_defaults(func=run)
 

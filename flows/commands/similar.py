@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from radsim.evaluation.similar import DEFAULT_KIND, DEFAULT_NEIGHBOURS, INDEX_KINDS
 
 NAME = "similar"
 
@@ -24,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", metavar="FILE", help="a new radiograph (DICOM, PNG or JPEG) to embed and search with")
     p.add_argument("--model", metavar="MODEL_DIR", help="model folder for --image (must be the table's version; "
                    "default: PUBLISHED_DIR/../models/<version>, the warehouse's model of the version searched)")
-    p.add_argument("--k", type=int, default=10, help="number of exams to return (default: %(default)s)")
+    p.add_argument("--k", type=int, default=DEFAULT_NEIGHBOURS, help="number of exams to return (default: %(default)s)")
     p.add_argument("--model-version", metavar="V", help="published version to search (default: the current one)")
-    p.add_argument("--index", default="flat", choices=("flat", "ivf", "hnsw"),
+    p.add_argument("--index", default=DEFAULT_KIND, choices=INDEX_KINDS,
                    help="FAISS index: flat = exact (default), ivf or hnsw = approximate, for large tables")
     p.add_argument("--index-dir", metavar="DIR",
                    help="where to cache indexes (default: the index/ folder beside PUBLISHED_DIR, e.g. "

@@ -28,10 +28,12 @@ from pathlib import Path
 
 from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import exclusive_lock
+from radsim.data_contracts.ids import META_KEY_ID as _META_KEY_ID
+from radsim.warehouse.layout import VERSIONS_FILE as _VERSIONS_FILE
 
 EMBEDDINGS_DIR = "embeddings"
 MANIFESTS_DIR = "_manifests"
-VERSIONS_FILE = "versions.parquet"
+VERSIONS_FILE = _VERSIONS_FILE
 VERSIONS_CONTRACT = "published_versions"  # data_contracts/published_versions.yaml
 STAGING_DIR = ".radsim-staging"
 INDEX_DIR = "index"
@@ -43,7 +45,7 @@ ROW_GROUP_SIZE = 65_536
 ROWS_PER_FILE = 4_000_000
 RECORD_FORMAT = "radsim-publish-record/1"
 
-META_KEY_ID = "radsim.key_id"
+META_KEY_ID = _META_KEY_ID
 META_MODEL_VERSION = "radsim.model_version"
 META_MODEL_CARD = "radsim.model_card"
 META_D = "radsim.param.D"
