@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from radsim.warehouse.layout import EXAMS_FILE, LABELS_FILE
 
 TARGET = 0.8
@@ -57,7 +58,8 @@ def feeder_rate(shard_dir: Path, workers: int, batch_size: int, epochs: int,
     Every epoch starts its DataLoader workers; the first also starts the forkserver, which then
     preloads the workers' modules for all later epochs. Each epoch is timed whole, start-up in.
     """
-    from radsim.model.data import StreamFeeder, read_shard_info, split_labels
+    from radsim.model.data import read_shard_info, split_labels
+    from radsim.model.feeders import StreamFeeder
 
     info = read_shard_info(shard_dir)
     feeder = StreamFeeder(info, split_labels(info, "train"), batch_size, seed=0, workers=workers)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from radsim.warehouse.layout import EXAMS_FILE, QUARANTINE_FILE
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dicom"
@@ -44,7 +45,9 @@ def bare_full_decode(paths: list[Path], size: int) -> float:
         lo, hi = float(arr.min()), float(arr.max())
         img = Image.fromarray(np.round((arr - lo) * (255.0 / max(hi - lo, 1.0))).astype(np.uint8), mode="L")
         scale = size / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR
+        )
         img.save(io.BytesIO(), format="PNG", compress_level=1)
     return time.perf_counter() - t
 
@@ -106,10 +109,14 @@ def per_file_rates(shared: Path, size: int, reps: int = 3) -> list[dict]:
     for path in sorted(shared.glob("*.dcm")):
         syntax = dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
         reduced, full = seconds(path, size), seconds(path, None)
-        rows.append({"file": path.name, "syntax": syntax.name, "reduced_s": round(reduced, 4), "full_s": round(full, 4)})
-        print(f"            {path.name:<19} {syntax.name[:44]:<44} reduced {reduced * 1000:6.1f} ms "
-              f"({1 / reduced:5.1f} img/s) | full {full * 1000:6.1f} ms ({1 / full:5.1f} img/s) | {full / reduced:4.1f}x",
-              flush=True)
+        rows.append(
+            {"file": path.name, "syntax": syntax.name, "reduced_s": round(reduced, 4), "full_s": round(full, 4)}
+        )
+        print(
+            f"            {path.name:<19} {syntax.name[:44]:<44} reduced {reduced * 1000:6.1f} ms "
+            f"({1 / reduced:5.1f} img/s) | full {full * 1000:6.1f} ms ({1 / full:5.1f} img/s) | {full / reduced:4.1f}x",
+            flush=True,
+        )
     return rows
 
 
@@ -147,9 +154,12 @@ def _report(n: int, size: int, bare: float, ours: float, rhos: list[tuple[str, f
     speedup = bare / ours
     worst = min(r for _, r in rhos) if rhos else float("nan")
     per_file = {name: sorted({round(r, 5) for f, r in rhos if f == name}) for name in sorted({f for f, _ in rhos})}
-    print(f"     films: n={n} JPEG 2000 chest exams -> {size} px | bare full-decode loop {bare:6.2f} s "
-          f"({n / bare:5.1f} img/s) | radsim shard --workers 1 {ours:6.2f} s with start-up ({n / ours:5.1f} img/s) "
-          f"| {speedup:.2f}x (target >= {MIN_SPEEDUP:.0f}x: {'PASS' if speedup >= MIN_SPEEDUP else 'MISSED'})", flush=True)
+    print(
+        f"     films: n={n} JPEG 2000 chest exams -> {size} px | bare full-decode loop {bare:6.2f} s "
+        f"({n / bare:5.1f} img/s) | radsim shard --workers 1 {ours:6.2f} s with start-up ({n / ours:5.1f} img/s) "
+        f"| {speedup:.2f}x (target >= {MIN_SPEEDUP:.0f}x: {'PASS' if speedup >= MIN_SPEEDUP else 'MISSED'})",
+        flush=True,
+    )
     print(f"            {len(rhos)} stored images; rank correlation with the full decode: "
           + ", ".join(f"{name} {values}" for name, values in per_file.items())
           + f"; worst {worst:.5f} (target >= {MIN_RHO}: {'PASS' if len(rhos) == n and worst >= MIN_RHO else 'MISSED'})",

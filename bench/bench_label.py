@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from radsim.warehouse.layout import LABELS_FILE
 
 # --------------------------------------------------------------------------- realistic reports
@@ -24,13 +25,22 @@ from radsim.warehouse.layout import LABELS_FILE
 _SIDES = ["left", "right"]
 _ZONES = ["upper", "mid", "lower"]
 _POSITIVE = [
-    "Small {s} pleural effusion.", "Moderate {s} pleural effusion with associated basal atelectasis.",
-    "Patchy consolidation in the {s} {z} zone in keeping with infection.", "Mild cardiomegaly.",
-    "Small {s} apical pneumothorax, measuring 1.5 cm.", "Linear atelectasis at the {s} base.",
-    "Upper lobe diversion and septal lines in keeping with pulmonary oedema.", "Hyperinflated lungs in keeping with emphysema.",
-    "A 12 mm nodule projects over the {s} {z} zone.", "Old healed {s} rib fractures.", "Large hiatus hernia.",
-    "Bibasal reticulation consistent with pulmonary fibrosis.", "{S} apical pleural thickening.",
-    "The mediastinum is widened.", "Increased opacity in the {s} {z} zone.", "Stable {s} effusion.",
+    "Small {s} pleural effusion.",
+    "Moderate {s} pleural effusion with associated basal atelectasis.",
+    "Patchy consolidation in the {s} {z} zone in keeping with infection.",
+    "Mild cardiomegaly.",
+    "Small {s} apical pneumothorax, measuring 1.5 cm.",
+    "Linear atelectasis at the {s} base.",
+    "Upper lobe diversion and septal lines in keeping with pulmonary oedema.",
+    "Hyperinflated lungs in keeping with emphysema.",
+    "A 12 mm nodule projects over the {s} {z} zone.",
+    "Old healed {s} rib fractures.",
+    "Large hiatus hernia.",
+    "Bibasal reticulation consistent with pulmonary fibrosis.",
+    "{S} apical pleural thickening.",
+    "The mediastinum is widened.",
+    "Increased opacity in the {s} {z} zone.",
+    "Stable {s} effusion.",
 ]
 _HEDGED = [
     "Possible early consolidation at the {s} base.", "Infection cannot be excluded.",
@@ -38,13 +48,26 @@ _HEDGED = [
     "Atelectasis versus consolidation at the {s} base.",
 ]
 _NEGATIVE = [
-    "No pneumothorax.", "No pleural effusion.", "No focal consolidation, pleural effusion or pneumothorax.",
-    "Heart size is normal.", "The cardiomediastinal silhouette is within normal limits.", "No acute bony abnormality.",
-    "There is no pulmonary oedema.", "The lungs are clear.", "No evidence of pneumonia.", "Costophrenic angles are clear.",
-    "The previously seen {s} effusion has resolved.", "The {s} pneumothorax is no longer visible.",
+    "No pneumothorax.",
+    "No pleural effusion.",
+    "No focal consolidation, pleural effusion or pneumothorax.",
+    "Heart size is normal.",
+    "The cardiomediastinal silhouette is within normal limits.",
+    "No acute bony abnormality.",
+    "There is no pulmonary oedema.",
+    "The lungs are clear.",
+    "No evidence of pneumonia.",
+    "Costophrenic angles are clear.",
+    "The previously seen {s} effusion has resolved.",
+    "The {s} pneumothorax is no longer visible.",
 ]
-_DEVICES = ["ETT tip 4 cm above the carina.", "NGT tip below the diaphragm.", "Lines and tubes in satisfactory position.",
-            "{S} internal jugular central venous catheter with tip in the SVC.", "Dual chamber pacemaker in situ."]
+_DEVICES = [
+    "ETT tip 4 cm above the carina.",
+    "NGT tip below the diaphragm.",
+    "Lines and tubes in satisfactory position.",
+    "{S} internal jugular central venous catheter with tip in the SVC.",
+    "Dual chamber pacemaker in situ.",
+]
 _INDICATION = ["Shortness of breath.", "? pneumonia.", "Follow up of known effusion.", "Post line insertion.",
                "Cough and fever for three days.", "Chest pain, ? pneumothorax."]
 

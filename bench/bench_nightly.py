@@ -32,7 +32,10 @@ RUN = """
 import os, sys
 inbox, counts = sys.argv[1], sys.argv[2]
 opened = []
-sys.addaudithook(lambda e, a: opened.append(os.fsdecode(a[0])) if e == "open" and isinstance(a[0], (str, bytes)) else None)
+def _note_open(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes)):
+        opened.append(os.fsdecode(args[0]))
+sys.addaudithook(_note_open)
 from radsim.flows.cli import main
 rc = main(["run", inbox, "--warehouse", sys.argv[3], "--demo-key", "--no-progress"])
 root = os.path.realpath(inbox)
@@ -90,9 +93,18 @@ def main(argv: list[str] | None = None) -> int:
                 walls.append(_timed(RUN, str(inbox), str(counts), str(wh), env=env))
             opened = [p for p in counts.read_text().splitlines() if p]
             wall, startup = sorted(walls)[len(walls) // 2], sorted(startups)[len(startups) // 2]
-            rows.append({"exams": n, "inbox_files": n_files, "first_run_s": round(first, 2), "noop_wall_s": round(wall, 3),
-                         "prefect_startup_s": round(startup, 3), "noop_less_startup_s": round(wall - startup, 3),
-                         "inbox_files_opened": len(opened), "opened_fraction": round(len(opened) / n_files, 4)})
+            rows.append(
+                {
+                    "exams": n,
+                    "inbox_files": n_files,
+                    "first_run_s": round(first, 2),
+                    "noop_wall_s": round(wall, 3),
+                    "prefect_startup_s": round(startup, 3),
+                    "noop_less_startup_s": round(wall - startup, 3),
+                    "inbox_files_opened": len(opened),
+                    "opened_fraction": round(len(opened) / n_files, 4),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -100,11 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     small, large = rows[0], rows[-1]
     growth = large["noop_less_startup_s"] / max(small["noop_less_startup_s"], 1e-9)
     worst_opened = max(r["opened_fraction"] for r in rows)
-    print(f"\nno-op nightly `radsim run`, {small['exams']} -> {large['exams']} exams ({large['exams'] / small['exams']:.0f}x):")
+    print(
+        f"\nno-op nightly `radsim run`, {small['exams']} -> {large['exams']} exams "
+        f"({large['exams'] / small['exams']:.0f}x):"
+    )
     for r in rows:
-        print(f"  {r['exams']:>6} exams, {r['inbox_files']:>6} files: wall {r['noop_wall_s']:.2f} s (Prefect start-up "
-              f"{r['prefect_startup_s']:.2f} s), opened {r['inbox_files_opened']} inbox files ({r['opened_fraction']:.1%}); "
-              f"first run {r['first_run_s']:.0f} s")
+        print(
+            f"  {r['exams']:>6} exams, {r['inbox_files']:>6} files: wall {r['noop_wall_s']:.2f} s (Prefect start-up "
+            f"{r['prefect_startup_s']:.2f} s), opened {r['inbox_files_opened']} inbox files "
+            f"({r['opened_fraction']:.1%}); "
+            f"first run {r['first_run_s']:.0f} s"
+        )
     print(f"  growth of (wall - Prefect start-up): {growth:.2f}x (target <= {MAX_GROWTH}x); "
           f"worst share of files opened {worst_opened:.1%} (target <= {MAX_OPENED:.0%})")
     if args.json:

@@ -15,7 +15,7 @@ mAP@R, NMI (k-means on the 10 most frequent label-powerset classes) and normal-v
 kNN AUC. The table gives mean ± sd over seeds; the verdict compares each loss's drop from
 the lowest to the highest noise level, with a standard error.
 
-    python -m bench.bench_noise          # default scale: 2,000 exams, 64 px, 20 epochs x 27 runs (~20-30 min, 2 shared cores)
+    python -m bench.bench_noise          # default: 2,000 exams, 64 px, 20 epochs x 27 runs (~20-30 min, 2 cores)
     python -m bench.bench_noise --exams 300 --seeds 1 --minutes 0.2 --losses ml2 --noise 0 0.4   # smoke run
 
 Results go to bench/results/bench_noise.json. Finished runs are cached under --work and
@@ -120,6 +120,7 @@ def score(emb: np.ndarray, truth: np.ndarray, findings: list[str], seed: int = 0
 def train_and_score(shards: Path, model_dir: Path, images, truth: np.ndarray, findings: list[str], *, loss: str,
                     seed: int, minutes: float, epochs: int, train_size: int | None, patience: int | None) -> dict:
     import torch
+
     from radsim.model.checkpoint import load_model
     from radsim.model.embed import embed_images
     from radsim.model.train import train_embedding_model

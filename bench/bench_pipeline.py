@@ -22,8 +22,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from radsim.warehouse.layout import EXAMS_FILE, LABELS_FILE
+
 from radsim.synthetic.config import MIN_IMAGE_SIZE
+from radsim.warehouse.layout import EXAMS_FILE, LABELS_FILE
 
 TARGET = 1.15
 TRAINING = {"image_size": 64, "max_steps": 5, "batch_size": 32}
@@ -32,11 +33,12 @@ TRAINING = {"image_size": 64, "max_steps": 5, "batch_size": 32}
 def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int) -> int:
     """The pipeline's stages as plain calls, no Prefect: the baseline."""
     import pyarrow.parquet as pq
+
     from radsim.data_contracts import demo_keyer, load_contract, write_parquet_atomic
     from radsim.data_contracts.vocabulary import default_vocabulary
     from radsim.imaging.shards import write_shards
+    from radsim.model.promotion import promote_through_gates
     from radsim.model.publish import publish
-    from radsim.warehouse.registry import register_model
     from radsim.model.train import train_embedding_model
     from radsim.nlp.runner import label_file
     from radsim.warehouse.inbox import ingest_inbox
@@ -48,7 +50,7 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
         update_ledger,
         write_ledger,
     )
-    from radsim.model.promotion import promote_through_gates
+    from radsim.warehouse.registry import register_model
 
     keyer = demo_keyer()
     restricted = warehouse / "restricted"
@@ -65,7 +67,9 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
     trained = train_embedding_model(warehouse / "shards", warehouse / "models" / "training", progress=False,
                                     **TRAINING)
     model_dir = register_model(trained.model_dir, warehouse / "models")
-    promote_through_gates(warehouse / "models", model_dir.name, force="bench_pipeline")  # a 5-step model: the gates refuse it
+    promote_through_gates(
+        warehouse / "models", model_dir.name, force="bench_pipeline"
+    )  # a 5-step model: the gates refuse it
     published = publish(model_dir, warehouse / "shards", warehouse / "published")
     write_ledger(update_ledger(ledger, prints, keyer, label_status=dict.fromkeys(prints, "done"),
                                shard_status=dict.fromkeys(prints, "done"), published_version=model_dir.name,
@@ -75,8 +79,8 @@ def direct_pipeline(inbox: Path, warehouse: Path, image_size: int, workers: int)
 
 def prefect_pipeline(inbox: Path, warehouse: Path, args: argparse.Namespace) -> tuple[float, float, object]:
     """The pipeline flow on the same cohort, then a no-op rerun: (seconds, rerun seconds, result)."""
-    from radsim.flows.pipeline import ephemeral_run, pipeline
     from radsim.flows.config import resolve_config
+    from radsim.flows.pipeline import ephemeral_run, pipeline
 
     cfg = resolve_config({"imaging.image_size": args.image_size, "runner.workers": args.workers,
                           "runner.task_runner": args.runner, "model.force_promote": True,  # as the direct path
@@ -138,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"pipeline on {args.exams} exams ({result.published_rows} images published; cohort made in {synth_s:.1f} s)")
+        print(
+            f"pipeline on {args.exams} exams ({result.published_rows} images published; cohort made in {synth_s:.1f} s)"
+        )
         print(f"  direct (plain functions):   {direct_s:7.2f} s")
         print(f"  through Prefect:            {prefect_s:7.2f} s   ratio {out['ratio']:.3f} (target <= {TARGET})")
         print(f"  Prefect start-up (one-off): {startup_s:7.2f} s   (excluded)")

@@ -88,7 +88,9 @@ def bench_publish(n: int, dim: int, work: Path, repeats: int = 2) -> dict[str, f
     }
 
 
-def bench_similar(n: int, dim: int, work: Path, n_queries: int = 1024, k: int = 10, repeats: int = 3) -> dict[str, float]:
+def bench_similar(
+    n: int, dim: int, work: Path, n_queries: int = 1024, k: int = 10, repeats: int = 3
+) -> dict[str, float]:
     from radsim.evaluation.similar import SimilarIndex
 
     pub = work / "pub"
@@ -146,6 +148,7 @@ def bench_similar(n: int, dim: int, work: Path, n_queries: int = 1024, k: int = 
 
 def bench_embed(sizes=(128, 256), n: int = 256, batch: int = 64) -> dict[str, float]:
     import torch
+
     from radsim.model.embed import embed_images
     from radsim.model.encoders import build_encoder
 
@@ -173,14 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="radsim-bench-publish-"))
     try:
         pub = bench_publish(args.n, args.dim, work)
-        print(f"publish {pub['rows']:,} x {pub['dim']} ({pub['file_mb']} MB): radsim write {pub['radsim_write_s']:.2f} s, "
-              f"verified read {pub['radsim_read_verified_s']:.2f} s (quick {pub['radsim_read_quick_s']:.2f} s); "
-              f"bare pyarrow write {pub['bare_write_s']:.2f} s, read {pub['bare_read_s']:.2f} s")
+        print(
+            f"publish {pub['rows']:,} x {pub['dim']} ({pub['file_mb']} MB): "
+            f"radsim write {pub['radsim_write_s']:.2f} s, "
+            f"verified read {pub['radsim_read_verified_s']:.2f} s (quick {pub['radsim_read_quick_s']:.2f} s); "
+            f"bare pyarrow write {pub['bare_write_s']:.2f} s, read {pub['bare_read_s']:.2f} s"
+        )
         print(f"  ratio bare/radsim: write {pub['ratio_write']:.2f}, read {pub['ratio_read']:.2f}, "
               f"write+read {pub['ratio_write_read']:.2f} (target >= 0.5)")
         sim = bench_similar(args.n, args.dim, work, args.queries)
-        print(f"similar k=10 over {sim['rows']:,}: FAISS exact {sim['faiss_batched_qps']:.0f} q/s (batched), "
-              f"numpy brute force {sim['numpy_per_query_qps']:.1f} q/s per query, {sim['numpy_batched_qps']:.0f} q/s batched")
+        print(
+            f"similar k=10 over {sim['rows']:,}: FAISS exact {sim['faiss_batched_qps']:.0f} q/s (batched), "
+            f"numpy brute force {sim['numpy_per_query_qps']:.1f} q/s per query, "
+            f"{sim['numpy_batched_qps']:.0f} q/s batched"
+        )
         print(f"  speed-up {sim['speedup_vs_numpy_per_query']:.1f}x vs numpy per query (target >= 5x), "
               f"{sim['speedup_vs_numpy_batched']:.1f}x vs numpy batched; top-10 agreement {sim['top10_agreement']:.2f}")
         print(f"  index build {sim['index_build_s']:.2f} s, cached open {sim['open_cached_s']:.2f} s, "

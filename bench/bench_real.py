@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from radsim.warehouse.layout import BEST_FILE, SPLITS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +108,9 @@ def shard_fold(rows: list[dict], nih: Path, fold: int, folds: dict[str, int], ou
 
     keyer = demo_keyer()
     splits = {}
-    others = sorted({p for p, f in folds.items() if f != fold}, key=lambda p: hashlib.sha256(f"v{seed}{p}".encode()).digest())
+    others = sorted(
+        {p for p, f in folds.items() if f != fold}, key=lambda p: hashlib.sha256(f"v{seed}{p}".encode()).digest()
+    )
     n_val = max(1, round(0.1 * len(others)))
     for p, f in folds.items():
         splits[keyer.patient_key(p)] = "test" if f == fold else ("val" if p in others[:n_val] else "train")
@@ -140,8 +143,8 @@ def split_mean_intervals(parts: list[tuple], *, replicates: int, seed: int) -> d
     Splits are not pooled: a neighbour vote's level depends on its split's make-up, so pooling
     votes across splits would reward differences between splits, not a good metric.
     """
-    from radsim.evaluation.intervals import Interval, bias_corrected, group_draws, percentile_bounds, weighted_auc
     from radsim.evaluation import roc_auc
+    from radsim.evaluation.intervals import Interval, bias_corrected, group_draws, percentile_bounds, weighted_auc
 
     def stats(s, g, mult) -> dict[str, float]:
         def mean(name):
@@ -221,10 +224,20 @@ def run(args: argparse.Namespace) -> dict:
                 shutil.rmtree(work / split, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    table = {name: split_mean_intervals(parts, replicates=args.replicates, seed=args.seed) for name, parts in per.items()}
+    table = {
+        name: split_mean_intervals(parts, replicates=args.replicates, seed=args.seed) for name, parts in per.items()
+    }
     patients = len({r["patient_id"] for r in rows})
-    return {"folds": args.folds, "repeats": args.repeats, "images": len(rows), "patients": patients, "recipes": {k: RECIPES[k] for k in recipes},
-            "base": BASE, "results": table, "train_seconds": timing}
+    return {
+        "folds": args.folds,
+        "repeats": args.repeats,
+        "images": len(rows),
+        "patients": patients,
+        "recipes": {k: RECIPES[k] for k in recipes},
+        "base": BASE,
+        "results": table,
+        "train_seconds": timing,
+    }
 
 
 def report(doc: dict) -> str:
@@ -246,9 +259,13 @@ def report(doc: dict) -> str:
                  f"{0.5:>22.3f}")
     best = max((n for n in doc["recipes"]), key=lambda n: res[n]["normal_auc"]["value"] or 0)
     rnd = res["random embeddings"]
-    lines += ["", f"best recipe by AUC: {best}; P@10 {res[best]['precision_at_10']['value']:.3f} vs random "
-              f"{rnd['precision_at_10']['value']:.3f} (+{res[best]['precision_at_10']['value'] - rnd['precision_at_10']['value']:.3f})"
-              f" and chance {chance:.3f}"]
+    lines += [
+        "",
+        f"best recipe by AUC: {best}; P@10 {res[best]['precision_at_10']['value']:.3f} vs random "
+        f"{rnd['precision_at_10']['value']:.3f} "
+        f"(+{res[best]['precision_at_10']['value'] - rnd['precision_at_10']['value']:.3f})"
+        f" and chance {chance:.3f}",
+    ]
     return "\n".join(lines)
 
 
@@ -258,8 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=2, help="patient-level folds per repeat (default: 2, so a "
                         "model trains on half the patients and is scored on the other half, as the held-out check)")
     parser.add_argument("--repeats", type=int, default=3, help="repeated splits, each with its own shuffle")
-    parser.add_argument("--recipes", default=",".join(CORE), help=f"comma-separated, or all; from: {', '.join(RECIPES)} "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--recipes",
+        default=",".join(CORE),
+        help=f"comma-separated, or all; from: {', '.join(RECIPES)} (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--replicates", type=int, default=1000)
     parser.add_argument("--json", metavar="FILE")

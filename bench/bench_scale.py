@@ -36,13 +36,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from .scale_watch import StageFigures, Watch, run_stage_of
 from radsim.warehouse.layout import MANIFEST_FILE, REPORT_FILE, TRUTH_FILE
+
+from .scale_watch import StageFigures, Watch, run_stage_of
 
 GROWING = ("ingest", "label", "shard", "embed+publish")  # stages whose work grows with the cohort
 FIXED = ("start-up", "train")  # Prefect and imports; training capped at --steps: estimated by their mean
 MAX_COST_GROWTH, MAX_RSS_GROWTH, MAX_INCREMENT, INCREMENT = 1.2, 1.5, 0.05, 0.01
-DRIVER = "import sys; from radsim.flows.cli import main; rc = main(sys.argv[1:]); print('@@done', flush=True); sys.exit(rc)"
+DRIVER = (
+    "import sys; from radsim.flows.cli import main; rc = main(sys.argv[1:]); print('@@done', flush=True); sys.exit(rc)"
+)
 MIB = 1 << 20
 
 
@@ -213,7 +216,9 @@ def estimate(results: list[dict], sizes: tuple[int, ...] = (10_000, 100_000)) ->
         if first is None:
             continue
         slope = 0.0 if row["stage"] in FIXED else (row["seconds"] - first["seconds"]) / (b["exams"] - a["exams"])
-        fixed = (first["seconds"] + row["seconds"]) / 2 if row["stage"] in FIXED else first["seconds"] - slope * a["exams"]
+        fixed = (
+            (first["seconds"] + row["seconds"]) / 2 if row["stage"] in FIXED else first["seconds"] - slope * a["exams"]
+        )
         for n in sizes:
             fitted[n][row["stage"]] = max(0.0, fixed + slope * n)
     return fitted
@@ -221,14 +226,18 @@ def estimate(results: list[dict], sizes: tuple[int, ...] = (10_000, 100_000)) ->
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="10000,100000", help="cohort sizes in exams, smallest first (default: %(default)s)")
+    ap.add_argument(
+        "--sizes", default="10000,100000", help="cohort sizes in exams, smallest first (default: %(default)s)"
+    )
     ap.add_argument("--steps", type=int, default=20, help="training steps (default: %(default)s)")
     ap.add_argument("--batch", type=int, default=32, help="training batch size (default: %(default)s)")
     ap.add_argument("--image-size", type=int, default=32, help="shard and model image size (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=2, help="task runner workers (default: %(default)s)")
     ap.add_argument("--validated", type=int, default=4500, help="exams in the validated subset the pipeline evaluates "
                     "against (default: %(default)s, the paper's)")
-    ap.add_argument("--max-queries", type=int, default=5000, help="radsim evaluate --max-queries (default: %(default)s)")
+    ap.add_argument(
+        "--max-queries", type=int, default=5000, help="radsim evaluate --max-queries (default: %(default)s)"
+    )
     ap.add_argument("--eval-bound", type=float, default=600.0, help="seconds radsim evaluate may take at the largest "
                     "size (default: %(default)s)")
     ap.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
@@ -238,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--sizes needs two sizes or more, e.g. 300,2000")
     root = Path(tempfile.mkdtemp(prefix="radsim-bench-scale-"))
     env = _env(root, args)
-    print(f"bench_scale: sizes {sizes}, {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.2f}, work in {root}", flush=True)
+    print(
+        f"bench_scale: sizes {sizes}, {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.2f}, work in {root}",
+        flush=True,
+    )
     results = []
     try:
         t = time.perf_counter()

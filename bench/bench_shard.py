@@ -57,7 +57,13 @@ def synthetic_dicoms(folder: Path, n_files: int, side: int = 512, seed: int = 0)
         ds = Dataset()
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.PatientName, ds.PatientID, ds.Modality, ds.BodyPartExamined, ds.ViewPosition = f"Bench^{i}", f"B{i}", "DX", "CHEST", "PA"
+        ds.PatientName, ds.PatientID, ds.Modality, ds.BodyPartExamined, ds.ViewPosition = (
+            f"Bench^{i}",
+            f"B{i}",
+            "DX",
+            "CHEST",
+            "PA",
+        )
         ds.Rows = ds.Columns = side
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if mono1 else "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
@@ -128,9 +134,12 @@ def compare(label: str, files: list[Path], n: int, size: int) -> dict:
     row = {"set": label, "images": n, "base_img_s": round(base, 1), "w1_img_s": round(w1, 1), "w2_img_s": round(w2, 1),
            "overhead_ratio": round(w1 / base, 3), "speedup_2v1": round(w2 / w1, 3),
            "machine_2proc_ceiling": round(ceiling / base, 3)}
-    print(f"{label:>10}: n={n} base {base:7.1f} img/s | 1 worker {w1:7.1f} img/s (ratio {w1 / base:.2f}, target >= 0.8) "
-          f"| 2 workers {w2:7.1f} img/s (speed-up {w2 / w1:.2f}x, target >= 1.7x; two bare decode loops "
-          f"reach {ceiling / base:.2f}x here now)", flush=True)
+    print(
+        f"{label:>10}: n={n} base {base:7.1f} img/s | 1 worker {w1:7.1f} img/s (ratio {w1 / base:.2f}, target >= 0.8) "
+        f"| 2 workers {w2:7.1f} img/s (speed-up {w2 / w1:.2f}x, target >= 1.7x; two bare decode loops "
+        f"reach {ceiling / base:.2f}x here now)",
+        flush=True,
+    )
     return row
 
 
@@ -158,15 +167,24 @@ def rss_curve(sizes: list[int], size: int) -> list[dict]:
             p.rename(folder / p.name.replace("syn_", "rss_"))
         rows = []
         for n in sizes:
-            out = subprocess.run([sys.executable, "-m", "bench.bench_shard", "--rss-child", str(folder), str(n), str(size)],
-                                 check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.bench_shard", "--rss-child", str(folder), str(n), str(size)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parents[1],
+            )
             row = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"   peak RSS: {row['n']:>6} exams (128 px DICOM → {size} px) {row['peak_rss_mib']:7.1f} MiB "
                   f"({row['img_s']} img/s)", flush=True)
             rows.append(row)
         if len(rows) >= 2:
-            print(f"   RSS growth {rows[-1]['n']}/{rows[0]['n']} exams: {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}x "
-                  "(target: ~1.0x)", flush=True)
+            print(
+                f"   RSS growth {rows[-1]['n']}/{rows[0]['n']} exams: "
+                f"{rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}x "
+                "(target: ~1.0x)",
+                flush=True,
+            )
         return rows
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -8,7 +8,8 @@ mirror's own overhead (listing, copying, fingerprinting); on s3 or gs add the tr
 the bytes reported (pulls and pushes are batched `get`/`put` calls, which s3fs and gcsfs run
 concurrently). One memory:// artefact inflates the ratio as the cohort grows: its `info()` scans
 the whole store, and fsspec's per-file `get_file` calls it, so fetching n files costs O(n^2)
-there (measured: 4,099 inbox files of 2,000 exams pulled in ~8 s, re-pulled unchanged in 0.2 s). A no-op rerun of each (the ledger says "nothing new") shows what an
+there (measured: 4,099 inbox files of 2,000 exams pulled in ~8 s, re-pulled unchanged in 0.2 s).
+A no-op rerun of each (the ledger says "nothing new") shows what an
 unchanged remote warehouse costs per scheduled run. Prefect's one-off start-up is excluded.
 
     python -m bench.bench_storage                  # 500 exams
@@ -50,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
     os.environ["RADSIM_CACHE"] = str(work / "cache")
     import fsspec
+
+    from radsim.flows.config import resolve_config
     from radsim.flows.pipeline import ephemeral_run, pipeline
     from radsim.synthetic import generate_cohort
-    from radsim.flows.config import resolve_config
 
     cfg = resolve_config(TINY, environ={})
     cohort = generate_cohort(work / "cohort", exams=args.exams, seed=4, image_size=64, progress=False)

@@ -27,10 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     small, large = args.sizes
     (w_small, c_small), (w_large, c_large) = rate(small, args.image_size), rate(large, args.image_size)
-    print(f"synth @ {args.image_size}px, wall: {small} exams {w_small:.1f} exams/s; {large} exams {w_large:.1f} exams/s; "
-          f"ratio large/small {w_large / w_small:.2f} (1.0 = linear scaling)")
-    print(f"synth @ {args.image_size}px, CPU:  {small} exams {c_small:.1f} exams/s; {large} exams {c_large:.1f} exams/s; "
-          f"ratio large/small {c_large / c_small:.2f}")
+    print(
+        f"synth @ {args.image_size}px, wall: {small} exams {w_small:.1f} exams/s; {large} exams {w_large:.1f} exams/s; "
+        f"ratio large/small {w_large / w_small:.2f} (1.0 = linear scaling)"
+    )
+    print(
+        f"synth @ {args.image_size}px, CPU:  {small} exams {c_small:.1f} exams/s; {large} exams {c_large:.1f} exams/s; "
+        f"ratio large/small {c_large / c_small:.2f}"
+    )
     return 0
 
 

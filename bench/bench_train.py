@@ -14,7 +14,7 @@
 
     python -m bench.bench_train --mode feed --n-exams 600 --image-size 128 --steps 60
     python -m bench.bench_train --mode demo --n-exams 2000 --image-size 128 --minutes 5
-    python -m bench.bench_train --mode demo --render-size 512 --image-size 256 --train-size 128   # as `radsim demo` shards
+    python -m bench.bench_train --mode demo --render-size 512 --image-size 256 --train-size 128  # as radsim demo
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from radsim.warehouse.layout import MANIFEST_FILE, TRUTH_FILE
 
 if __package__ in (None, ""):  # `python bench/bench_train.py`: make `bench.cohorts` importable
@@ -38,9 +39,8 @@ if __package__ in (None, ""):  # `python bench/bench_train.py`: make `bench.coho
 
 def make_cohort(work: Path, n_exams: int, image_size: int, render_size: int, seed: int = 0) -> Path:
     """synth -> ingest -> label -> shard (demo key); reused when WORK already holds it."""
-    from radsim.synthetic import generate_cohort
-
     from bench.cohorts import label_and_shard
+    from radsim.synthetic import generate_cohort
 
     shards = work / "shards"
     if (shards / MANIFEST_FILE).exists():
@@ -62,8 +62,7 @@ def _train_steps(feeder_epochs, steps: int, seed: int, batch_size: int) -> float
     from radsim.model.distributed import DistContext
     from radsim.model.encoders import build_encoder
     from radsim.model.losses import build_loss
-    from radsim.model.train_core import optimizer_step
-    from radsim.model.train_core import cosine_with_warmup, resolve_device
+    from radsim.model.train_core import cosine_with_warmup, optimizer_step, resolve_device
 
     torch.manual_seed(seed)
     setup = resolve_device("cpu")
@@ -85,7 +84,8 @@ def _train_steps(feeder_epochs, steps: int, seed: int, batch_size: int) -> float
 
 
 def bench_feed(shards: Path, steps: int, batch_size: int, seed: int = 0, repeats: int = 2) -> dict:
-    from radsim.model.data import MemoryFeeder, StreamFeeder, load_split, make_sampler, read_shard_info
+    from radsim.model.data import load_split, make_sampler, read_shard_info
+    from radsim.model.feeders import MemoryFeeder, StreamFeeder
 
     info = read_shard_info(shards)
     pre = load_split(info, "train")  # the in-memory baseline's images, loaded before timing
@@ -192,7 +192,9 @@ def bench_demo(work: Path, shards: Path, minutes: float, epochs: int | None, see
           f"{result.steps} steps, stopped: {result.stopped}; defaults {DEFAULTS})")
     print(f"  {'':18s} {'P@10':>7s} {'chance':>7s} {'mAP@R':>7s} {'normAUC':>8s}")
     for name, v in table.items():
-        print(f"  {name:18s} {v['precision_at_10']:7.3f} {v['chance']:7.3f} {v['map_at_r']:7.3f} {v['normal_auc']:8.3f}")
+        print(
+            f"  {name:18s} {v['precision_at_10']:7.3f} {v['chance']:7.3f} {v['map_at_r']:7.3f} {v['normal_auc']:8.3f}"
+        )
     print("  targets: " + ", ".join(f"{k} {'MET' if ok else 'NOT MET'}" for k, ok in verdict.items()))
     return {"test": table, "targets": verdict, "model_version": result.model_version,
             "training": {k: result.card.training.get(k) for k in ("train_seconds", "images_per_s", "steps", "stopped",

@@ -64,8 +64,10 @@ def _ignore_sigint() -> None:
 
 def _toml(work: Path, inbox: Path, name: str) -> Path:
     toml = work / f"{name}.toml"
-    toml.write_text(f'[paths]\ninbox = "{inbox}"\nwarehouse = "{work / name}"\n[imaging]\nimage_size = 64\n'
-                    "[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 8\nforce_promote = true\n[runner]\nworkers = 1\n")
+    toml.write_text(
+        f'[paths]\ninbox = "{inbox}"\nwarehouse = "{work / name}"\n[imaging]\nimage_size = 64\n'
+        "[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 8\nforce_promote = true\n[runner]\nworkers = 1\n"
+    )
     return toml
 
 

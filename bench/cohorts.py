@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
 from radsim.warehouse.layout import EXAMS_FILE, LABELS_FILE
 
 

@@ -23,8 +23,7 @@ def throughput(backbone: str, *, device: str, size: int, batch_size: int, steps:
     from radsim.model.distributed import DistContext
     from radsim.model.encoders import build_encoder
     from radsim.model.losses import build_loss
-    from radsim.model.train_core import optimizer_step
-    from radsim.model.train_core import cosine_with_warmup, resolve_device
+    from radsim.model.train_core import cosine_with_warmup, optimizer_step, resolve_device
 
     setup = resolve_device(device)
     torch.manual_seed(0)

@@ -7,10 +7,11 @@ offending keys (DESIGN §5).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -119,7 +120,7 @@ def _build(doc: dict[str, Any], vocabulary: Vocabulary, params: dict[str, int]) 
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _raw(name: str) -> dict[str, Any]:
     if name not in TABLES:
         raise KeyError(f"no contract named {name!r}; known: {', '.join(TABLES)}")
@@ -174,14 +175,20 @@ def validate_table(contract: Contract, table: pa.Table, extra_metadata: dict[str
         raise TypeError(f"expected a pyarrow.Table for '{contract.name}', got {type(table).__name__}")
     unknown = [c for c in table.column_names if c not in contract.column_names]
     if unknown:
-        raise ContractViolation(contract.name, unknown[0], "unknown_column", f"columns not in the contract: {unknown[:5]}")
+        raise ContractViolation(
+            contract.name, unknown[0], "unknown_column", f"columns not in the contract: {unknown[:5]}"
+        )
     arrays = [_conform_column(contract, col, table) for col in contract.columns]
     out = pa.Table.from_arrays(arrays, schema=contract.schema().remove_metadata())
     for col in contract.columns:
         arr = out.column(col.name)
         if col.required and arr.null_count:
             raise ContractViolation(
-                contract.name, col.name, "not_null", f"{arr.null_count} null value(s)", _key_strings(out, contract, pc.is_null(arr))
+                contract.name,
+                col.name,
+                "not_null",
+                f"{arr.null_count} null value(s)",
+                _key_strings(out, contract, pc.is_null(arr)),
             )
         if col.allowed is not None and (pa.types.is_primitive(arr.type) or pa.types.is_string(arr.type)):
             allowed = pa.array(list(col.allowed), type=arr.type)
@@ -196,7 +203,9 @@ def validate_table(contract: Contract, table: pa.Table, extra_metadata: dict[str
         if col.minimum is not None:
             bad = pc.fill_null(pc.less(arr, col.minimum), False)
             if pc.any(bad).as_py():
-                raise ContractViolation(contract.name, col.name, "minimum", f"values below {col.minimum}", _key_strings(out, contract, bad))
+                raise ContractViolation(
+                    contract.name, col.name, "minimum", f"values below {col.minimum}", _key_strings(out, contract, bad)
+                )
     _check_unique(contract, out)
     meta = dict(contract.schema().metadata or {})
     if extra_metadata:

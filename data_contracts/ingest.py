@@ -6,10 +6,10 @@ A whole-table problem (a missing column, an unreadable file) is a usage error; a
 from __future__ import annotations
 
 import os
-
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,9 +61,13 @@ def split_duplicates(exams: pa.Table, stage: str = STAGE) -> tuple[pa.Table, lis
             keep.append(True)  # the contract's not-null rule reports it
             continue
         if key in seen:
-            reason = f"exam_id {eid} image_index {key[1]} appears more than once; the first row (not row {n + 1}) was kept"
+            reason = (
+                f"exam_id {eid} image_index {key[1]} appears more than once; the first row (not row {n + 1}) was kept"
+            )
         elif pid is not None and owner.setdefault(eid, pid) != pid:
-            reason = f"exam_id {eid} appears under two patient ids; the first patient's rows were kept (row {n + 1} refused)"
+            reason = (
+                f"exam_id {eid} appears under two patient ids; the first patient's rows were kept (row {n + 1} refused)"
+            )
         else:
             seen.add(key)
             keep.append(True)
@@ -97,7 +101,9 @@ def _split_missing(table: pa.Table, source: str) -> tuple[pa.Table, list[Quarant
     for n, row in enumerate(table.filter(bad).to_pylist()):
         absent = [c for c in REQUIRED if not str(row.get(c) or "").strip()]
         rid = str(row.get("exam_id") or f"{Path(source).name}#row{n + 1}")
-        records.append(QuarantineRecord(STAGE, rid, "schema_violation", f"missing {', '.join(absent)} in {source}", source))
+        records.append(
+            QuarantineRecord(STAGE, rid, "schema_violation", f"missing {', '.join(absent)} in {source}", source)
+        )
     return table.filter(pc.invert(bad)), records
 
 

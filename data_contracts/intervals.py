@@ -31,7 +31,7 @@ class Interval:
         return f"{self.value:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
 
     def as_dict(self, digits: int | None = None) -> dict[str, float | bool | None]:
-        """{"value", "low", "high"} (not finite: None; rounded to `digits` when given), and "exact": True for a census."""
+        """{"value", "low", "high"} (not finite: None; rounded to `digits` when given); "exact": True for a census."""
         out: dict[str, float | bool | None] = {
             k: (None if not math.isfinite(v) else (round(v, digits) if digits is not None else float(v)))
             for k, v in (("value", self.value), ("low", self.low), ("high", self.high))}

@@ -25,7 +25,7 @@ class QuarantineRecord:
     reason_code: str
     message: str
     source_uri: str | None = None
-    seen_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    seen_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def __post_init__(self) -> None:
         if self.reason_code not in reason_codes():
@@ -58,7 +58,10 @@ def merge_quarantine(old: pa.Table | None, new: pa.Table) -> pa.Table:
     if old is None or old.num_rows == 0:
         return new
     contract = load_contract("quarantine")
-    seen = {(r["stage"], r["record_id"], r["reason_code"]) for r in old.select(["stage", "record_id", "reason_code"]).to_pylist()}
+    seen = {
+        (r["stage"], r["record_id"], r["reason_code"])
+        for r in old.select(["stage", "record_id", "reason_code"]).to_pylist()
+    }
     rows = [r for r in new.to_pylist() if (r["stage"], r["record_id"], r["reason_code"]) not in seen]
     return contract.validate(pa.concat_tables([contract.validate(old), rows_to_table(contract, rows)]))
 

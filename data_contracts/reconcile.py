@@ -18,7 +18,7 @@ class StageCounts:
     def balanced(self) -> bool:
         return self.rows_in == self.rows_out + self.quarantined + self.skipped
 
-    def check(self) -> "StageCounts":
+    def check(self) -> StageCounts:
         """Raise if a record vanished or was counted twice; return self to allow chaining."""
         if not self.balanced:
             raise ReconciliationError(

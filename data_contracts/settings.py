@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from typing import Any, Iterable, Literal, TypeVar, get_args, get_origin
+from collections.abc import Iterable
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import pydantic
 from pydantic.fields import FieldInfo

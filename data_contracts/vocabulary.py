@@ -4,14 +4,15 @@ It is data so that a site can add findings or synonyms with a YAML file and no c
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import dataclasses
 import functools
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 

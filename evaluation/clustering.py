@@ -31,7 +31,9 @@ class ClusterScores:
     classes: np.ndarray | None = None  # their powerset classes
 
 
-def powerset_classes(labels: np.ndarray, top: int = TOP_CLASSES) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+def powerset_classes(
+    labels: np.ndarray, top: int = TOP_CLASSES
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
     """(mask of items kept, class id per kept item, class keys as tuples of label columns).
 
     Items with an empty label set are never kept. Ties in frequency go to the smaller key.

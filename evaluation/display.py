@@ -11,6 +11,8 @@ from typing import Any
 
 from radsim.data_contracts.verdicts import ABOVE, BELOW, TOO_FEW
 
+NO_DECISION_YET = "not made yet (the gates run when the model is promoted or published)"
+
 
 def fmt(x: float | None, spec: str = ".3f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
@@ -84,13 +86,22 @@ def model_card_markdown(model_version: str, metrics: dict[str, Any], baselines: 
                     f"{random_text(rand.get(name), rand.get(f'{name}_sd'))} |")
     cosine = metrics.get("mean_pairwise_cosine")
     collapsed = (promotion or {}).get("collapsed")
-    lines = [f"# {model_version}", "", *([note, ""] if note else []),
-             f"Validation split: {metrics.get('n_items', '?')} labelled frontal films of {metrics.get('n_patients', '?')} "
-             "patients.", "",
-             "| metric | exams (patients) | value [95% CI] | verdict | chance | untrained encoder | random embedding |",
-             "|---|---|---|---|---|---|---|", *rows, "",
-             f"- Mean pairwise cosine of the validation embeddings: {fmt(cosine, '.4f')}"
-             + (" — **collapsed**" if collapsed else " (near 1 means collapse)"),
-             f"- Gate decision: {decision_text(promotion) if promotion else 'not made yet (the gates run when the model is promoted or published)'}",
-             "", "Not a medical device."]
+    lines = [
+        f"# {model_version}",
+        "",
+        *([note, ""] if note else []),
+        f"Validation split: {metrics.get('n_items', '?')} labelled frontal films of {metrics.get('n_patients', '?')} "
+        "patients.",
+        "",
+        "| metric | exams (patients) | value [95% CI] | verdict | chance | untrained encoder | random embedding |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"- Mean pairwise cosine of the validation embeddings: {fmt(cosine, '.4f')}"
+        + (" — **collapsed**" if collapsed else " (near 1 means collapse)"),
+        "- Gate decision: "
+        + (decision_text(promotion) if promotion else NO_DECISION_YET),
+        "",
+        "Not a medical device.",
+    ]
     return "\n".join(lines)

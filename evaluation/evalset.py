@@ -14,10 +14,10 @@ import pyarrow as pa
 
 from radsim.data_contracts import IdKeyer, UsageError
 from radsim.imaging.reader import FRONTAL
+from radsim.warehouse.layout import MANIFEST_FILE
 from radsim.warehouse.published import PublishedVersion, embedding_matrix, label_matrix
 
 from .config import DEFAULT_CONFIG, SPLITS
-from radsim.warehouse.layout import MANIFEST_FILE
 
 VIEWS = ("PA", "AP", "LATERAL")
 
@@ -125,8 +125,14 @@ def patient_keys(shards: str | Path | None) -> dict[str, str]:
     return dict(zip(table.column("exam_key").to_pylist(), table.column("patient_key").to_pylist()))
 
 
-def load_eval_set(version: PublishedVersion, *, split: str = DEFAULT_CONFIG.split, truth: str | Path | pa.Table | None = None,
-                  keyer: IdKeyer | None = None, shards: str | Path | None = None) -> EvalSet:
+def load_eval_set(
+    version: PublishedVersion,
+    *,
+    split: str = DEFAULT_CONFIG.split,
+    truth: str | Path | pa.Table | None = None,
+    keyer: IdKeyer | None = None,
+    shards: str | Path | None = None,
+) -> EvalSet:
     """The rows to evaluate: one split (or 'all'), labelled by the table or by `truth`.
 
     With `shards`, each row carries its patient key, and the intervals resample patients.
@@ -145,8 +151,10 @@ def load_eval_set(version: PublishedVersion, *, split: str = DEFAULT_CONFIG.spli
         if keyer is None:
             raise UsageError("--truth needs the pseudonymisation key (RADSIM_ID_KEY, or --demo-key for the demo)")
         if keyer.key_id != version.key_id:
-            raise UsageError(f"the table was keyed with key_id {version.key_id!r} but this run's key is {keyer.key_id!r}: "
-                             "--truth ids would not match (use the same RADSIM_ID_KEY, or --demo-key for the demo)")
+            raise UsageError(
+                f"the table was keyed with key_id {version.key_id!r} but this run's key is {keyer.key_id!r}: "
+                "--truth ids would not match (use the same RADSIM_ID_KEY, or --demo-key for the demo)"
+            )
         by_key = truth_labels(truth, keyer, findings)
         keep = np.array([k in by_key for k in keys], dtype=bool)
         labels = np.stack([by_key[k] for k, ok in zip(keys, keep) if ok]) if keep.any() else \

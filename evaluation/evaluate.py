@@ -13,15 +13,24 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .clustering import cluster_scores
+from .config import DEFAULT_SEED
 from .intervals import DEFAULT_REPLICATES, Interval, retrieval_intervals
 from .judge import Judgement, MinimumSizes, judge, null_chance, too_few
 from .labelindex import LabelIndex
 from .neighbours import as_matrix, random_embeddings
 from .nulls import DEFAULT_DRAWS, cluster_null, retrieval_null
 from .records import MetricRecord
-from .config import DEFAULT_SEED
-from .retrieval import (DEFAULT_K, DEFAULT_KS, NORMAL_INDEX, RetrievalScores, RetrievalSpec, complete_map,
-                        make_spec, rank_for, score_ranking)
+from .retrieval import (
+    DEFAULT_K,
+    DEFAULT_KS,
+    NORMAL_INDEX,
+    RetrievalScores,
+    RetrievalSpec,
+    complete_map,
+    make_spec,
+    rank_for,
+    score_ranking,
+)
 
 #: random-embedding draws behind each random_value (their spread is random_sd)
 RANDOM_DRAWS = 5
@@ -159,7 +168,10 @@ def _too_few_reason(scores: RetrievalScores, name: str, sizes: tuple[int, int], 
     """Why a retrieval metric is too few to judge at this size, or None."""
     k = record_key(scores, name)[1]
     if k is not None and subject.n_items - 1 <= k:
-        return f"k = {k} needs more than {k + 1} exams (there are {subject.n_items}): every exam's neighbours are all the others"
+        return (
+            f"k = {k} needs more than {k + 1} exams (there are {subject.n_items}): "
+            "every exam's neighbours are all the others"
+        )
     queries, patients = sizes
     if name == "normal_auc" and min(scores.normal_counts) < minimum.class_size:
         normal, abnormal = scores.normal_counts

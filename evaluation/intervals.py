@@ -14,13 +14,13 @@ bootstrap over few patients ignores that queries share their neighbours and clai
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from .config import DEFAULT_SEED
 from radsim.data_contracts.intervals import Interval
 
+from .config import DEFAULT_SEED
 from .retrieval import RetrievalScores
 
 DEFAULT_REPLICATES = 1000
@@ -76,7 +76,9 @@ def retrieval_intervals(scores: RetrievalScores, item_groups: Sequence[object], 
             boot[name].append(float((w * qv.values).sum() / total) if total else float("nan"))
         if has_auc:
             auc_boot.append(weighted_auc(scores.votes.values, scores.vote_truth, mult[groups[scores.votes.items]]))
-    out = {name: Interval(float(qv.values.mean()), *percentile_bounds(np.array(boot[name]))) for name, qv in kept.items()}
+    out = {
+        name: Interval(float(qv.values.mean()), *percentile_bounds(np.array(boot[name]))) for name, qv in kept.items()
+    }
     if has_auc:
         point = float(scores.normal_auc) if scores.normal_auc is not None else float("nan")
         out["normal_auc"] = bias_corrected(point, np.array(auc_boot))

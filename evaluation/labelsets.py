@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-
 # ----------------------------------------------------------------------------- labels
 #: What an uncertain finding (-1) weighs in a label set, the one meaning of "uncertain" everywhere:
 #: the evaluation and ML2 count it absent, ML2+ at one half (DESIGN §8), an opt-in count present.

@@ -38,7 +38,6 @@ from .labelindex import LabelIndex
 from .labelsets import as_label_matrix, discounts, map_at_r_expected, mean_or_nan
 from .retrieval import DEFAULT_K, NORMAL_INDEX, RetrievalSpec, retrieval_scores
 
-
 # ----------------------------------------------------------- one-metric conveniences
 # `kw` goes to retrieval_scores (metric, queries, chunk_size); each asks its spec for one metric alone
 _ALONE = RetrievalSpec(ks=(), ndcg_ks=(), finding_k=None, normal_index=None, with_map=False)

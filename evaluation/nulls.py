@@ -69,7 +69,9 @@ def retrieval_null(ranking: Ranking, index: LabelIndex, spec: RetrievalSpec, gro
     shallow = replace(spec, with_map=False)
     samples: dict[str, list[float]] = {}
     for b, perm in enumerate(block_permutations(blocks, draws, seed)):
-        for name, value in score_ranking(ranking, index, spec if b < map_draws else shallow, perm=perm).values().items():
+        for name, value in (
+            score_ranking(ranking, index, spec if b < map_draws else shallow, perm=perm).values().items()
+        ):
             samples.setdefault(name, []).append(value)
     return {name: np.asarray(values, dtype=np.float64) for name, values in samples.items()}
 

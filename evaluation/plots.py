@@ -17,8 +17,8 @@ from .neighbours import l2_normalise, nearest_neighbours
 from .retrieval import DEFAULT_K
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .records import MetricRecord
     from .evalset import EvalSet
+    from .records import MetricRecord
 
 MAP_POINTS = 2000
 MDS_POINTS = 600

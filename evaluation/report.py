@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
 from radsim.data_contracts import IdKeyer, UsageError
 from radsim.data_contracts.atomic import write_json_atomic
 from radsim.data_contracts.settings import with_values
-
+from radsim.warehouse.layout import EVALUATION_FILE, EVALUATION_INPUTS_FILE, REPORT_FILE
 from radsim.warehouse.published import open_version
 
 from .config import DEFAULT_CONFIG, EvalConfig
@@ -36,9 +37,15 @@ from .neighbours import random_embeddings
 from .records import MetricRecord, records_to_table
 from .report_markdown import HEADLINE, render_markdown
 from .retrieval import DEFAULT_K, RetrievalSpec, retrieval_scores
-from radsim.warehouse.layout import EVALUATION_FILE, EVALUATION_INPUTS_FILE, REPORT_FILE
 
-__all__ = ["FRONTAL", "VIEWS", "EvalSet", "load_eval_set", "patient_keys", "truth_labels"]  # moved; still importable here
+__all__ = [
+    "FRONTAL",
+    "VIEWS",
+    "EvalSet",
+    "load_eval_set",
+    "patient_keys",
+    "truth_labels",
+]  # moved; still importable here
 
 CURVE_KS = (1, 2, 3, 5, 10, 15, 20, 30, 50, 100)
 INPUTS_FILE = EVALUATION_INPUTS_FILE  # what the report was computed from, so an unchanged one is kept
@@ -109,9 +116,14 @@ class EvaluationResult:
         return lines
 
     def summary(self) -> str:
-        return "\n".join([f"evaluate: model version {self.model_version}, {self.n_items} exams; report in {self.out_dir}",
-                          *(["  model decision: " + self.decision] if self.decision else []),
-                          *("  " + line for line in self.headline()), *("  note: " + n for n in self.notes)])
+        return "\n".join(
+            [
+                f"evaluate: model version {self.model_version}, {self.n_items} exams; report in {self.out_dir}",
+                *(["  model decision: " + self.decision] if self.decision else []),
+                *("  " + line for line in self.headline()),
+                *("  note: " + n for n in self.notes),
+            ]
+        )
 
 
 def write_records(records: Sequence[MetricRecord], path: Path) -> Path:

@@ -17,8 +17,11 @@ from .retrieval import DEFAULT_K, DEFAULT_KS
 # (metric, k, label) at radsim evaluate's ks (radsim.evaluation.retrieval)
 HEADLINE = (
     *(("precision_at_k", k, f"P@{k}") for k in DEFAULT_KS),
-    ("map_at_r", None, "mAP@R"), ("ndcg_at_k", DEFAULT_K, f"NDCG@{DEFAULT_K}"),
-    ("normal_auc", DEFAULT_K, "normal-vs-abnormal AUC"), ("nmi", None, "k-means NMI"), ("purity", None, "k-means purity"),
+    ("map_at_r", None, "mAP@R"),
+    ("ndcg_at_k", DEFAULT_K, f"NDCG@{DEFAULT_K}"),
+    ("normal_auc", DEFAULT_K, "normal-vs-abnormal AUC"),
+    ("nmi", None, "k-means NMI"),
+    ("purity", None, "k-means purity"),
 )
 VIEW_METRICS = (("precision_at_k", DEFAULT_K, f"P@{DEFAULT_K}"), ("map_at_r", None, "mAP@R"),
                 ("normal_auc", DEFAULT_K, "normal AUC"))

@@ -16,7 +16,6 @@ from .labelsets import discounts, map_at_r_expected, mean_or_nan, roc_auc
 from .neighbours import DEFAULT_METRIC, Metric, as_matrix, score_chunks, top_k
 from .ranking import Ranking, order_depth, rank, rank_chunk
 
-
 #: the k of P@k's headline, NDCG@k, per-finding P@k and the normal AUC's kNN vote (radsim evaluate's)
 DEFAULT_K = 10
 #: the ks of P@k scored by default
@@ -39,7 +38,9 @@ class RetrievalSpec:
 
     @property
     def kmax(self) -> int:
-        return max([*self.ks, *self.ndcg_ks, self.finding_k or 1, self.normal_k if self.normal_index is not None else 1])
+        return max(
+            [*self.ks, *self.ndcg_ks, self.finding_k or 1, self.normal_k if self.normal_index is not None else 1]
+        )
 
 
 @dataclass(frozen=True)

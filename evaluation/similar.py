@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import atomic_output, write_json_atomic
-
 from radsim.imaging.reader import FRONTAL
 from radsim.warehouse.published import INDEX_KINDS, PublishedVersion, default_index_dir, embedding_matrix, open_version
 
@@ -111,7 +111,7 @@ class SimilarIndex:
     @classmethod
     def open(cls, published_dir: str | Path, model_version: str | None = None, *, kind: str = DEFAULT_KIND,
              index_dir: str | Path | None = None, cache: bool = True) -> SimilarIndex:
-        """Open (or build and cache) the index of a version: the current one unless given (else the one published last)."""
+        """Open (or build and cache) a version's index: the current one unless given (else the one published last)."""
         if kind not in INDEX_KINDS:
             raise UsageError(f"unknown index kind {kind!r}: use one of {', '.join(INDEX_KINDS)}")
         quick = open_version(published_dir, model_version, verify="quick")

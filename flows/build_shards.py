@@ -5,8 +5,9 @@ the shard manifest, not Prefect's cache (DESIGN §11), so tasks run with NO_CACH
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from radsim.flows.prefect_env import configure_prefect
 
@@ -17,9 +18,9 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from radsim.data_contracts import keyer_from_env, load_vocabulary  # noqa: E402
+from radsim.data_contracts.inflight import in_order
 from radsim.flows.task_runners import RUNNERS, make_task_runner  # noqa: E402,F401 - re-exported
 from radsim.imaging.config import ShardOptions, shard_options  # noqa: E402
-from radsim.model.embed_config import DEFAULT_WORKERS  # noqa: E402
 from radsim.imaging.shards import (  # noqa: E402
     ShardPlan,
     ShardSite,
@@ -27,8 +28,9 @@ from radsim.imaging.shards import (  # noqa: E402
     plan_shard_run,
     shard_dir_lock,
 )
-from radsim.data_contracts.inflight import in_order
 from radsim.imaging.worker import DecodeOptions, DecodeResult, WorkItem, decode_batch  # noqa: E402
+from radsim.model.embed_config import DEFAULT_WORKERS  # noqa: E402
+
 
 @task(name="decode-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
 def decode_batch_task(batch: list[WorkItem], opts: DecodeOptions) -> list[DecodeResult]:
@@ -79,10 +81,21 @@ def build_shards(
             "quarantine": str(summary.quarantine_path), "quarantine_reasons": summary.quarantine_reasons}
 
 
-def run_build_shards(exams: str, labels: str | None, out: str, *, runner: str = "threads", workers: int = DEFAULT_WORKERS,
-                     dask_address: str | None = None, options: ShardOptions | None = None, demo_key: bool = False,
-                     vocabulary: str | None = None, quarantine: str | None = None, progress: bool = False,
-                     **settings: Any) -> dict[str, Any]:
+def run_build_shards(
+    exams: str,
+    labels: str | None,
+    out: str,
+    *,
+    runner: str = "threads",
+    workers: int = DEFAULT_WORKERS,
+    dask_address: str | None = None,
+    options: ShardOptions | None = None,
+    demo_key: bool = False,
+    vocabulary: str | None = None,
+    quarantine: str | None = None,
+    progress: bool = False,
+    **settings: Any,
+) -> dict[str, Any]:
     """Run the flow with the chosen task runner (threads, processes or dask) and worker count.
 
     ShardOptions fields given as keywords (`image_size=64`) override `options`. On Dask only the

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from radsim.data_contracts.errors import RadsimError
 from radsim.flows.streams import ClosedPipeSafe
@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="radsim",
         description="Radiological similarity for chest radiographs: report labels, shards, "
         "multi-label metric learning and published embeddings.",
-        epilog="Run 'radsim COMMAND --help' for a command's options. Exit codes: 0 done, 1 failed, 2 usage or input error.",
+        epilog=(
+            "Run 'radsim COMMAND --help' for a command's options. "
+            "Exit codes: 0 done, 1 failed, 2 usage or input error."
+        ),
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -99,7 +102,10 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.debug:
             traceback.print_exc()
         first = (str(exc).splitlines() or [""])[0]
-        print(f"radsim {args.command}: failed: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"radsim {args.command}: failed: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -33,9 +33,9 @@ from typing import Any
 
 from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import write_json_atomic
+from radsim.warehouse.layout import CONFIG_FILE as _CONFIG_FILE
 
 from .run_config import ENV_ALIASES, TASK_RUNNERS, RunConfig, check_cron, schema
-from radsim.warehouse.layout import CONFIG_FILE as _CONFIG_FILE
 
 __all__ = ["CONFIG_FILE", "ENV_ALIASES", "SCHEMA", "TASK_RUNNERS", "RunConfig", "check_cron", "env_name",
            "read_env", "read_toml", "resolve_config", "save_config"]

@@ -19,10 +19,11 @@ configure_prefect()
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+
 from radsim.data_contracts import StageCounts, UsageError
-from radsim.warehouse.layout import DemoLayout
 from radsim.flows.demo_config import DemoConfig
 from radsim.flows.run_config import RunConfig
+from radsim.warehouse.layout import DemoLayout
 
 DEMO_MARKER = ".radsim-demo"
 

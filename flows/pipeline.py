@@ -37,13 +37,12 @@ from radsim.flows.pipeline_tasks import (
     quarantine_task,
     shard_stage,
 )
+from radsim.flows.run_config import RunConfig
+from radsim.flows.run_context import RunContext
 from radsim.flows.run_log import say
 from radsim.flows.run_report import report_run
 from radsim.flows.streams import closed_pipe_safe
-from radsim.warehouse.layout import WarehouseLayout
-from radsim.flows.run_config import RunConfig
-from radsim.flows.run_context import RunContext
-from radsim.warehouse.layout import MANIFEST_FILE
+from radsim.warehouse.layout import MANIFEST_FILE, WarehouseLayout
 
 
 @dataclass

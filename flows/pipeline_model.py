@@ -15,11 +15,10 @@ configure_prefect()  # before prefect is imported
 from prefect.utilities.annotations import quote  # big arguments: Prefect must not walk every row
 
 from radsim.flows.pipeline_tasks import promote_task, relabel_task
-from radsim.flows.run_log import say
-from radsim.warehouse.layout import WarehouseLayout
 from radsim.flows.run_config import RunConfig
 from radsim.flows.run_context import RunContext
-from radsim.warehouse.layout import REPORT_FILE
+from radsim.flows.run_log import say
+from radsim.warehouse.layout import REPORT_FILE, WarehouseLayout
 
 
 def train_publish_evaluate(run: RunContext, ledger: Any, train: bool) -> set[str]:

@@ -16,9 +16,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from radsim.data_contracts import StageCounts, load_vocabulary, write_parquet_atomic
-from radsim.warehouse.layout import WarehouseLayout
 from radsim.flows.run_config import RunConfig
 from radsim.flows.run_context import RunContext
+from radsim.warehouse.layout import WarehouseLayout
 
 
 @task(name="ingest-inbox", cache_policy=NO_CACHE)
@@ -49,12 +49,11 @@ def diff_task(exams: Any, warehouse: str, files_stat: dict[str, str | None], ver
 
 @task(name="register-and-promote", cache_policy=NO_CACHE)
 def promote_task(models: str, trained_dir: str, min_val_patients: int = 30, force: str | None = None) -> dict[str, Any]:
+    from radsim.flows.train_embedding import card_artifact
     from radsim.model.gates import GatePolicy
     from radsim.model.promotion import promote_through_gates
-    from radsim.warehouse.registry import register_model
-
-    from radsim.flows.train_embedding import card_artifact
     from radsim.warehouse.card import read_card
+    from radsim.warehouse.registry import register_model
 
     model_dir = register_model(trained_dir, models)
     decision = promote_through_gates(models, model_dir.name, policy=GatePolicy(min_val_patients=min_val_patients),

@@ -9,8 +9,9 @@ the stage configs' own rules included.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -58,24 +59,43 @@ ImagingSection = settings.section("ImagingSection", "[imaging]: the shard stage'
     "compact_after": field_of(ShardOptions, "compact_after"),
 })
 
-ModelSection = settings.section("ModelSection", "[model]: training and promotion.", {
-    "backbone": field_of(TrainConfig, "backbone"),
-    "loss": field_of(TrainConfig, "loss"),
-    # a scheduled CPU run trains the small CNN at 128 px for at most 5 minutes (DESIGN §8)
-    "image_size": field_of(TrainConfig, "image_size", default=128),
-    "max_minutes": field_of(TrainConfig, "max_minutes", default=5.0),
-    "max_steps": field_of(TrainConfig, "max_steps"),
-    "batch_size": field_of(TrainConfig, "batch_size", optional=True, default=None,
-                           description="images per step and process; none: training's default, shrunk to fit "
-                           "a first cohort too small for it"),
-    "seed": field_of(TrainConfig, "seed"),
-    "nproc_per_node": (int, Field(LaunchSpec().nproc_per_node, ge=MIN_PROCESSES, description="more than 1: train with DDP "
-                                  "under torchrun, one process per GPU")),
-    "min_val_patients": (int, Field(30, ge=0, description="the promotion gates decide only with this many "
-                                    "validation patients")),
-    "force_promote": (bool, Field(False, description="publish or promote a model the gates refuse; recorded as "
-                                  "forced")),
-})
+ModelSection = settings.section(
+    "ModelSection",
+    "[model]: training and promotion.",
+    {
+        "backbone": field_of(TrainConfig, "backbone"),
+        "loss": field_of(TrainConfig, "loss"),
+        # a scheduled CPU run trains the small CNN at 128 px for at most 5 minutes (DESIGN §8)
+        "image_size": field_of(TrainConfig, "image_size", default=128),
+        "max_minutes": field_of(TrainConfig, "max_minutes", default=5.0),
+        "max_steps": field_of(TrainConfig, "max_steps"),
+        "batch_size": field_of(
+            TrainConfig,
+            "batch_size",
+            optional=True,
+            default=None,
+            description="images per step and process; none: training's default, shrunk to fit "
+            "a first cohort too small for it",
+        ),
+        "seed": field_of(TrainConfig, "seed"),
+        "nproc_per_node": (
+            int,
+            Field(
+                LaunchSpec().nproc_per_node,
+                ge=MIN_PROCESSES,
+                description="more than 1: train with DDP under torchrun, one process per GPU",
+            ),
+        ),
+        "min_val_patients": (
+            int,
+            Field(30, ge=0, description="the promotion gates decide only with this many validation patients"),
+        ),
+        "force_promote": (
+            bool,
+            Field(False, description="publish or promote a model the gates refuse; recorded as forced"),
+        ),
+    },
+)
 
 LabelsSection = settings.section("LabelsSection", "[labels]: the label stage's site settings.", {
     "certainty_threshold": field_of(LabelConfig, "certainty_threshold"),
@@ -129,7 +149,11 @@ class ScheduleSection(Settings):
 
     def schedule_env(self) -> dict[str, str]:
         """The variables deploy/prefect.yaml's schedules read (Prefect fills {{ $NAME }} from the environment)."""
-        return {"RADSIM_CRON": self.cron, "RADSIM_TRAIN_CRON": self.train_cron, "RADSIM_SCHEDULE_TIMEZONE": self.timezone}
+        return {
+            "RADSIM_CRON": self.cron,
+            "RADSIM_TRAIN_CRON": self.train_cron,
+            "RADSIM_SCHEDULE_TIMEZONE": self.timezone,
+        }
 
 
 class QuarantineSection(Settings):
@@ -168,7 +192,7 @@ class RunConfig(Settings):
                                     "environment or command line")
 
     @model_validator(mode="after")
-    def _stage_rules(self) -> "RunConfig":
+    def _stage_rules(self) -> RunConfig:
         """The stage configs' own rules (compact_after is never 1, say) hold for the sections too."""
         self.shard_options()
         self.train_config()
@@ -176,7 +200,7 @@ class RunConfig(Settings):
 
     @classmethod
     def from_flat(cls, values: Mapping[str, Any], sources: Mapping[str, str] | None = None,
-                  origin: str = "configuration") -> "RunConfig":
+                  origin: str = "configuration") -> RunConfig:
         nested: dict[str, dict[str, Any]] = {}
         for key, value in values.items():
             section, _, name = key.partition(".")
@@ -187,7 +211,7 @@ class RunConfig(Settings):
         """{"section.key": value} for every setting: what config.json records."""
         return {f"{name}.{key}": value for name in SECTIONS for key, value in getattr(self, name).model_dump().items()}
 
-    def updated(self, values: Mapping[str, Any], origin: str = "caller") -> "RunConfig":
+    def updated(self, values: Mapping[str, Any], origin: str = "caller") -> RunConfig:
         """This configuration with some dotted keys set (validated again)."""
         current = self.flat()
         unknown = sorted(set(values) - set(current))

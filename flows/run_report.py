@@ -15,7 +15,7 @@ ARTIFACT_KEYS = {"pipeline": "radsim-pipeline-run", "train": "radsim-train-run"}
 
 
 def summary_lines(result: Any, heading: str) -> list[str]:
-    """The heading, each stage's `in = out + quarantined + skipped`, the notes, the test headline, what was published."""
+    """The heading, each stage's `in = out + quarantined + skipped`, the notes, the test headline, the publication."""
     lines = [heading, *(f"  {c.summary()}" for c in result.counts), *(f"  {n}" for n in result.notes)]
     if not result.counts:
         lines.insert(1, f"  {no_stage_sentence()}")

@@ -89,9 +89,13 @@ def card_artifact(model_version: str, card: dict[str, Any], note: str = "") -> N
     from radsim.evaluation.display import model_card_markdown
     from radsim.flows.artifacts import markdown_artifact
 
-    markdown_artifact("model-card", model_card_markdown(model_version, card.get("metrics") or {},
-                                                        card.get("baseline_metrics") or {}, card.get("promotion"), note),
-                      f"model card of {model_version}")
+    markdown_artifact(
+        "model-card",
+        model_card_markdown(
+            model_version, card.get("metrics") or {}, card.get("baseline_metrics") or {}, card.get("promotion"), note
+        ),
+        f"model card of {model_version}",
+    )
 
 
 def _artifact(result: dict[str, Any]) -> None:

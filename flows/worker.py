@@ -51,8 +51,11 @@ class StopRequest:
         self.count += 1
         name = signal.Signals(signum).name
         if self.count == 1:
-            self.say(f"radsim worker: {name}: no new runs; a run in flight may finish for {self.config.drain_seconds:.0f} s, "
-                     "then it is cancelled (send it again to cancel now)")
+            self.say(
+                f"radsim worker: {name}: no new runs; "
+                f"a run in flight may finish for {self.config.drain_seconds:.0f} s, "
+                "then it is cancelled (send it again to cancel now)"
+            )
             self.drain.set()
         elif self.count == 2:
             self.say(f"radsim worker: {name} again: cancelling the run in flight now")

@@ -71,7 +71,7 @@ def small_tail(manifest: pa.Table, out_dir: Path, maxcount: int, maxsize: int) -
     return tail[::-1]
 
 
-def compact_tail(plan: "ShardPlan", shard_name: str = SHARD_NAME) -> tuple[CompactionResult, pa.Table]:
+def compact_tail(plan: ShardPlan, shard_name: str = SHARD_NAME) -> tuple[CompactionResult, pa.Table]:
     """Merge the plan's small tail when it holds `plan.compact_after` shards or more; the caller holds the lock.
 
     The plan gives the folder, the manifest on disk, its vocabulary and metadata, the size limits and

@@ -32,15 +32,22 @@ class ShardOptions(Settings):
         "later runs ask")
     maxcount: int = Field(1000, ge=1, description="samples per shard at most")
     maxsize: int = Field(256 << 20, ge=1, description="bytes per shard at most")
-    compact_after: int = Field(DEFAULT_COMPACT_AFTER, ge=0, description="merge the small shards at the end of the manifest (under half of "
-                               "--maxcount samples and of the size limit each) into full ones once there are this "
-                               "many, so nightly increments do not fragment the folder; 0: never")
+    compact_after: int = Field(
+        DEFAULT_COMPACT_AFTER,
+        ge=0,
+        description="merge the small shards at the end of the manifest (under half of "
+        "--maxcount samples and of the size limit each) into full ones once there are this "
+        "many, so nightly increments do not fragment the folder; 0: never",
+    )
     batch_size: int = Field(32, ge=1, description="images per decode task, the unit of work sent to a worker")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="largest decoded image accepted (rows x columns); "
                             "a larger one is quarantined before any allocation")
-    reduced_decode: bool = Field(DEFAULT_REDUCED_DECODE, description="decode JPEG 2000 and 8-bit JPEG DICOMs only down to the coarsest "
-                                 "resolution level whose long side is still at least image_size (about 10x faster on "
-                                 "2k chest films, the same image after resizing); false decodes every pixel as before")
+    reduced_decode: bool = Field(
+        DEFAULT_REDUCED_DECODE,
+        description="decode JPEG 2000 and 8-bit JPEG DICOMs only down to the coarsest "
+        "resolution level whose long side is still at least image_size (about 10x faster on "
+        "2k chest films, the same image after resizing); false decodes every pixel as before",
+    )
 
     @field_validator("split_fractions", mode="before")
     @classmethod

@@ -18,8 +18,9 @@ import numpy as np
 
 # 64 Mpx per image (8k × 8k): far above any chest radiograph (≈ 4.3k × 4.3k), far below a bomb.
 from .config import DEFAULT_MAX_PIXELS
-from .dicom_display import CORRUPT_DATA, percentile_window, to_display as _to_display
+from .dicom_display import CORRUPT_DATA, percentile_window
 from .dicom_display import header_text as _text
+from .dicom_display import to_display as _to_display
 from .reduced_decode import Geometry
 
 MIN_SIDE = 8
@@ -197,7 +198,9 @@ def _decode_pil(data: bytes, fmt: str, max_pixels: int) -> DecodedImage:
             im = Image.open(io.BytesIO(data))
             w, h = im.size
             if w * h > max_pixels:
-                raise ImageRejected("implausible_size", f"{fmt} claims {w}x{h} pixels, above the {max_pixels}-pixel limit")
+                raise ImageRejected(
+                    "implausible_size", f"{fmt} claims {w}x{h} pixels, above the {max_pixels}-pixel limit"
+                )
             if min(w, h) < MIN_SIDE:
                 raise ImageRejected("implausible_size", f"{fmt} is {w}x{h} pixels, below {MIN_SIDE} px")
             im.load()
@@ -282,7 +285,9 @@ def _stored_pixels(ds: Any, output_size: int | None) -> tuple[np.ndarray, Geomet
             reduced = reduced_stored_values(ds, output_size)
         except SizeMismatch as exc:  # refused before any decode buffer exists
             raise ImageRejected("unreadable_image", str(exc)) from None
-        except REDUCED_DECODE_FAILURES as exc:  # a codestream this path cannot read: the full decode gives today's verdict
+        except (
+            REDUCED_DECODE_FAILURES
+        ) as exc:  # a codestream this path cannot read: the full decode gives today's verdict
             reduced, failure = None, exc
         if reduced is not None:
             return reduced.stored, reduced.geometry
@@ -313,12 +318,17 @@ def _check_header(ds: Any, max_pixels: int) -> None:
     modality = _text(ds, "Modality")
     if modality not in RADIOGRAPH_MODALITIES:
         shown = modality or "missing"
-        raise ImageRejected("not_radiograph", f"Modality {shown} is not a radiograph (accepted: {', '.join(sorted(RADIOGRAPH_MODALITIES))})")
+        raise ImageRejected(
+            "not_radiograph",
+            f"Modality {shown} is not a radiograph (accepted: {', '.join(sorted(RADIOGRAPH_MODALITIES))})",
+        )
     body = _text(ds, "BodyPartExamined")
     if body and body not in CHEST_BODY_PARTS and "CHEST" not in body and "THORA" not in body:
         raise ImageRejected("not_chest", f"BodyPartExamined {body} is not chest")
     if _text(ds, "BurnedInAnnotation") == "YES":
-        raise ImageRejected("burned_in_annotation", "BurnedInAnnotation is YES: patient details may be burned into the pixels")
+        raise ImageRejected(
+            "burned_in_annotation", "BurnedInAnnotation is YES: patient details may be burned into the pixels"
+        )
     if "Rows" in ds and "Columns" in ds:
         try:
             rows, cols = int(ds.Rows), int(ds.Columns)
@@ -329,7 +339,8 @@ def _check_header(ds: Any, max_pixels: int) -> None:
         if rows * cols * max(frames, 1) * max(samples, 1) > max_pixels:
             raise ImageRejected(
                 "implausible_size",
-                f"header claims {rows}x{cols} pixels x {frames} frame(s) x {samples} sample(s), above the {max_pixels}-pixel limit",
+                f"header claims {rows}x{cols} pixels x {frames} frame(s) x {samples} sample(s), "
+                f"above the {max_pixels}-pixel limit",
             )
         if min(rows, cols) < MIN_SIDE:
             raise ImageRejected("implausible_size", f"header claims {rows}x{cols} pixels, below {MIN_SIDE} px")
@@ -351,7 +362,9 @@ def _check_transfer_syntax(ds: Any) -> None:
     try:
         decoder = get_decoder(tsyntax)
     except NotImplementedError:
-        raise ImageRejected("unsupported_transfer_syntax", f"transfer syntax {tsyntax} ({tsyntax.name}) cannot be decoded: {hint}") from None
+        raise ImageRejected(
+            "unsupported_transfer_syntax", f"transfer syntax {tsyntax} ({tsyntax.name}) cannot be decoded: {hint}"
+        ) from None
     if not decoder.is_available:
         raise ImageRejected(
             "unsupported_transfer_syntax",
@@ -371,11 +384,15 @@ def _pixel_array(ds: Any) -> np.ndarray:
     except ImageRejected:
         raise
     except CORRUPT_DATA as exc:  # codecs raise many types on corrupt streams
-        raise ImageRejected("unreadable_image", f"pixel data cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise ImageRejected(
+            "unreadable_image", f"pixel data cannot be decoded: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4) and int(ds.get("SamplesPerPixel") or 1) > 1:
         arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     elif arr.ndim == 3:
         arr = arr[0]
     if arr.ndim != 2 or arr.shape != (int(ds.Rows), int(ds.Columns)):
-        raise ImageRejected("unreadable_image", f"decoded shape {arr.shape} does not match header {ds.Rows}x{ds.Columns}")
+        raise ImageRejected(
+            "unreadable_image", f"decoded shape {arr.shape} does not match header {ds.Rows}x{ds.Columns}"
+        )
     return arr

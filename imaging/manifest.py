@@ -13,12 +13,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radsim.data_contracts import (UsageError, Vocabulary, check_vocabulary, load_contract, rows_to_table,
-                                   table_metadata, write_parquet_atomic)
+from radsim.data_contracts import (
+    UsageError,
+    Vocabulary,
+    check_vocabulary,
+    load_contract,
+    rows_to_table,
+    table_metadata,
+    write_parquet_atomic,
+)
 from radsim.data_contracts.ids import META_KEY_ID as _META_KEY_ID
 from radsim.warehouse.layout import MANIFEST_FILE as _MANIFEST_FILE
 from radsim.warehouse.layout import SOURCES_FILE as _SOURCES_FILE
-
 
 MANIFEST_FILE = _MANIFEST_FILE
 
@@ -83,7 +89,12 @@ def read_sources(out_dir: Path, key_id: str) -> dict[str, str]:
 
 
 def write_sources(out_dir: Path, sources: dict[str, str], key_id: str) -> None:
-    table = pa.table({"sample_key": pa.array(list(sources), pa.string()), "source_digest": pa.array(list(sources.values()), pa.string())})
+    table = pa.table(
+        {
+            "sample_key": pa.array(list(sources), pa.string()),
+            "source_digest": pa.array(list(sources.values()), pa.string()),
+        }
+    )
     write_parquet_atomic(table.replace_schema_metadata({META_KEY_ID: key_id}), out_dir / SOURCES_FILE)
 
 

@@ -13,9 +13,10 @@ import functools
 import json
 import math
 from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, Sequence
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -103,7 +104,8 @@ class StreamOrder:
 def make_dataset(shard_dir: str | Path, *, select: SampleFilter = SampleFilter(), order: StreamOrder = StreamOrder(),
                  null_label: float = math.nan, augment: Callable[[Any], Any] | None = None,
                  uint8: bool = False) -> Any:
-    """A webdataset pipeline of {"__key__", "image" [1,S,S] float, "labels" [F] float, "labelled", "split", "view_position"}.
+    """A webdataset pipeline of samples
+    {"__key__", "image" [1,S,S] float, "labels" [F] float, "labelled", "split", "view_position"}.
 
     - `select` (split, labelled_only, views) says which samples; `order` (shuffle, shardshuffle,
       resampled, epoch_size, seed) how they are drawn: `resampled=True` draws shards with

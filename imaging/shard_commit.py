@@ -14,13 +14,13 @@ lists the complete shards, then stops the run.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow.parquet as pq
 
-from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import (
     QuarantineRecord,
     StageCounts,
@@ -31,14 +31,27 @@ from radsim.data_contracts import (
     write_parquet_atomic,
 )
 from radsim.data_contracts.errors import UnexpectedStageError
+from radsim.data_contracts.progress import progress_bar
 
 from .compaction import CompactionResult, compact_tail
 from .decode import normalise_view
-from .manifest import (META_IMAGE_SIZE, META_KEY_ID, MANIFEST_FILE, SHARD_NAME, SHARD_RE, SOURCES_FILE,  # noqa: F401
-                       append_rows, load_manifest, read_manifest, read_sources, remove_orphans, write_sources)
+from .manifest import (  # noqa: F401
+    MANIFEST_FILE,
+    META_IMAGE_SIZE,
+    META_KEY_ID,
+    SHARD_NAME,
+    SHARD_RE,
+    SOURCES_FILE,
+    append_rows,
+    load_manifest,
+    read_manifest,
+    read_sources,
+    remove_orphans,
+    write_sources,
+)
+from .shard_plan import STAGE, PlannedRow, ShardPlan, default_quarantine_path, label_json
 from .tarshard import ShardTarWriter
 from .worker import DecodeResult
-from .shard_plan import STAGE, PlannedRow, ShardPlan, default_quarantine_path, label_json
 
 
 @dataclass
@@ -67,7 +80,10 @@ class ShardRunSummary:
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.quarantine_reasons.items()))
             lines.append(f"quarantined by reason: {reasons} (see {self.quarantine_path}, restricted)")
         if self.removed_orphans:
-            lines.append(f"removed {len(self.removed_orphans)} shard(s) left by an interrupted run: {', '.join(self.removed_orphans)}")
+            lines.append(
+                f"removed {len(self.removed_orphans)} shard(s) left by an interrupted run: "
+                f"{', '.join(self.removed_orphans)}"
+            )
         if self.compaction is not None and self.compaction.merged:
             lines.append(self.compaction.summary())
         lines.append(f"{self.samples_total} sample(s) in {self.out_dir / MANIFEST_FILE}")

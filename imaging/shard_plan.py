@@ -5,20 +5,18 @@ sample JSON, the folder lock). See radsim.imaging.shards for the whole run.
 """
 from __future__ import annotations
 
-
 import contextlib
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radsim.data_contracts.atomic import exclusive_lock
-from radsim.data_contracts.ingest import split_duplicates as _split_duplicates
 from radsim.data_contracts import (
     IdKeyer,
     QuarantineRecord,
@@ -31,15 +29,28 @@ from radsim.data_contracts import (
     read_input_table,
     write_parquet_atomic,
 )
-
-from .config import DEFAULT_COMPACT_AFTER, ShardOptions, shard_options
-from .manifest import (META_IMAGE_SIZE, META_KEY_ID, MANIFEST_FILE, SHARD_NAME, SHARD_RE, SOURCES_FILE,  # noqa: F401
-                       append_rows, load_manifest, read_manifest, read_sources, remove_orphans, write_sources)
-from .splits import SPLITS_FILE, assign_splits, read_splits, write_splits
-from .worker import DecodeOptions, WorkItem
+from radsim.data_contracts.atomic import exclusive_lock
+from radsim.data_contracts.ingest import split_duplicates as _split_duplicates
 from radsim.warehouse.layout import QUARANTINE_FILE as _QUARANTINE_FILE
 from radsim.warehouse.layout import SHARD_QUARANTINE_FILE
 
+from .config import DEFAULT_COMPACT_AFTER, ShardOptions, shard_options
+from .manifest import (  # noqa: F401
+    MANIFEST_FILE,
+    META_IMAGE_SIZE,
+    META_KEY_ID,
+    SHARD_NAME,
+    SHARD_RE,
+    SOURCES_FILE,
+    append_rows,
+    load_manifest,
+    read_manifest,
+    read_sources,
+    remove_orphans,
+    write_sources,
+)
+from .splits import SPLITS_FILE, assign_splits, read_splits, write_splits
+from .worker import DecodeOptions, WorkItem
 
 STAGE = "shard"
 

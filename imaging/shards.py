@@ -30,16 +30,52 @@ from radsim.data_contracts.inflight import in_order
 from .config import ShardOptions
 from .manifest import MANIFEST_FILE, META_IMAGE_SIZE, META_KEY_ID, SHARD_NAME, SOURCES_FILE, read_manifest
 from .shard_commit import ShardRunSummary, commit_shard_run
-from .shard_plan import (DEFAULT_BATCH, DEFAULT_MAXCOUNT, DEFAULT_MAXSIZE, DEFAULT_SITE, LEGACY_QUARANTINE_FILE,
-                         QUARANTINE_FILE, STAGE, PlannedRow, ShardPlan, ShardSite, default_quarantine_path, label_json,
-                         plan_shard_run, sample_key, shard_dir_lock)
+from .shard_plan import (
+    DEFAULT_BATCH,
+    DEFAULT_MAXCOUNT,
+    DEFAULT_MAXSIZE,
+    DEFAULT_SITE,
+    LEGACY_QUARANTINE_FILE,
+    QUARANTINE_FILE,
+    STAGE,
+    PlannedRow,
+    ShardPlan,
+    ShardSite,
+    default_quarantine_path,
+    label_json,
+    plan_shard_run,
+    sample_key,
+    shard_dir_lock,
+)
 from .worker import DecodeOptions, DecodeResult, WorkItem, decode_batch
 
 __all__ = [  # the shard run's names, wherever they live
-    "DEFAULT_BATCH", "DEFAULT_MAXCOUNT", "DEFAULT_MAXSIZE", "LEGACY_QUARANTINE_FILE", "MANIFEST_FILE", "META_IMAGE_SIZE",
-    "META_KEY_ID", "QUARANTINE_FILE", "SHARD_NAME", "SOURCES_FILE", "STAGE", "PlannedRow", "ShardPlan",
-    "ShardRunSummary", "ShardSite", "commit_shard_run", "decode_plan", "default_quarantine_path", "label_json", "ordered_map",
-    "plan_shard_run", "read_manifest", "sample_key", "shard_dir_lock", "shard_refusals", "write_shards",
+    "DEFAULT_BATCH",
+    "DEFAULT_MAXCOUNT",
+    "DEFAULT_MAXSIZE",
+    "LEGACY_QUARANTINE_FILE",
+    "MANIFEST_FILE",
+    "META_IMAGE_SIZE",
+    "META_KEY_ID",
+    "QUARANTINE_FILE",
+    "SHARD_NAME",
+    "SOURCES_FILE",
+    "STAGE",
+    "PlannedRow",
+    "ShardPlan",
+    "ShardRunSummary",
+    "ShardSite",
+    "commit_shard_run",
+    "decode_plan",
+    "default_quarantine_path",
+    "label_json",
+    "ordered_map",
+    "plan_shard_run",
+    "read_manifest",
+    "sample_key",
+    "shard_dir_lock",
+    "shard_refusals",
+    "write_shards",
 ]
 
 

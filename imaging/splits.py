@@ -7,20 +7,22 @@ between train and test, DESIGN §7).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from radsim.data_contracts import UsageError, table_metadata, write_parquet_atomic
-from radsim.warehouse.layout import SPLITS_FILE as _SPLITS_FILE
 from radsim.data_contracts.ids import META_KEY_ID
+from radsim.warehouse.layout import SPLITS_FILE as _SPLITS_FILE
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)  # of the patients seen for the first time (ShardOptions.split_fractions)
 SPLITS_FILE = _SPLITS_FILE
-SPLITS_SCHEMA = pa.schema([pa.field("patient_key", pa.string(), nullable=False), pa.field("split", pa.string(), nullable=False)])
+SPLITS_SCHEMA = pa.schema(
+    [pa.field("patient_key", pa.string(), nullable=False), pa.field("split", pa.string(), nullable=False)]
+)
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 FIXED_MTIME = 0
 OWNER = "radsim"

@@ -38,7 +38,9 @@ class DecodeOptions:
     image_size: int = DEFAULT_IMAGE_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     digest_key: bytes = b""  # keys the source-file digest, so it cannot confirm a guessed file
-    reduced_decode: bool = DEFAULT_REDUCED_DECODE  # decode JPEG 2000 / 8-bit JPEG DICOMs only as finely as image_size needs
+    reduced_decode: bool = (
+        DEFAULT_REDUCED_DECODE  # decode JPEG 2000 / 8-bit JPEG DICOMs only as finely as image_size needs
+    )
     policy: ErrorPolicy = QUARANTINE_BAD_IMAGES  # which errors are bad input (radsim.data_contracts.error_policy)
 
 
@@ -75,7 +77,9 @@ def decode_item(item: WorkItem, opts: DecodeOptions) -> DecodeResult:
                              output_size=opts.image_size if opts.reduced_decode else None)
         del data
         png, sha = normalise_to_png(image.pixels, opts.image_size, image.geometry)
-        return DecodeResult(item.position, "ok", png=png, image_sha256=sha, view_position=image.view_position, source_digest=digest)
+        return DecodeResult(
+            item.position, "ok", png=png, image_sha256=sha, view_position=image.view_position, source_digest=digest
+        )
     except Exception as exc:  # noqa: BLE001 - the policy decides: bad input is refused, the rest fails the run
         refusal = opts.policy.judge(exc)
         if refusal is not None:

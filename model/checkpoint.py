@@ -46,7 +46,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         raise UsageError(f"{path} is not a readable radsim checkpoint: {str(exc).splitlines()[0]}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise UsageError(f"{path} is not a radsim checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}, expected {FORMAT!r})")
+        raise UsageError(
+            f"{path} is not a radsim checkpoint "
+            f"(format {payload.get('format') if isinstance(payload, dict) else None!r}, expected {FORMAT!r})"
+        )
     return payload
 
 
@@ -74,7 +77,8 @@ def load_model(model_dir_or_file: str | Path, device: str | torch.device = "cpu"
     missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
         raise UsageError(
-            f"{path} does not fit backbone {card.backbone!r}: missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
+            f"{path} does not fit backbone {card.backbone!r}: "
+            f"missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}"
         )
     return LoadedModel(model.to(device).eval(), card, path)
 

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from radsim.data_contracts import UsageError
+from radsim.data_contracts.ids import META_KEY_ID
 
 from .checkpoint import BEST_FILE, LoadedModel
 from .data import ShardInfo
-from radsim.data_contracts.ids import META_KEY_ID
 
 
 # ------------------------------------------------------------------------- compatibility
@@ -34,8 +34,10 @@ def check_checkpoint_fits(card: dict[str, Any], info: ShardInfo, backbone: str, 
                          f"{info.vocabulary_name!r} ({len(info.findings)} findings)")
     model_size = int(card.get("image_size", 0))
     if image_size is None and model_size != info.image_size:
-        raise UsageError(f"the shards in {info.shards_dir} are {info.image_size} px but {what} {path} was trained "
-                         f"at {model_size} px: pass --image-size {model_size} to resize on the fly, or use other shards")
+        raise UsageError(
+            f"the shards in {info.shards_dir} are {info.image_size} px but {what} {path} was trained "
+            f"at {model_size} px: pass --image-size {model_size} to resize on the fly, or use other shards"
+        )
     if image_size is not None and model_size != image_size:
         raise UsageError(f"{what} {path} was trained at {model_size} px, not --image-size {image_size}")
 

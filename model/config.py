@@ -6,9 +6,8 @@ no torch, so `radsim train --help` stays fast.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import os
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -18,9 +17,30 @@ from radsim.imaging.reader import FRONTAL
 Loss = Literal["ml2", "ml2plus", "triplet", "ms"]
 Backbone = Literal["small", "resnet18", "resnet50", "densenet121"]
 # the options of `radsim train` that come from this config, in --help order
-CLI_FIELDS = ("loss", "backbone", "epochs", "image_size", "embedding_dim", "device", "batch_size", "lr",
-              "weight_decay", "backbone_lr", "warmup", "patience", "selection_min_patients", "augment", "seed", "init_weights",
-              "max_minutes", "threads", "data", "loader_workers", "accumulate", "max_steps")
+CLI_FIELDS = (
+    "loss",
+    "backbone",
+    "epochs",
+    "image_size",
+    "embedding_dim",
+    "device",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "backbone_lr",
+    "warmup",
+    "patience",
+    "selection_min_patients",
+    "augment",
+    "seed",
+    "init_weights",
+    "max_minutes",
+    "threads",
+    "data",
+    "loader_workers",
+    "accumulate",
+    "max_steps",
+)
 
 
 class TrainConfig(Settings):
@@ -46,8 +66,10 @@ class TrainConfig(Settings):
                                         "the last epoch is the model (0: always; on nih-dev, selecting on a "
                                         "10-patient split beat the last epoch). Not the promotion gates' minimum "
                                         "(model.min_val_patients in radsim.toml)")
-    augment: Literal["none", "mild", "chest", "strong"] = Field("chest", description="train-time augmentation: chest = small "
-                                                        "affine moves, crops, brightness/contrast/gamma, no flips")
+    augment: Literal["none", "mild", "chest", "strong"] = Field(
+        "chest",
+        description="train-time augmentation: chest = small affine moves, crops, brightness/contrast/gamma, no flips",
+    )
     seed: int = Field(0, description="seed for weights, data order and augmentation")
     init_weights: str | None = Field(None, description="start from a local state dict with torchvision key names, "
                                      "or a radsim model folder/checkpoint")
@@ -104,7 +126,13 @@ def rank_argv(shards: str, out: str, kw: dict) -> list[str]:
     if unknown:
         raise UsageError(f"training options {sorted(unknown)} cannot be passed to torchrun ranks")
     config = train_config(**fields)
-    argv = ["--shards", str(shards), "--out", str(out), *settings.to_argv(config, [f for f in CLI_FIELDS if f in fields])]
+    argv = [
+        "--shards",
+        str(shards),
+        "--out",
+        str(out),
+        *settings.to_argv(config, [f for f in CLI_FIELDS if f in fields]),
+    ]
     if kw.get("resume"):
         argv.append("--resume")
     if not kw.get("progress", True):

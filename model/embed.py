@@ -20,8 +20,14 @@ def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> 
 
 
 @torch.no_grad()
-def embed_images(model: nn.Module, images: torch.Tensor | Iterable[torch.Tensor], *, batch_size: int = DEFAULT_BATCH_SIZE,
-                 device: str | DeviceSetup = "auto", progress: bool = False) -> np.ndarray:
+def embed_images(
+    model: nn.Module,
+    images: torch.Tensor | Iterable[torch.Tensor],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str | DeviceSetup = "auto",
+    progress: bool = False,
+) -> np.ndarray:
     """[N, D] float32 embeddings of a [N, 1, S, S] tensor or an iterable of batches.
 
     An iterable may yield tensors or (images, ...) tuples. The model is put in eval mode

@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 
 
-
 @dataclass
 class EmbeddedRows:
     """Embedded images in manifest order: keys, splits, views, label values and vectors."""

@@ -233,7 +233,9 @@ class EmbeddingNet(nn.Module):
     distances the losses see are not rounded to bf16.
     """
 
-    def __init__(self, backbone: nn.Module, backbone_name: str, embedding_dim: int = DEFAULT_EMBEDDING_DIM, in_channels: int = 1):
+    def __init__(
+        self, backbone: nn.Module, backbone_name: str, embedding_dim: int = DEFAULT_EMBEDDING_DIM, in_channels: int = 1
+    ):
         super().__init__()
         self.backbone = backbone
         self.projection = nn.Linear(backbone.out_channels, embedding_dim)

@@ -18,7 +18,9 @@ from torch import nn
 from radsim.data_contracts import UsageError
 
 # Old torchvision DenseNet checkpoints name 'denselayer1.norm.1.weight' for 'denselayer1.norm1.weight'.
-_OLD_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_OLD_DENSENET = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 
 
 @dataclass
@@ -51,7 +53,9 @@ class LoadReport:
         if self.unexpected:
             parts.append(f"unexpected {few(self.unexpected)}")
         if self.mismatched:
-            parts.append("shape mismatch " + few([f"{k} file{tuple(a)} vs model{tuple(b)}" for k, a, b in self.mismatched]))
+            parts.append(
+                "shape mismatch " + few([f"{k} file{tuple(a)} vs model{tuple(b)}" for k, a, b in self.mismatched])
+            )
         return "; ".join(parts)
 
 
@@ -64,9 +68,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"init weights {p} cannot be loaded with weights_only=True (not a plain state dict): {first}") from None
+        raise UsageError(
+            f"init weights {p} cannot be loaded with weights_only=True (not a plain state dict): {first}"
+        ) from None
     except Exception as exc:  # zip/EOF/format errors from torch.load
-        raise UsageError(f"cannot read init weights {p}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise UsageError(
+            f"cannot read init weights {p}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

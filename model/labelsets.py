@@ -4,9 +4,9 @@ A label vector holds 1 (present), 0 (absent), -1 (uncertain) or NaN (not mention
 finding, `no_finding` included, so two normal exams share a label. A label set is a
 float vector in [0, 1], from radsim's one conversion (radsim.evaluation.labelsets.label_weights):
 1 -> 1, 0 and NaN -> 0, -1 -> `uncertain` (0 for ML2, i.e. absent; 0.5 for ML2+). Values
-already in [0, 1] pass through, so converting twice is harmless. Jaccard is the soft Jaccard sum(min)/sum(max), which is the ordinary Jaccard
-index on 0/1 sets. A row whose set is empty (for example only uncertain findings under
-ML2, or an unlabelled image) takes no part in any pair.
+already in [0, 1] pass through, so converting twice is harmless. Jaccard is the soft Jaccard
+sum(min)/sum(max), which is the ordinary Jaccard index on 0/1 sets. A row whose set is empty
+(for example only uncertain findings under ML2, or an unlabelled image) takes no part in any pair.
 """
 from __future__ import annotations
 

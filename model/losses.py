@@ -36,7 +36,9 @@ def _check(embeddings: torch.Tensor, labels: torch.Tensor) -> None:
     if embeddings.ndim != 2:
         raise ValueError(f"embeddings must be [batch, dim], got shape {tuple(embeddings.shape)}")
     if labels.ndim != 2 or labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(f"labels must be [batch, findings] with batch {embeddings.shape[0]}, got {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be [batch, findings] with batch {embeddings.shape[0]}, got {tuple(labels.shape)}"
+        )
 
 
 class _MarginTripletLoss(nn.Module):
@@ -80,7 +82,9 @@ class _MarginTripletLoss(nn.Module):
         if losses.numel() == 0:
             return torch.sum(embeddings * 0)
         keep = self.select(losses.detach())
-        loss_dict = {"loss": {"losses": losses[keep], "indices": (a[keep], p[keep], n[keep]), "reduction_type": "triplet"}}
+        loss_dict = {
+            "loss": {"losses": losses[keep], "indices": (a[keep], p[keep], n[keep]), "reduction_type": "triplet"}
+        }
         return self.reducer(loss_dict, embeddings, None)
 
 

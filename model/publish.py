@@ -18,10 +18,9 @@ from radsim.evaluation.display import decision_text
 from radsim.warehouse.published import PublishResult, embeddings_table, publish_table, table_metadata_for
 
 from .checkpoint import LoadedModel, load_model
-from .embedded import (EmbeddedPart, EmbeddedRows, EmbeddedShards, compacted_shards, shard_digests,
-                       shard_row_counts)
-from .reuse import MODEL_FINGERPRINT, ReusePlan, merge_reused, model_fingerprint, plan_reuse
 from .compatibility import check_compatible
+from .embedded import EmbeddedPart, EmbeddedRows, EmbeddedShards, compacted_shards, shard_digests, shard_row_counts
+from .reuse import MODEL_FINGERPRINT, ReusePlan, merge_reused, model_fingerprint, plan_reuse
 from .shard_embedding import DEFAULT_BATCH_SIZE, PartSubmitter, embed_part, embed_shards, shard_groups
 
 __all__ = [  # the publication step's names, wherever they live
@@ -48,9 +47,14 @@ def publish_embedded(embedded: EmbeddedShards, loaded: LoadedModel, published_di
         findings=embedded.vocabulary["findings"], model_version=card.model_version, key_id=embedded.key_id,
     )
     card_doc = json.loads(card.to_json())
-    meta = table_metadata_for(model_version=card.model_version, key_id=embedded.key_id,
-                              findings=embedded.vocabulary["findings"], vocabulary_name=str(embedded.vocabulary["name"]),
-                              vocabulary_version=str(embedded.vocabulary["version"]), model_card=card_doc)
+    meta = table_metadata_for(
+        model_version=card.model_version,
+        key_id=embedded.key_id,
+        findings=embedded.vocabulary["findings"],
+        vocabulary_name=str(embedded.vocabulary["name"]),
+        vocabulary_version=str(embedded.vocabulary["version"]),
+        model_card=card_doc,
+    )
     splits = {s: embedded.splits.count(s) for s in sorted(set(embedded.splits))}
     extra = {
         "model": model_fingerprint(card, loaded.path),

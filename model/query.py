@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from radsim.data_contracts import UsageError
 
 from .checkpoint import LoadedModel, load_model

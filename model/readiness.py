@@ -9,9 +9,9 @@ run trains once enough exams have arrived.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from radsim.imaging.reader import FRONTAL
 

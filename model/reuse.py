@@ -20,8 +20,10 @@ import pyarrow.parquet as pq
 
 from radsim.data_contracts import RadsimError, UsageError
 from radsim.data_contracts.atomic import sha256_file
+from radsim.data_contracts.ids import META_KEY_ID
 from radsim.imaging.manifest import manifest_metadata
 from radsim.warehouse.card import ModelCard
+from radsim.warehouse.layout import MANIFEST_FILE
 from radsim.warehouse.published import (
     embedding_matrix,
     open_version,
@@ -30,11 +32,7 @@ from radsim.warehouse.published import (
 )
 
 from .checkpoint import BEST_FILE, LoadedModel
-from .embedded import (EmbeddedRows, EmbeddedShards, compacted_shards, in_manifest_order, shard_digests,
-                       shard_row_counts)
-from radsim.data_contracts.ids import META_KEY_ID
-from radsim.warehouse.layout import MANIFEST_FILE
-
+from .embedded import EmbeddedRows, EmbeddedShards, compacted_shards, in_manifest_order, shard_digests, shard_row_counts
 
 # ------------------------------------------------------------------ incremental embedding
 MODEL_FINGERPRINT = ("backbone", "loss", "image_size", "embedding_dim", "data_manifest_sha256", "created_at")
@@ -273,11 +271,21 @@ def merge_reused(plan: ReusePlan, new: EmbeddedShards, shard_dir: str | Path) ->
     emb = np.empty((n, dim), np.float32)
     emb[new_pos] = new.embeddings
     emb[old_pos] = old.embeddings
-    return EmbeddedShards(keys, index, merged(new.splits, old.splits), merged(new.view_positions, old.view_positions),
-                          merged(new.label_values, old.label_values), emb, new.key_id, new.vocabulary, new.seconds,
-                          shard_digests=in_manifest_order(plan.shards, plan.shard_digests, new.shard_digests),
-                          shard_rows=in_manifest_order(plan.shards, plan.shard_rows, new.shard_rows), reused_rows=old.rows,
-                          reused_shards=plan.reused_shards)
+    return EmbeddedShards(
+        keys,
+        index,
+        merged(new.splits, old.splits),
+        merged(new.view_positions, old.view_positions),
+        merged(new.label_values, old.label_values),
+        emb,
+        new.key_id,
+        new.vocabulary,
+        new.seconds,
+        shard_digests=in_manifest_order(plan.shards, plan.shard_digests, new.shard_digests),
+        shard_rows=in_manifest_order(plan.shards, plan.shard_rows, new.shard_rows),
+        reused_rows=old.rows,
+        reused_shards=plan.reused_shards,
+    )
 
 
 def embed_reusing(plan: ReusePlan | None, shard_dir: str | Path,

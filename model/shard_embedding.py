@@ -18,25 +18,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from radsim.data_contracts.progress import progress_bar
-from radsim.data_contracts.inflight import in_order
-from radsim.data_contracts.settings import check_value
 from radsim.data_contracts import RadsimError
+from radsim.data_contracts.ids import META_KEY_ID
+from radsim.data_contracts.inflight import in_order
+from radsim.data_contracts.progress import progress_bar
+from radsim.data_contracts.settings import check_value
+from radsim.imaging.manifest import manifest_metadata
+from radsim.warehouse.layout import MANIFEST_FILE
 
 from .checkpoint import LoadedModel
 from .compatibility import check_compatible
 from .data import float_images_at
 from .embed import embed_images
-from radsim.imaging.manifest import manifest_metadata
-
 from .embed_config import DEFAULT_BATCH_SIZE, EmbedConfig
 from .embedded import EmbeddedPart, EmbeddedShards, shard_digests, shard_row_counts
 from .reuse import ReusePlan, embed_reusing
 from .train_core import resolve_device
-from radsim.data_contracts.ids import META_KEY_ID
-from radsim.warehouse.layout import MANIFEST_FILE
-
-
 
 PartSubmitter = Callable[[list[str]], Any]
 """Shard names → a future whose `.result()` is `embed_part`'s EmbeddedPart for them (a Prefect task, say)."""

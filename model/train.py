@@ -38,41 +38,39 @@ if __name__ == "__main__":  # torchrun/-m entry: before torch is imported (spin-
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import UsageError
-
-from .augment import augmentation
+from radsim.data_contracts.progress import progress_bar
+from radsim.evaluation.display import fmt
 from radsim.warehouse.card import ModelCard, write_card
 
+from .augment import augmentation
 from .checkpoint import BEST_FILE, LAST_FILE, read_checkpoint, save_checkpoint
-from .train_run import Data, Parts, Run, Start
-from radsim.evaluation.display import fmt
-
-from .train_result import EpochOutcome, TrainProgress, TrainResult, result_of
-from .validation import evaluate_split
 from .compatibility import check_checkpoint_fits, is_radsim_checkpoint
 from .config import TrainConfig, train_config
-from .data import (
-    MemoryFeeder,
-    StreamFeeder,
-    choose_mode,
-    load_split,
-    make_sampler,
-    read_shard_info,
-    split_labels,
-)
+from .data import choose_mode, load_split, make_sampler, read_shard_info, split_labels
 from .distributed import default_num_threads, init_distributed, shutdown
 from .encoders import build_encoder, load_init_weights
+from .feeders import MemoryFeeder, StreamFeeder
 from .losses import build_loss
-from .train_core import (DeviceSetup, NonFiniteLossError, cosine_with_warmup, grouped, optimizer_step, parameter_groups,
-                         resolve_device)
+from .train_core import (
+    DeviceSetup,
+    NonFiniteLossError,
+    cosine_with_warmup,
+    grouped,
+    optimizer_step,
+    parameter_groups,
+    resolve_device,
+)
+from .train_outcome import end_of_epoch, finish
+from .train_result import EpochOutcome, TrainProgress, TrainResult, result_of
+from .train_run import Data, Parts, Run, Start
+from .validation import evaluate_split
 
 # every setting's default, declared once in TrainConfig
 DEFAULTS = {name: field.get_default(call_default_factory=True) for name, field in TrainConfig.model_fields.items()}
@@ -80,7 +78,7 @@ DEFAULTS = {name: field.get_default(call_default_factory=True) for name, field i
 
 def make_model_version(backbone: str, loss: str, manifest_sha256: str, when: datetime | None = None) -> str:
     """`<backbone>-<loss>-<UTC yyyymmddHHMMSS>-<8 hex of the manifest hash>`: no dots (a webdataset key rule)."""
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     return f"{backbone}-{loss}-{when:%Y%m%d%H%M%S}-{manifest_sha256[:8]}"
 
 
@@ -128,7 +126,7 @@ def _train(run: Run) -> TrainResult:
         return result_of(run.out_dir, card, prog, "already_done", run.started)
     settings = _settings(run, start, data, parts)
     _loop(run, data, parts, card, prog, settings)
-    return _finish(run, data, parts, card, prog, settings)
+    return finish(run, data, parts, card, prog, settings)
 
 
 def _open(run: Run) -> Start:
@@ -140,8 +138,9 @@ def _open(run: Run) -> Start:
         if not run.last_path.is_file():
             raise UsageError(f"--resume: no {LAST_FILE} in {run.out_dir} (train without --resume first)")
         state = read_checkpoint(run.last_path)
-        check_checkpoint_fits(state["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "the model being resumed",
-                       run.last_path)
+        check_checkpoint_fits(
+            state["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "the model being resumed", run.last_path
+        )
         image_size = int(state["card"]["image_size"])
         if state["card"].get("data_manifest_sha256") != info.manifest_sha256:
             run.say(f"note: the shards changed since {run.last_path} was written (manifest hash differs); "
@@ -156,8 +155,9 @@ def _open(run: Run) -> Start:
             raise UsageError(f"--init-weights {path}: no such file")
         if is_radsim_checkpoint(path):
             init_payload = read_checkpoint(path / BEST_FILE if path.is_dir() else path)
-            check_checkpoint_fits(init_payload["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "--init-weights",
-                           path)
+            check_checkpoint_fits(
+                init_payload["card"], info, cfg.backbone, cfg.embedding_dim, image_size, "--init-weights", path
+            )
             image_size = int(init_payload["card"]["image_size"])
     return Start(state, init_payload, int(image_size or info.image_size))
 
@@ -203,7 +203,9 @@ def _parts(run: Run, start: Start, data: Data) -> Parts:
     model = run.setup.prepare(model)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg.lr, cfg.backbone_lr), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
-    scheduler = cosine_with_warmup(optimizer, cfg.epochs * data.steps_per_epoch, round(cfg.warmup * data.steps_per_epoch))
+    scheduler = cosine_with_warmup(
+        optimizer, cfg.epochs * data.steps_per_epoch, round(cfg.warmup * data.steps_per_epoch)
+    )
     if start.state is not None:
         model.load_state_dict(start.state["state_dict"])
         optimizer.load_state_dict(start.state["optimizer"])
@@ -222,7 +224,7 @@ def _card_and_progress(run: Run, start: Start, data: Data, parts: Parts) -> tupl
         model_version=make_model_version(cfg.backbone, cfg.loss, info.manifest_sha256), backbone=cfg.backbone,
         embedding_dim=cfg.embedding_dim, image_size=start.size, loss=cfg.loss, vocabulary_name=info.vocabulary_name,
         vocabulary_version=info.vocabulary_version, findings=list(info.findings), key_id=info.key_id,
-        data_manifest_sha256=info.manifest_sha256, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        data_manifest_sha256=info.manifest_sha256, created_at=datetime.now(UTC).isoformat(timespec="seconds"))
     prog = TrainProgress()
     if run.ctx.is_main:
         untrained = evaluate_split(parts.model, data.val, run.setup, data.normal_index, intervals=True)
@@ -234,16 +236,25 @@ def _card_and_progress(run: Run, start: Start, data: Data, parts: Parts) -> tupl
 def _settings(run: Run, start: Start, data: Data, parts: Parts) -> dict[str, Any]:
     """What the model card records of the run, beside the config."""
     setup = run.setup
-    return {**run.cfg.model_dump(mode="json"), "source_image_size": run.info.image_size,
-            "world_size": run.ctx.world_size, "device": str(setup.device),
-            "amp": str(setup.amp_dtype).replace("torch.", "") if setup.amp_dtype else None,
-            "channels_last": setup.channels_last, "num_threads": torch.get_num_threads(),
-            "threads_chosen_from": "--threads" if run.cfg.threads else "cpu affinity",
-            "data": data.feeder.mode, "steps_per_epoch": data.steps_per_epoch, "train_images": data.train_images,
-            "val_images": len(data.val) if data.val is not None else None,
-            "val_patients": data.val.n_patients if data.val is not None else None,
-            "model_selection": "best validation P@10" if data.select_on_val else
-            f"last epoch (fewer than {run.cfg.selection_min_patients} validation patients)", "init_weights": parts.init_note}
+    return {
+        **run.cfg.model_dump(mode="json"),
+        "source_image_size": run.info.image_size,
+        "world_size": run.ctx.world_size,
+        "device": str(setup.device),
+        "amp": str(setup.amp_dtype).replace("torch.", "") if setup.amp_dtype else None,
+        "channels_last": setup.channels_last,
+        "num_threads": torch.get_num_threads(),
+        "threads_chosen_from": "--threads" if run.cfg.threads else "cpu affinity",
+        "data": data.feeder.mode,
+        "steps_per_epoch": data.steps_per_epoch,
+        "train_images": data.train_images,
+        "val_images": len(data.val) if data.val is not None else None,
+        "val_patients": data.val.n_patients if data.val is not None else None,
+        "model_selection": "best validation P@10"
+        if data.select_on_val
+        else f"last epoch (fewer than {run.cfg.selection_min_patients} validation patients)",
+        "init_weights": parts.init_note,
+    }
 
 
 def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgress, settings: dict[str, Any]) -> None:
@@ -258,8 +269,15 @@ def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgre
     def save_last() -> None:
         if ctx.is_main:
             card.training = {**settings, **prog.speed(), "stopped": prog.stopped, "history": prog.history}
-            save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
-                            scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=prog.as_dict())
+            save_checkpoint(
+                run.last_path,
+                parts.model,
+                card,
+                optimizer=parts.optimizer.state_dict(),
+                scheduler=parts.scheduler.state_dict(),
+                rng_torch=torch.get_rng_state(),
+                progress=prog.as_dict(),
+            )
             write_card(run.out_dir, card)
 
     ctx.barrier()  # every rank has checked the folder before rank 0 writes to it
@@ -280,7 +298,7 @@ def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgre
         prog.train_seconds += seconds
         prog.images += n_img
         complete = prog.batches_done >= len(data.feeder)
-        stop = _end_of_epoch(parts.model, data, run, prog, EpochOutcome(epoch, complete, losses, n_img, seconds),
+        stop = end_of_epoch(parts.model, data, run, prog, EpochOutcome(epoch, complete, losses, n_img, seconds),
                              card) or stop
         if complete:
             prog.epoch, prog.batches_done = epoch + 1, 0
@@ -326,63 +344,6 @@ def _epoch(run: Run, data: Data, parts: Parts, net: torch.nn.Module, prog: Train
     if setup.device.type == "cuda":
         torch.cuda.synchronize(setup.device)
     return losses, n_img, time.perf_counter() - t0, stop
-
-
-def _finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgress,
-            settings: dict[str, Any]) -> TrainResult:
-    """The model: the best epoch's weights (or the last), with the final card and its validation intervals."""
-    cfg, ctx = run.cfg, run.ctx
-    stopped = prog.stopped
-    if ctx.is_main:
-        final = parts.model
-        if data.select_on_val and run.best_path.exists():
-            final = build_encoder(cfg.backbone, embedding_dim=cfg.embedding_dim)
-            final.load_state_dict(read_checkpoint(run.best_path)["state_dict"])
-        elif data.val is not None:  # the last epoch is the model: its metrics are the card's
-            prog.best_metrics = {**(prog.history[-1] if prog.history else {}), "split": "val", "epoch": prog.epoch}
-            prog.best_epoch = prog.epoch
-        judged = evaluate_split(final, data.val, run.setup, data.normal_index, intervals=True)
-        judged.pop("random_embedding", None)  # the same draws as the card's baseline_metrics
-        card.metrics = {**prog.best(), **judged}
-        card.training = {**settings, **prog.speed(), "stopped": stopped, "history": prog.history,
-                         "seconds_total": round(time.perf_counter() - run.started, 2)}
-        save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
-                        scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=prog.as_dict())
-        save_checkpoint(run.best_path, final, card)
-        write_card(run.out_dir, card)
-    ctx.barrier()
-    return result_of(run.out_dir, card, prog, stopped, run.started)
-
-
-def _end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: TrainProgress, done: EpochOutcome,
-                  card: ModelCard) -> str | None:
-    """Validate (rank 0), keep the best model, decide early stopping; every rank gets the decision.
-
-    With fewer validation patients than `selection_min_patients`, the epochs are still validated for
-    the record, but neither early stopping nor the best-epoch choice listens to them.
-    """
-    stop = None
-    if run.ctx.is_main:
-        metrics = evaluate_split(model, data.val, run.setup, data.normal_index)
-        p10 = metrics.get("precision_at_10")
-        row = {"epoch": done.epoch + 1, "complete": done.complete, "step": prog.step,
-               "loss": float(np.mean(done.losses)) if done.losses else None,
-               "images_per_s": round(done.images / done.seconds, 1) if done.seconds > 0 else None,
-               **{k: metrics.get(k) for k in ("precision_at_10", "normal_auc")}}
-        prog.history.append(row)
-        improved = data.select_on_val and p10 is not None and (prog.best_p10 is None or p10 > prog.best_p10 + 1e-9)
-        if improved:
-            prog.best_p10, prog.best_epoch, prog.bad_epochs = p10, done.epoch + 1, 0
-            prog.best_metrics = {**metrics, "split": "val", "epoch": done.epoch + 1}
-            card.metrics = prog.best()
-            save_checkpoint(run.best_path, model, card)
-        elif data.select_on_val and p10 is not None and done.complete:
-            prog.bad_epochs += 1
-        if data.select_on_val and run.cfg.patience and prog.bad_epochs >= run.cfg.patience:
-            stop = "early_stopping"
-        run.say(f"epoch {done.epoch + 1}: loss {fmt(row['loss'])}, {fmt(row['images_per_s'], '.0f')} images/s, "
-                f"val P@10 {fmt(p10)}, normal AUC {fmt(metrics.get('normal_auc'))}{' *' if improved else ''}")
-    return run.ctx.broadcast(stop)
 
 
 def _saved_step(path: Path) -> Any:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from .checkpoint import BEST_FILE, LAST_FILE
 from .config import TrainConfig
-from .data import MemoryFeeder, ShardInfo, SplitData, StreamFeeder
+from .data import ShardInfo, SplitData
 from .distributed import DistContext
+from .feeders import MemoryFeeder, StreamFeeder
 from .train_core import DeviceSetup, Parts  # noqa: F401 - Parts is part of a run's state
 
 

@@ -18,7 +18,6 @@ from .data import SplitData
 from .embed import embed_images
 from .train_core import DeviceSetup
 
-
 # ----------------------------------------------------------------------------- validation
 #: the final validation's judged metrics: P@10 and the normal AUC, with nulls, intervals and random draws
 VALIDATION_OPTIONS = EvaluationOptions(ks=(10,), ndcg_k=None, with_map=False, with_findings=False,

@@ -29,14 +29,22 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .labeler import BadReport, Evidence, Labeler, ReportLabels, build_labeler  # noqa: F401
-    from .version import LABELER_VERSION  # noqa: F401
-    from .reading import ReportRecord, open_reports  # noqa: F401
-    from .runner import LabelBatch, LabelRunSummary, explain, find_report, label_file, label_reports, quarantine_path_for  # noqa: F401
-    from .scoring import F1Report, score_labels  # noqa: F401
     from .api import label_dataframe, label_texts  # noqa: F401
     from .config import LabelConfig  # noqa: F401
     from .input_files import InputFormat  # noqa: F401
+    from .labeler import BadReport, Evidence, Labeler, ReportLabels, build_labeler  # noqa: F401
+    from .reading import ReportRecord, open_reports  # noqa: F401
+    from .runner import (  # noqa: F401
+        LabelBatch,
+        LabelRunSummary,
+        explain,
+        find_report,
+        label_file,
+        label_reports,
+        quarantine_path_for,
+    )
+    from .scoring import F1Report, score_labels  # noqa: F401
+    from .version import LABELER_VERSION  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

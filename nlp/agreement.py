@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class GoldPair:
 
 
 def weighted_pairs(judged: list[tuple[str, str, str, int | None, int | None]], sizes: dict[str, int]) -> list[GoldPair]:
-    """(exam, finding, stratum, gold, predicted) → GoldPairs weighted size/judged per stratum (complete if judged whole)."""
+    """(exam, finding, stratum, gold, predicted) → GoldPairs weighted size/judged per stratum (whole: complete)."""
     per_stratum: dict[str, int] = {}
     for _, _, stratum, _, _ in judged:
         per_stratum[stratum] = per_stratum.get(stratum, 0) + 1
@@ -62,13 +63,20 @@ class AgreementReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "protocol": {"present": "value 1", "uncertain_gold": self.uncertain, "interval": "95% percentile bootstrap over exams",
-                         "bootstrap_replicates": self.bootstrap},
-            "n_exams": self.n_exams, "n_pairs": self.n_pairs,
+            "protocol": {
+                "present": "value 1",
+                "uncertain_gold": self.uncertain,
+                "interval": "95% percentile bootstrap over exams",
+                "bootstrap_replicates": self.bootstrap,
+            },
+            "n_exams": self.n_exams,
+            "n_pairs": self.n_pairs,
             "macro": {k: v.as_dict(digits=4) for k, v in self.macro.items()},
             "micro": {k: v.as_dict(digits=4) for k, v in self.micro.items()},
-            "per_finding": {f: {k: (v.as_dict(digits=4) if isinstance(v, Interval) else v) for k, v in d.items()}
-                            for f, d in self.per_finding.items()},
+            "per_finding": {
+                f: {k: (v.as_dict(digits=4) if isinstance(v, Interval) else v) for k, v in d.items()}
+                for f, d in self.per_finding.items()
+            },
             "confusion": self.confusion,
             "notes": self.notes,
         }
@@ -87,7 +95,9 @@ class AgreementReport:
             lines.append(f"| {f} | {d['precision'].text()} | {d['recall'].text()} | {d['f1'].text()} | "
                          f"{_num(d['gold_positives'])} | {_num(d['predicted_positives'])} |")
         for name, avg in (("macro", self.macro), ("micro", self.micro)):
-            lines.append(f"| **{name}** | {avg['precision'].text()} | {avg['recall'].text()} | {avg['f1'].text()} | | |")
+            lines.append(
+                f"| **{name}** | {avg['precision'].text()} | {avg['recall'].text()} | {avg['f1'].text()} | | |"
+            )
         lines += ["", "## Confusion (gold rows, predicted columns; weighted exam-finding pairs)", "",
                   "| gold \\ predicted | " + " | ".join(STATUSES) + " |", "|---" * (len(STATUSES) + 1) + "|"]
         for g in STATUSES:
@@ -96,7 +106,9 @@ class AgreementReport:
         return "\n".join(lines).rstrip() + "\n"
 
     def lines(self) -> list[str]:
-        out = [f"label agreement over {self.n_exams} exam(s), {len(self.findings)} finding(s) (95% bootstrap intervals):"]
+        out = [
+            f"label agreement over {self.n_exams} exam(s), {len(self.findings)} finding(s) (95% bootstrap intervals):"
+        ]
         width = max(len(f) for f in self.findings) if self.findings else 8
         for f in self.findings:
             d = self.per_finding[f]
@@ -140,7 +152,7 @@ class _Clusters:
     count: int
 
     @classmethod
-    def of(cls, pairs: Sequence[GoldPair]) -> "_Clusters":
+    def of(cls, pairs: Sequence[GoldPair]) -> _Clusters:
         """Clusters are exams within strata; a replicate redraws each sampled stratum's clusters with replacement."""
         keys: dict[tuple[str, str], int] = {}
         of_pair = np.array([keys.setdefault((p.stratum, p.exam_id), len(keys)) for p in pairs])
@@ -203,8 +215,9 @@ def score_agreement(pairs: Sequence[GoldPair], findings: Sequence[str], *, uncer
     if any(exact):
         notes.append("exact: every labelled exam of the strata it rests on was judged (a census), so it has no "
                      "sampling interval; strata judged whole are held fixed in the bootstrap of the others")
+    n_exams = len({p.exam_id for p in pairs})
     return AgreementReport(findings, per_finding, macro, micro, confusion, uncertain,
-                           n_exams=len({p.exam_id for p in pairs}), n_pairs=len(pairs), bootstrap=bootstrap, notes=notes)
+                           n_exams=n_exams, n_pairs=len(pairs), bootstrap=bootstrap, notes=notes)
 
 
 Counts = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]  # exam weights -> (tp, fp, fn)
@@ -245,6 +258,10 @@ def pairs_from_tables(predicted: Iterable[dict[str, Any]], gold: Iterable[dict[s
 
 
 def _value(v: Any) -> int | None:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip() in ("", "null", "None")):
+    if (
+        v is None
+        or (isinstance(v, float) and math.isnan(v))
+        or (isinstance(v, str) and v.strip() in ("", "null", "None"))
+    ):
         return None
     return int(float(v))

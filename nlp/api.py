@@ -11,7 +11,8 @@ what it cannot label; these functions hold their inputs and outputs in memory.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from radsim.data_contracts.vocabulary import NO_FINDING
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 NAMINGS = ("radsim", "chexpert")
 
 
-def _labeler(labeler: "Labeler | None", vocabulary: Any, threshold: str | None) -> "Labeler":
+def _labeler(labeler: Labeler | None, vocabulary: Any, threshold: str | None) -> Labeler:
     if labeler is not None:
         return labeler
     from .certainty import DEFAULT_THRESHOLD
@@ -34,15 +35,15 @@ def _labeler(labeler: "Labeler | None", vocabulary: Any, threshold: str | None) 
     return build_labeler(vocabulary, certainty_threshold=threshold or DEFAULT_THRESHOLD)
 
 
-def label_texts(texts: Iterable[str | bytes | None], *, labeler: "Labeler | None" = None, vocabulary: Any = None,
-                certainty_threshold: str | None = None, batch_size: int = PIPE_BATCH) -> list["ReportLabels"]:
+def label_texts(texts: Iterable[str | bytes | None], *, labeler: Labeler | None = None, vocabulary: Any = None,
+                certainty_threshold: str | None = None, batch_size: int = PIPE_BATCH) -> list[ReportLabels]:
     """One ReportLabels per text, in order. A text that cannot be labelled (empty, undecodable, too long)
     gets every value None and its reason in `.problem`; nothing is dropped, so results align with inputs."""
     return _labeler(labeler, vocabulary, certainty_threshold).label_texts(texts, batch_size=batch_size)
 
 
 def label_dataframe(df: Any, text_column: str = TEXT, *, id_column: str | None = None, naming: str = NAMINGS[0],
-                    evidence: bool = False, labeler: "Labeler | None" = None, vocabulary: Any = None,
+                    evidence: bool = False, labeler: Labeler | None = None, vocabulary: Any = None,
                     certainty_threshold: str | None = None) -> Any:
     """Labels for a pandas or polars DataFrame's report column, as a DataFrame of the same kind and length.
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -168,7 +169,9 @@ def _assignments(text: str, where: str, what: str) -> dict[str, int | None]:
     return out
 
 
-def _judged_row(row: dict[str, str], where: str, labels: dict[str, dict] | None) -> list[tuple[str, str, int | None, int | None]]:
+def _judged_row(
+    row: dict[str, str], where: str, labels: dict[str, dict] | None
+) -> list[tuple[str, str, int | None, int | None]]:
     """(finding, stratum, gold, predicted) per judged value of one audit row; [] when the row is not judged."""
     verdict = VERDICTS.get((row.get("verdict") or "").strip().lower())
     if verdict is None:
@@ -202,7 +205,9 @@ def _judged_row(row: dict[str, str], where: str, labels: dict[str, dict] | None)
     return out
 
 
-def read_audit(path: str | Path, labels: dict[str, dict[str, Any]] | None = None) -> tuple[list[GoldPair], dict[str, int]]:
+def read_audit(
+    path: str | Path, labels: dict[str, dict[str, Any]] | None = None
+) -> tuple[list[GoldPair], dict[str, int]]:
     """Judged rows → weighted gold pairs, and counts of verdicts. Checks rows against the labels, if given."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)

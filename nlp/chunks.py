@@ -19,7 +19,7 @@ from .text import Decoded
 if TYPE_CHECKING:
     from .labeler import Labeler
 
-def label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tuple[str, object]],
+def label_chunk(labeler: Labeler, contract_vocab: Vocabulary, items: list[tuple[str, object]],
                  batch_size: int) -> tuple[pa.Table, list[tuple[str, str, str]]]:
     """Label (exam_id, text) pairs → (validated labels table, [(exam_id, reason, message)])."""
     rows: list[dict[str, Any]] = []
@@ -35,5 +35,7 @@ def label_chunk(labeler: "Labeler", contract_vocab: Vocabulary, items: list[tupl
             else:
                 failures.append((exam_id, result.reason or "undecodable_text", result.message))
     contract = load_contract("labels", contract_vocab)
-    table = contract.validate(rows_to_table(contract, rows), label_metadata(labeler.certainty_threshold, labeler.version))
+    table = contract.validate(
+        rows_to_table(contract, rows), label_metadata(labeler.certainty_threshold, labeler.version)
+    )
     return table, failures

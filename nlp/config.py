@@ -45,7 +45,7 @@ class LabelConfig(Settings):
         return parse_delimiter(value)
 
     @model_validator(mode="after")
-    def _replacement_needs_a_file(self) -> "LabelConfig":
+    def _replacement_needs_a_file(self) -> LabelConfig:
         if self.replace_vocabulary and not self.vocabulary:
             raise ValueError("--replace-vocabulary needs --vocabulary FILE")
         return self

@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import re
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TextIO
+from typing import TextIO
 
 QUOTE = '"'
 

@@ -39,7 +39,9 @@ def parse_delimiter(value: str | None) -> str | None:
         return None
     char = DELIMITER_NAMES.get(value.lower(), value)
     if len(char) != 1 or char in ('"', "\n", "\r"):
-        raise UsageError(f"--delimiter must be one character (or tab, comma, semicolon, pipe), got {printable(value)!r}")
+        raise UsageError(
+            f"--delimiter must be one character (or tab, comma, semicolon, pipe), got {printable(value)!r}"
+        )
     return char
 
 

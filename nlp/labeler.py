@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc, Span
@@ -17,13 +18,14 @@ from spacy.tokens import Doc, Span
 from radsim.data_contracts.vocabulary import NO_FINDING, SUPPORT_DEVICES, Vocabulary, load_vocabulary
 
 from .arrays import release_spans
-from .certainty import DEFAULT_THRESHOLD, RANK as CERTAINTY_RANK, check_threshold
+from .certainty import DEFAULT_THRESHOLD, check_threshold
+from .certainty import RANK as CERTAINTY_RANK
 from .config import PIPE_BATCH
 from .mentions import Mention, MentionRules
-from .scope import ScopeRules
 from .negex_trace import mentions, sentence_starts, trace
 from .pipeline import ATTR_PREFIX, EXTENSIONS, SUGGESTIVE_PREFIX, build_nlp
 from .resources import certainty_lexicon, phrases, unlikely_triggers
+from .scope import ScopeRules
 from .text import MAX_REPORT_CHARS, Decoded, decode_report, prepare
 from .typos import SubstitutionCorrector
 from .version import LABELER_VERSION
@@ -139,7 +141,9 @@ class Labeler:
         text = prepare(decoded.text)
         return self.labels_from_doc(self.nlp(self.corrector.correct(text)), text)
 
-    def label_many(self, texts: Iterable[str | bytes | None], batch_size: int = PIPE_BATCH) -> Iterator[ReportLabels | Decoded]:
+    def label_many(
+        self, texts: Iterable[str | bytes | None], batch_size: int = PIPE_BATCH
+    ) -> Iterator[ReportLabels | Decoded]:
         """Labels per text in order; a text that cannot be labelled yields its `Decoded` failure."""
         pending: deque[Decoded] = deque()
 

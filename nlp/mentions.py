@@ -15,8 +15,8 @@ from typing import Any
 from spacy.tokens import Doc, Span
 
 from .arrays import word_arrays
-
-from .certainty import RANK as CERTAINTY_RANK, Lexicon, counts_as_present
+from .certainty import RANK as CERTAINTY_RANK
+from .certainty import Lexicon, counts_as_present
 from .negex_trace import sentence_bounds
 from .pipeline import ATTR_PREFIX, SUGGESTIVE_PREFIX, Attribute
 from .resources import historical, hypothetical
@@ -104,7 +104,9 @@ class MentionRules:
                 return found
         return None
 
-    def _qualify(self, kinds: dict[int, tuple[int, str]], doc: Doc, lower: list[int], i: int) -> tuple[int, str, str] | None:
+    def _qualify(
+        self, kinds: dict[int, tuple[int, str]], doc: Doc, lower: list[int], i: int
+    ) -> tuple[int, str, str] | None:
         hit = kinds.get(lower[i])
         if hit is None:
             return None

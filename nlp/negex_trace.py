@@ -12,13 +12,12 @@ handling, PhraseMatcher and termination boundaries, and change only the assignme
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-from spacy.language import Language
-from spacy.tokens import Doc, Span
 
 from negspacy.negation import Negex
+from spacy.language import Language
+from spacy.tokens import Doc, Span
 
 from .arrays import MENTIONS_KEY, all_entities, word_arrays
 from .study_refs import StudyReferences
@@ -253,7 +252,12 @@ class TracingNegex(Negex):
 @Language.factory(
     "radsim_negex",
     default_config={
-        "neg_termset": {"pseudo_negations": [], "preceding_negations": [], "following_negations": [], "termination": []},
+        "neg_termset": {
+            "pseudo_negations": [],
+            "preceding_negations": [],
+            "following_negations": [],
+            "termination": [],
+        },
         "extension_name": "negex",
         "adjacent_following": [],
         "max_following_gap": 8,

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq

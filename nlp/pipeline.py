@@ -20,15 +20,15 @@ from radsim.data_contracts.vocabulary import Vocabulary
 from . import device_position, negex_trace, ruler  # noqa: F401 - register the radsim_* factories
 from .arrays import SENTENCE_PUNCT  # noqa: F401 - sentences come from token arrays (radsim.nlp.arrays)
 from .negex_trace import IGNORE_LABEL
-from .resources import (KINDS, expand_slots, historical, historical_following, phrases, study_reference_words,
-                        termsets)
+from .resources import KINDS, expand_slots, historical, historical_following, phrases, study_reference_words, termsets
 
 ATTR_PREFIX = "attr:"
 SUGGESTIVE_PREFIX = "sug:"  # a phrase that suggests a finding without asserting it: at most -1
 # Span extension per kind; "negex" is negspacy's own name for the negation flag.
 EXTENSIONS = {"negation": "negex", "uncertainty": "uncertain", "resolved": "resolved"}
 # Slash abbreviations kept as one token, so "f/u." and "h/o" match their triggers.
-SLASH_ABBREVIATIONS = ("f/u", "h/o", "s/p", "r/o", "w/o", "c/w", "n/g", "hx/o")  # "?" is a hedge in reports ("? consolidation"), not a sentence end
+SLASH_ABBREVIATIONS = ("f/u", "h/o", "s/p", "r/o", "w/o", "c/w", "n/g", "hx/o")
+# "?" is a hedge in reports ("? consolidation"), not a sentence end
 # Following triggers that reach only the mention right before them ("atelectasis versus consolidation",
 # "pneumonia follow-up").
 # Preceding triggers that reach only a mention a few tokens on ("Negative acute cardiopulmonary abnormality"
@@ -170,7 +170,8 @@ def build_patterns(vocabulary: Vocabulary, data: dict[str, Any] | None = None) -
             for typo in typo_variants(word):
                 if typo not in taken:
                     owner.setdefault(typo, label)
-    trigger_words = {w for ts in termsets().values() for terms in ts.values() for t in terms for w in re.findall(r"[a-z]+", t.lower())}
+    trigger_words = {w for ts in termsets().values() for terms in ts.values() for t in terms
+                     for w in re.findall(r"[a-z]+", t.lower())}
     return Patterns(
         ruler=[{"label": label, "pattern": phrase} for phrase, label in owner.items()],
         attributes=attributes,
@@ -192,8 +193,10 @@ def build_nlp(vocabulary: Vocabulary) -> tuple[Language, Patterns]:
     entity_ruler.add_patterns(patterns.ruler)
     position = phrases().get("device_position") or {}
     if position.get("label") in vocabulary.observed:
-        nlp.add_pipe("radsim_device_position", config={k: position[k] for k in
-                                                       ("label", "triggers", "landmarks", "below", "diaphragm", "window")})
+        nlp.add_pipe(
+            "radsim_device_position",
+            config={k: position[k] for k in ("label", "triggers", "landmarks", "below", "diaphragm", "window")},
+        )
     sets = termsets()
     hist = historical()
     study_refs = study_reference_words()

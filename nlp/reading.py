@@ -13,9 +13,10 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,8 +24,17 @@ import pyarrow.parquet as pq
 from radsim.data_contracts.errors import UsageError
 
 from .csv_records import records as delimited_records
-from .input_files import (ID, IMAGE_INDEX, TEXT, InputFormat, input_kind, printable, resolve_columns, sniff_text,
-                          unreadable)
+from .input_files import (
+    ID,
+    IMAGE_INDEX,
+    TEXT,
+    InputFormat,
+    input_kind,
+    printable,
+    resolve_columns,
+    sniff_text,
+    unreadable,
+)
 
 __all__ = ["ID", "TEXT", "IMAGE_INDEX", "InputFormat", "ReportRecord", "ReportSource", "open_reports",
            "MALFORMED", "UNREADABLE"]

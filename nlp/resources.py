@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -20,14 +20,16 @@ NEGEX_KEYS = ("pseudo_negations", "preceding_negations", "following_negations", 
 KINDS = ("negation", "uncertainty", "resolved")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(name: str) -> Any:
     return yaml.safe_load(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
 
 
 def expand_slots(template: list[list[str]]) -> list[str]:
     """Every phrase a slot template makes: one alternative per slot, "" for an empty slot."""
-    return [" ".join(w for w in combo if w) for combo in itertools.product(*[[str(a) for a in slot] for slot in template])]
+    return [
+        " ".join(w for w in combo if w) for combo in itertools.product(*[[str(a) for a in slot] for slot in template])
+    ]
 
 
 def _expanded(raw: dict[str, Any], key: str) -> list[str]:
@@ -105,14 +107,14 @@ def historical_following() -> list[str]:
     return [str(t) for t in _load("termsets.yaml").get("historical", {}).get("following_negations") or []]
 
 
-@lru_cache(maxsize=None)
+@cache
 def hypothetical() -> frozenset[str]:
     """Lower-cased triggers of hypothetical, advisory or limitation wording: a mention they govern is no mention."""
     raw = _load("termsets.yaml").get("hypothetical", {})
     return frozenset(t.lower() for key in ("preceding_negations", "following_negations") for t in _expanded(raw, key))
 
 
-@lru_cache(maxsize=None)
+@cache
 def certainty_lexicon() -> Lexicon:
     """The graded certainty phrases (termsets.yaml `certainty`)."""
     return Lexicon({grade: [str(p) for p in phrases] for grade, phrases in _load("termsets.yaml")["certainty"].items()})

@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import QuarantineRecord, StageCounts, UsageError, load_contract
 from radsim.data_contracts.inflight import in_order
+from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts.settings import with_values
 from radsim.data_contracts.vocabulary import Vocabulary, load_vocabulary
 
 from . import worker
-from .chunks import label_chunk
-from .config import PIPE_BATCH
-from .config import LabelConfig
 from .certainty import label_metadata
+from .chunks import label_chunk
+from .config import PIPE_BATCH, LabelConfig
 from .output import open_sink, output_kind, side_path, write_quarantine
 from .reading import InputFormat, ReportRecord, open_reports
 from .version import LABELER_VERSION
@@ -90,7 +90,9 @@ class LabelRunSummary:
             out.append("positives per finding (uncertain, negative):")
             width = max(len(f) for f in self.finding_counts)
             for row in self.finding_table():
-                out.append(f"  {row['finding']:<{width}}  {row['positive']:>8}  ({row['uncertain']}, {row['negative']})")
+                out.append(
+                    f"  {row['finding']:<{width}}  {row['positive']:>8}  ({row['uncertain']}, {row['negative']})"
+                )
         out.extend(f"note: {n}" for n in self.notes)
         out.append(c.summary())
         if self.labels_path:
@@ -166,8 +168,8 @@ def _chunks(records: Iterable[ReportRecord | tuple[str, object]], gate: _Gate, c
 
 
 def label_reports(records: Iterable[ReportRecord | tuple[str, object]], config: LabelConfig | None = None, *,
-                  vocabulary: Vocabulary | None = None, labeler: "Labeler | None" = None, collapse_images: bool = False,
-                  counts: StageCounts | None = None, submit: "ChunkSubmitter | None" = None,
+                  vocabulary: Vocabulary | None = None, labeler: Labeler | None = None, collapse_images: bool = False,
+                  counts: StageCounts | None = None, submit: ChunkSubmitter | None = None,
                   **settings: Any) -> Iterator[LabelBatch]:
     """Stream records (ReportRecord or (exam_id, text)) → LabelBatch per `batch_size` reports, in input order.
 
@@ -194,7 +196,9 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], config: 
     chunks = _chunks(records, gate, counts, cfg.batch_size)
     inner = min(cfg.batch_size, PIPE_BATCH)
 
-    def finish(table: pa.Table, failures: list[tuple[str, str, str]], bad: list[QuarantineRecord], n_in: int) -> LabelBatch:
+    def finish(
+        table: pa.Table, failures: list[tuple[str, str, str]], bad: list[QuarantineRecord], n_in: int
+    ) -> LabelBatch:
         q = bad + [QuarantineRecord(STAGE, exam_id, reason, message) for exam_id, reason, message in failures]
         counts.quarantined += len(failures)
         counts.rows_out += table.num_rows
@@ -214,7 +218,7 @@ def label_reports(records: Iterable[ReportRecord | tuple[str, object]], config: 
         return
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=worker.init_worker, initargs=(vocabulary, present)) as pool:
-        def to_pool(items: list[tuple[str, object]], n: int) -> "_PoolResult":
+        def to_pool(items: list[tuple[str, object]], n: int) -> _PoolResult:
             return _PoolResult(pool.apply_async(worker.label_chunk, ((items, n),)))
 
         yield from _windowed(chunks, to_pool, inner, 2 * workers, finish)
@@ -225,7 +229,7 @@ def label_config(config: LabelConfig | None = None, **values: Any) -> LabelConfi
     return with_values(LabelConfig, config, values, "label settings")
 
 
-def _vocabulary(vocabulary: Vocabulary | None, labeler: "Labeler | None", config: LabelConfig) -> Vocabulary:
+def _vocabulary(vocabulary: Vocabulary | None, labeler: Labeler | None, config: LabelConfig) -> Vocabulary:
     """The vocabulary given, else the labeler's, else the config's (the default one unless it names a file)."""
     if vocabulary is not None:
         return vocabulary
@@ -243,8 +247,13 @@ class _PoolResult:
         return self._async_result.get()
 
 
-def _windowed(chunks: Iterable[tuple[list[tuple[str, object]], list[QuarantineRecord], int]],
-              submit: ChunkSubmitter, inner: int, window: int, finish: Callable[..., LabelBatch]) -> Iterator[LabelBatch]:
+def _windowed(
+    chunks: Iterable[tuple[list[tuple[str, object]], list[QuarantineRecord], int]],
+    submit: ChunkSubmitter,
+    inner: int,
+    window: int,
+    finish: Callable[..., LabelBatch],
+) -> Iterator[LabelBatch]:
     """Submit chunks, `window` more while the oldest is awaited; yield finished batches in input order."""
     # the awaited chunk + `window` submitted behind it, as before the shared helper
     for (_, bad, n_in), (table, failures) in in_order(chunks, lambda chunk: submit(chunk[0], inner), window + 1):
@@ -283,8 +292,8 @@ class _Tally:
 
 
 def label_file(input: str | Path, out: str | Path, config: LabelConfig | None = None, *,
-               vocabulary: Vocabulary | None = None, progress: bool = True, labeler: "Labeler | None" = None,
-               submit: "ChunkSubmitter | None" = None, **settings: Any) -> LabelRunSummary:
+               vocabulary: Vocabulary | None = None, progress: bool = True, labeler: Labeler | None = None,
+               submit: ChunkSubmitter | None = None, **settings: Any) -> LabelRunSummary:
     """Label every report of INPUT into OUT and OUT's quarantine file beside it.
 
     `config` (LabelConfig: workers, batch_size, certainty_threshold and INPUT's delimiter and
@@ -339,7 +348,7 @@ def find_report(input: str | Path, exam_id: str, input_format: InputFormat | Non
     raise UsageError(f"exam_id {exam_id!r} not found in {input}")
 
 
-def explain(labeler: "Labeler", text: object) -> list[str]:
+def explain(labeler: Labeler, text: object) -> list[str]:
     """Printable evidence for one report: per finding, its value, status, trigger, rule and sentence."""
     labels = labeler.label(text)  # type: ignore[arg-type]
     lines = []

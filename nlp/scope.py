@@ -90,5 +90,8 @@ class ScopeRules:
 def _apposition(doc: Doc, start: int) -> bool:
     """Is the explainer set off right after a comma, bracket or dash ("..., a nipple shadow", "(nipple shadow)")?"""
     before = [t.lower_ for t in doc[max(0, start - 2):start]]
-    return bool(before) and (before[-1] in ("(", "-", "–", ":") or before[-2:] in ([",", "a"], [",", "an"], [",", "the"])
-                             or (before[-1] == "," and len(before) == 1))
+    return bool(before) and (
+        before[-1] in ("(", "-", "–", ":")
+        or before[-2:] in ([",", "a"], [",", "an"], [",", "the"])
+        or (before[-1] == "," and len(before) == 1)
+    )

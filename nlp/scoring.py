@@ -9,9 +9,10 @@ intervals, radsim.nlp.agreement) against a gold table or a filled-in audit.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -20,8 +21,14 @@ from radsim.data_contracts.atomic import atomic_output
 from radsim.data_contracts.tableio import read_input_table
 from radsim.data_contracts.vocabulary import default_vocabulary, vocabulary_from_metadata
 
-from .agreement import (DEFAULT_BOOTSTRAP, UNCERTAIN_POLICIES, AgreementReport, GoldPair, pairs_from_tables,
-                        score_agreement)
+from .agreement import (
+    DEFAULT_BOOTSTRAP,
+    UNCERTAIN_POLICIES,
+    AgreementReport,
+    GoldPair,
+    pairs_from_tables,
+    score_agreement,
+)
 from .input_files import ID
 from .naming import match_findings
 
@@ -96,7 +103,9 @@ def _read_labels(path: str | Path) -> tuple[list[dict[str, Any]], list[str], lis
         return table.select(["exam_id", *names]).to_pylist(), names, []
     rows, matched, _ = _rows_by_finding(table, path, list(default_vocabulary().names))
     if not matched:
-        raise UsageError(f"{path}: no column names a finding (radsim's pleural_effusion or CheXpert's Pleural Effusion)")
+        raise UsageError(
+            f"{path}: no column names a finding (radsim's pleural_effusion or CheXpert's Pleural Effusion)"
+        )
     names = [f for f in default_vocabulary().names if f in matched.values()]
     return rows, names, [_naming_note("labels", path, matched, [])]
 

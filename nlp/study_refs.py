@@ -47,7 +47,9 @@ class StudyReferences:
             out += self._preceding(lower, sent, i) + self._following(lower, sent, i)
         return out
 
-    def _reach(self, lower: list[int], sent: list[int], i: int, step: int, n: int, wanted: frozenset[int]) -> int | None:
+    def _reach(
+        self, lower: list[int], sent: list[int], i: int, step: int, n: int, wanted: frozenset[int]
+    ) -> int | None:
         """The nearest token in `wanted` at most n + 1 tokens from i (step ±1), not across a clause or sentence."""
         j = i
         for _ in range(n + 1):

@@ -60,7 +60,9 @@ def decode_report(raw: object, max_chars: int = MAX_REPORT_CHARS) -> Decoded:
     if not text.strip():
         return Decoded(None, EMPTY, "report text is empty or whitespace")
     if len(text) > max_chars:
-        return Decoded(None, TOO_LONG, f"report has {len(text):,} characters, more than the {max_chars:,} a report may have")
+        return Decoded(
+            None, TOO_LONG, f"report has {len(text):,} characters, more than the {max_chars:,} a report may have"
+        )
     return Decoded(text)
 
 
@@ -82,7 +84,9 @@ def strip_html(text: str) -> str:
 _RTF_DESTINATIONS = re.compile(
     r"\{\\(?:\*|fonttbl|colortbl|stylesheet|info|listtable|listoverridetable|pict|header|footer|generator)"
 )
-_RTF_TOKEN = re.compile(r"\\'([0-9a-fA-F]{2})|\\u(-?\d+)\??|\\([a-zA-Z]+)(-?\d+)? ?|\\([{}\\])|\\[^a-zA-Z]|([{}])|([^\\{}]+)", re.S)
+_RTF_TOKEN = re.compile(
+    r"\\'([0-9a-fA-F]{2})|\\u(-?\d+)\??|\\([a-zA-Z]+)(-?\d+)? ?|\\([{}\\])|\\[^a-zA-Z]|([{}])|([^\\{}]+)", re.S
+)
 _RTF_BREAKS = {"par", "line", "sect", "page", "row", "cell"}
 
 
@@ -160,7 +164,9 @@ _OTHER_PART = (r"(?:wrists?|hands?|hips?|pelvis|knees?|ankles?|feet|foot|elbows?
                r"tibiae|fibulas?|humerus|humeri|shoulders?|abdomen|lumbar\s+spine|cervical\s+spine|"
                r"lumbosacral\s+spine|sacrum|coccyx|skull|facial\s+bones|sinuses|fingers?|thumbs?|toes?|legs?|"
                r"thighs?|heels?|calcaneus|kub|mandible|orbits?|nasal\s+bones)")
-_VIEW = r"(?:\s+(?:x-?rays?|xr|radiographs?|radiography|series|views?|films?|\d+\s+views?|(?:ap|pa)(?:\s+and\s+lateral)?))?"
+_VIEW = (
+    r"(?:\s+(?:x-?rays?|xr|radiographs?|radiography|series|views?|films?|\d+\s+views?|(?:ap|pa)(?:\s+and\s+lateral)?))?"
+)
 _PART = rf"{_SIDE}(?:{_CHEST}|{_OTHER_PART}){_VIEW}"
 _CHEST_PART = re.compile(rf"{_SIDE}{_CHEST}{_VIEW}", re.I)
 # A header starts a line (or follows a sentence end) and ends with a colon, or is alone on its line

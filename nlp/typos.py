@@ -12,7 +12,8 @@ reaches the corrector through `Patterns.substitution_min_length` (`from_patterns
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import Patterns
@@ -36,7 +37,7 @@ class SubstitutionCorrector:
         self._cache: dict[str, str | None] = {}
 
     @classmethod
-    def from_patterns(cls, patterns: "Patterns") -> "SubstitutionCorrector":
+    def from_patterns(cls, patterns: Patterns) -> SubstitutionCorrector:
         """The corrector of a built pattern set: its targets, known words and phrases.yaml's threshold."""
         return cls(patterns.substitution_targets, patterns.known_words, patterns.substitution_min_length)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-from radsim.data_contracts.progress import progress_bar
 from radsim.data_contracts import NO_FINDING, UsageError, load_contract, rows_to_table, write_parquet_atomic
+from radsim.data_contracts.progress import progress_bar
+from radsim.warehouse.layout import EXAMS_FILE, REPORT_TRUTH_FILE, TRUTH_FILE
 
 from .bad import write_bad_csv, write_bad_records
 from .config import SynthConfig, synth_config
@@ -25,7 +25,6 @@ from .plan import ExamSpec, plan_cohort
 from .prevalence import FINDINGS
 from .preview import PER_FINDING, choose_preview, thumbnail, write_contact_sheet
 from .reports import no_finding_value
-from radsim.warehouse.layout import EXAMS_FILE, REPORT_TRUTH_FILE, TRUTH_FILE
 
 OUTPUT_FILES = (EXAMS_FILE, TRUTH_FILE, REPORT_TRUTH_FILE, "bad_exams.csv", "preview.png")
 

@@ -54,7 +54,9 @@ def build_dataset(img: np.ndarray, spec: ExamSpec, image_index: int, *, modality
     ds.SOPClassUID = DigitalXRayImageStorageForPresentation
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = spec.study_date.strftime("%Y%m%d")
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = f"{8 + spec.index % 10:02d}{(spec.index * 7) % 60:02d}{(spec.index * 13) % 60:02d}"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = (
+        f"{8 + spec.index % 10:02d}{(spec.index * 7) % 60:02d}{(spec.index * 13) % 60:02d}"
+    )
     ds.AccessionNumber = spec.exam_id
     ds.Modality = modality
     ds.PresentationIntentType = "FOR PRESENTATION"

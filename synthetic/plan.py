@@ -20,7 +20,16 @@ from .prevalence import FINDINGS, sample_findings
 from .reports import Report, compose_report
 
 LATERAL_RATE = 0.05
-SIDED = ("lung_opacity", "lung_lesion", "consolidation", "pneumonia", "atelectasis", "pneumothorax", "pleural_other", "fracture")
+SIDED = (
+    "lung_opacity",
+    "lung_lesion",
+    "consolidation",
+    "pneumonia",
+    "atelectasis",
+    "pneumothorax",
+    "pleural_other",
+    "fracture",
+)
 
 
 @dataclass(frozen=True)

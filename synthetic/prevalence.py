@@ -19,7 +19,10 @@ FINDINGS: tuple[str, ...] = tuple(f for f in default_vocabulary().observed if f 
 # scenario -> (weight, {finding: probability}); "normal" has no findings (devices aside).
 SCENARIOS: dict[str, tuple[float, dict[str, float]]] = {
     "normal": (0.35, {}),
-    "cardiac": (0.065, {"cardiomegaly": 1.0, "pleural_effusion": 0.25, "enlarged_cardiomediastinum": 0.2, "edema": 0.1}),
+    "cardiac": (
+        0.065,
+        {"cardiomegaly": 1.0, "pleural_effusion": 0.25, "enlarged_cardiomediastinum": 0.2, "edema": 0.1},
+    ),
     "heart_failure": (0.06, {"edema": 1.0, "cardiomegaly": 0.75, "pleural_effusion": 0.6}),
     "infection": (0.07, {"pneumonia": 1.0, "consolidation": 0.55, "pleural_effusion": 0.2, "lung_opacity": 0.15}),
     "consolidation": (0.04, {"consolidation": 1.0, "atelectasis": 0.25, "lung_opacity": 0.2}),
@@ -36,7 +39,13 @@ SCENARIOS: dict[str, tuple[float, dict[str, float]]] = {
     "hernia": (0.025, {"hiatus_hernia": 1.0}),
 }
 # Incidental findings on any abnormal exam, independent of the scenario.
-INCIDENTAL: dict[str, float] = {"hiatus_hernia": 0.02, "emphysema": 0.03, "fracture": 0.02, "lung_lesion": 0.02, "pleural_other": 0.02}
+INCIDENTAL: dict[str, float] = {
+    "hiatus_hernia": 0.02,
+    "emphysema": 0.03,
+    "fracture": 0.02,
+    "lung_lesion": 0.02,
+    "pleural_other": 0.02,
+}
 # P(AP view | normal), P(AP view | abnormal)
 P_AP = (0.15, 0.32)
 # P(support devices | view, normal/abnormal): rows PA, AP; columns normal, abnormal

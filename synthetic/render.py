@@ -18,10 +18,10 @@ Where each finding lives (so that a CNN, and a simple regional statistic, can te
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -245,7 +245,9 @@ def _pleural_effusion(ch: _Chest, spec: Mapping[str, Any], rng: np.random.Genera
     for side in sides:
         _, cx, m, r, dome = ch.side_lung(side)
         ell = _ramp(1.0 - r, 0.1)
-        level = (ch.d0 + 0.02 - size_h) - 1.2 * size_h * np.clip((ch.X * side - 0.28 * ch.lw) / (0.36 * ch.lw), 0, 1) ** 2
+        level = (ch.d0 + 0.02 - size_h) - 1.2 * size_h * np.clip(
+            (ch.X * side - 0.28 * ch.lw) / (0.36 * ch.lw), 0, 1
+        ) ** 2
         fluid = ell * _ramp(ch.Y - level, 0.05) * _ramp(dome + 0.1 - ch.Y, 0.05)
         ch.img += 0.3 * fluid * (1.0 - 0.6 * ch.heart)
 

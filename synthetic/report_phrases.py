@@ -6,7 +6,8 @@ composes them and records what the text asserts).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -63,10 +64,16 @@ POSITIVE: dict[str, list[T]] = {
         lambda a, r: f"Ill-defined shadowing throughout the {_side(a)} lung.",
     ],
     "lung_lesion": [
-        lambda a, r: (f"There is a {int(r.integers(8, 25))} mm nodule in the {_side(a)} mid zone." if a.get("count", 1) == 1
-                      else f"{('Two', 'Three')[min(a.get('count', 2), 3) - 2]} pulmonary nodules in the {_side(a)} lung."),
-        lambda a, r: (f"A {int(r.integers(3, 6))} cm mass is seen in the {_side(a)} mid zone." if a.get("kind") == "mass"
-                      else f"Rounded nodular opacity projected over the {_side(a)} mid zone."),
+        lambda a, r: (
+            f"There is a {int(r.integers(8, 25))} mm nodule in the {_side(a)} mid zone."
+            if a.get("count", 1) == 1
+            else f"{('Two', 'Three')[min(a.get('count', 2), 3) - 2]} pulmonary nodules in the {_side(a)} lung."
+        ),
+        lambda a, r: (
+            f"A {int(r.integers(3, 6))} cm mass is seen in the {_side(a)} mid zone."
+            if a.get("kind") == "mass"
+            else f"Rounded nodular opacity projected over the {_side(a)} mid zone."
+        ),
         lambda a, r: f"{'Multiple nodules' if a.get('count', 1) > 1 else 'A nodule'} in the {_side(a)} lung.",
     ],
     "edema": [
@@ -101,11 +108,20 @@ POSITIVE: dict[str, list[T]] = {
         lambda a, r: f"A {_side(a)} pneumothorax is present with a visible pleural edge.",
     ],
     "pleural_effusion": [
-        lambda a, r: (f"There is a {a.get('size', 'small')} {_side(a)} pleural effusion." if _side(a) != "bilateral"
-                      else f"There are {a.get('size', 'small')} bilateral pleural effusions."),
-        lambda a, r: (f"{a.get('size', 'small').capitalize()} {_side(a)} effusion." if _side(a) != "bilateral"
-                      else f"{a.get('size', 'small').capitalize()} bilateral effusions."),
-        lambda a, r: f"Blunting of the costophrenic angle on the {_zone_side(a)} side{'s' if _side(a) == 'bilateral' else ''} with a layer of pleural fluid.",
+        lambda a, r: (
+            f"There is a {a.get('size', 'small')} {_side(a)} pleural effusion."
+            if _side(a) != "bilateral"
+            else f"There are {a.get('size', 'small')} bilateral pleural effusions."
+        ),
+        lambda a, r: (
+            f"{a.get('size', 'small').capitalize()} {_side(a)} effusion."
+            if _side(a) != "bilateral"
+            else f"{a.get('size', 'small').capitalize()} bilateral effusions."
+        ),
+        lambda a, r: (
+            f"Blunting of the costophrenic angle on the {_zone_side(a)} side{'s' if _side(a) == 'bilateral' else ''} "
+            "with a layer of pleural fluid."
+        ),
     ],
     "pleural_other": [
         lambda a, r: f"{_side(a).capitalize()} pleural thickening.",
@@ -140,8 +156,14 @@ POSITIVE: dict[str, list[T]] = {
 DEVICE_SENTENCES: dict[str, list[str]] = {
     "ett": ["ETT tip 4 cm above the carina.", "Endotracheal tube in satisfactory position."],
     "ngt": ["NGT tip below the diaphragm.", "Nasogastric tube tip in the stomach."],
-    "central_line": ["Right internal jugular central line with tip in the SVC.", "Right-sided central venous catheter, tip in the lower SVC."],
-    "pacemaker": ["Left-sided pacemaker in situ with leads in satisfactory position.", "Dual-chamber pacemaker in situ."],
+    "central_line": [
+        "Right internal jugular central line with tip in the SVC.",
+        "Right-sided central venous catheter, tip in the lower SVC.",
+    ],
+    "pacemaker": [
+        "Left-sided pacemaker in situ with leads in satisfactory position.",
+        "Dual-chamber pacemaker in situ.",
+    ],
     "chest_drain": ["{Side} chest drain in situ.", "{Side}-sided chest drain in satisfactory position."],
 }
 GENERIC_DEVICES = ["Lines and tubes in satisfactory position.", "Support devices as before."]
@@ -164,14 +186,19 @@ STABLE: dict[str, list[T]] = {
     "enlarged_cardiomediastinum": [lambda a, r: "Stable mediastinal widening."],
     "cardiomegaly": [lambda a, r: "Stable cardiomegaly.", lambda a, r: "Cardiomegaly is unchanged."],
     "lung_opacity": [lambda a, r: f"Persistent {_side(a)} lung opacification."],
-    "lung_lesion": [lambda a, r: f"Stable {_side(a)} lung nodule.", lambda a, r: f"The {_side(a)} lung lesion is unchanged in size."],
+    "lung_lesion": [
+        lambda a, r: f"Stable {_side(a)} lung nodule.",
+        lambda a, r: f"The {_side(a)} lung lesion is unchanged in size.",
+    ],
     "edema": [lambda a, r: "Persistent pulmonary oedema."],
     "consolidation": [lambda a, r: f"Stable {_side(a)} basal consolidation."],
     "pneumonia": [lambda a, r: f"Persistent {_side(a)} upper zone pneumonia."],
     "atelectasis": [lambda a, r: f"Stable {_side(a)} basal atelectasis."],
     "pneumothorax": [lambda a, r: f"Stable {a.get('size', 'small')} {_side(a)} pneumothorax."],
-    "pleural_effusion": [lambda a, r: f"Stable {_side(a)} pleural effusion{'s' if _side(a) == 'bilateral' else ''}.",
-                         lambda a, r: f"Unchanged {_side(a)} effusion{'s' if _side(a) == 'bilateral' else ''}."],
+    "pleural_effusion": [
+        lambda a, r: f"Stable {_side(a)} pleural effusion{'s' if _side(a) == 'bilateral' else ''}.",
+        lambda a, r: f"Unchanged {_side(a)} effusion{'s' if _side(a) == 'bilateral' else ''}.",
+    ],
     "pleural_other": [lambda a, r: f"Stable {_side(a)} pleural thickening."],
     "fracture": [lambda a, r: f"Unchanged {_side(a)} rib fracture."],
     "emphysema": [lambda a, r: "Stable emphysematous changes."],
@@ -180,24 +207,49 @@ STABLE: dict[str, list[T]] = {
 }
 
 HEDGE: dict[str, list[T]] = {
-    "enlarged_cardiomediastinum": [lambda a, r: "Possible mediastinal widening.", lambda a, r: "Questionable mediastinal widening."],
-    "cardiomegaly": [lambda a, r: "Possible mild cardiomegaly.",
-                     lambda a, r: "On this AP film cardiomegaly cannot be excluded."],
-    "lung_opacity": [lambda a, r: f"Possible subtle opacity in the {_side(a)} lung.", lambda a, r: f"Questionable haziness over the {_side(a)} lung."],
-    "lung_lesion": [lambda a, r: f"Possible small nodule projected over the {_side(a)} mid zone.",
-                    lambda a, r: f"A nodule in the {_side(a)} mid zone cannot be excluded."],
-    "edema": [lambda a, r: "Possible mild interstitial oedema.", lambda a, r: "Mild interstitial oedema cannot be excluded."],
-    "consolidation": [lambda a, r: f"Possible early consolidation at the {_side(a)} base.",
-                      lambda a, r: f"Cannot exclude consolidation at the {_side(a)} base."],
-    "pneumonia": [lambda a, r: f"Possible {_side(a)} upper zone pneumonia.", lambda a, r: "Appearances may represent pneumonia.",
-                  lambda a, r: "Pneumonia cannot be excluded."],
+    "enlarged_cardiomediastinum": [
+        lambda a, r: "Possible mediastinal widening.",
+        lambda a, r: "Questionable mediastinal widening.",
+    ],
+    "cardiomegaly": [
+        lambda a, r: "Possible mild cardiomegaly.",
+        lambda a, r: "On this AP film cardiomegaly cannot be excluded.",
+    ],
+    "lung_opacity": [
+        lambda a, r: f"Possible subtle opacity in the {_side(a)} lung.",
+        lambda a, r: f"Questionable haziness over the {_side(a)} lung.",
+    ],
+    "lung_lesion": [
+        lambda a, r: f"Possible small nodule projected over the {_side(a)} mid zone.",
+        lambda a, r: f"A nodule in the {_side(a)} mid zone cannot be excluded.",
+    ],
+    "edema": [
+        lambda a, r: "Possible mild interstitial oedema.",
+        lambda a, r: "Mild interstitial oedema cannot be excluded.",
+    ],
+    "consolidation": [
+        lambda a, r: f"Possible early consolidation at the {_side(a)} base.",
+        lambda a, r: f"Cannot exclude consolidation at the {_side(a)} base.",
+    ],
+    "pneumonia": [
+        lambda a, r: f"Possible {_side(a)} upper zone pneumonia.",
+        lambda a, r: "Appearances may represent pneumonia.",
+        lambda a, r: "Pneumonia cannot be excluded.",
+    ],
     "atelectasis": [lambda a, r: f"Possible subsegmental atelectasis at the {_side(a)} base."],
-    "pneumothorax": [lambda a, r: f"Cannot exclude a small {_side(a)} apical pneumothorax.",
-                     lambda a, r: f"Possible small {_side(a)} pneumothorax."],
-    "pleural_effusion": [lambda a, r: f"Possible small {_side(a) if _side(a) != 'bilateral' else 'right'} pleural effusion.",
-                         lambda a, r: "A small effusion cannot be excluded."],
+    "pneumothorax": [
+        lambda a, r: f"Cannot exclude a small {_side(a)} apical pneumothorax.",
+        lambda a, r: f"Possible small {_side(a)} pneumothorax.",
+    ],
+    "pleural_effusion": [
+        lambda a, r: f"Possible small {_side(a) if _side(a) != 'bilateral' else 'right'} pleural effusion.",
+        lambda a, r: "A small effusion cannot be excluded.",
+    ],
     "pleural_other": [lambda a, r: f"Possible {_side(a)} pleural thickening."],
-    "fracture": [lambda a, r: f"Possible {_side(a)} rib fracture.", lambda a, r: f"Questionable fracture of the {_side(a)} {_pick(r, _ORD)} rib."],
+    "fracture": [
+        lambda a, r: f"Possible {_side(a)} rib fracture.",
+        lambda a, r: f"Questionable fracture of the {_side(a)} {_pick(r, _ORD)} rib.",
+    ],
     "emphysema": [lambda a, r: "Possible emphysema."],
     "fibrosis": [lambda a, r: "Possible early fibrotic change at the bases."],
     "hiatus_hernia": [lambda a, r: "Possible small hiatus hernia."],
@@ -205,15 +257,28 @@ HEDGE: dict[str, list[T]] = {
 
 RESOLVED: dict[str, list[T]] = {
     "lung_opacity": [lambda a, r: f"The previously seen {_side(a)} lung opacity has resolved."],
-    "lung_lesion": [lambda a, r: "The previously seen nodule is no longer visible.", lambda a, r: "The previously noted mass is no longer seen."],
-    "edema": [lambda a, r: "Interval resolution of pulmonary oedema.", lambda a, r: "The pulmonary oedema has resolved."],
-    "consolidation": [lambda a, r: f"The {_side(a)} lower zone consolidation has resolved.",
-                      lambda a, r: "Interval resolution of the previously seen consolidation."],
+    "lung_lesion": [
+        lambda a, r: "The previously seen nodule is no longer visible.",
+        lambda a, r: "The previously noted mass is no longer seen.",
+    ],
+    "edema": [
+        lambda a, r: "Interval resolution of pulmonary oedema.",
+        lambda a, r: "The pulmonary oedema has resolved.",
+    ],
+    "consolidation": [
+        lambda a, r: f"The {_side(a)} lower zone consolidation has resolved.",
+        lambda a, r: "Interval resolution of the previously seen consolidation.",
+    ],
     "pneumonia": [lambda a, r: "The previously seen pneumonia has resolved."],
     "atelectasis": [lambda a, r: f"The {_side(a)} basal atelectasis has resolved."],
-    "pneumothorax": [lambda a, r: f"The {_side(a)} pneumothorax has resolved.", lambda a, r: "Pneumothorax has resolved."],
-    "pleural_effusion": [lambda a, r: f"The {_side(a) if _side(a) != 'bilateral' else 'right'} pleural effusion has resolved.",
-                         lambda a, r: "The previously seen effusion is no longer visible."],
+    "pneumothorax": [
+        lambda a, r: f"The {_side(a)} pneumothorax has resolved.",
+        lambda a, r: "Pneumothorax has resolved.",
+    ],
+    "pleural_effusion": [
+        lambda a, r: f"The {_side(a) if _side(a) != 'bilateral' else 'right'} pleural effusion has resolved.",
+        lambda a, r: "The previously seen effusion is no longer visible.",
+    ],
 }
 
 # Nouns used in combined negations ("No X, Y or Z."), and single-finding negation sentences.
@@ -236,8 +301,17 @@ NEG_NOUNS: dict[str, list[str]] = {
 }
 NEG_SINGLE: dict[str, list[str]] = {"cardiomegaly": ["Heart size is normal.", "Normal heart size.", "No cardiomegaly."]}
 
-INDICATIONS_NEUTRAL = ["Shortness of breath.", "Cough and fever.", "Chest pain.", "Pre-operative assessment.", "Follow up.",
-                       "Increasing breathlessness.", "Haemoptysis.", "Routine review.", "Post line insertion."]
+INDICATIONS_NEUTRAL = [
+    "Shortness of breath.",
+    "Cough and fever.",
+    "Chest pain.",
+    "Pre-operative assessment.",
+    "Follow up.",
+    "Increasing breathlessness.",
+    "Haemoptysis.",
+    "Routine review.",
+    "Post line insertion.",
+]
 INDICATIONS_MENTION = ["?pneumothorax", "?PTX", "SOB, ?pneumonia", "?infection", "Known emphysema, increasing SOB.",
                        "?effusion", "Fall, ?rib fracture.", "?CHF", "Follow up of known lung nodule.",
                        "Line check, ?position of NGT.", "?consolidation", "Known pulmonary fibrosis."]

@@ -12,13 +12,27 @@ IMPLICIT_PHRASES, so the label stage can handle them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from radsim.data_contracts import NO_FINDING, OTHER_ABNORMALITY, SUPPORT_DEVICES
 
-from .report_phrases import (FILLERS, HEDGE, INDICATIONS_MENTION, INDICATIONS_NEUTRAL, NEG_NOUNS, NEG_SINGLE,
-                             NORMAL_IMPRESSIONS, POSITIVE, RESOLVED, STABLE, TYPOS, Attrs, Rng, _pick)
+from .report_phrases import (
+    FILLERS,
+    HEDGE,
+    INDICATIONS_MENTION,
+    INDICATIONS_NEUTRAL,
+    NEG_NOUNS,
+    NEG_SINGLE,
+    NORMAL_IMPRESSIONS,
+    POSITIVE,
+    RESOLVED,
+    STABLE,
+    TYPOS,
+    Attrs,
+    Rng,
+    _pick,
+)
 
 __all__ = ["IMPLICIT_PHRASES", "TYPOS", "Report", "compose_report", "no_finding_value"]
 

@@ -106,6 +106,7 @@ def _publish_synthetic(out: Path, n: int, seed: int, version: str = "v1", *, mak
                       reason: str | None = None) -> Any:
     """A contract-valid embeddings table of n rows for `version`, published into `out`."""
     import numpy as np
+
     from radsim.warehouse import published as P
 
     D, FINDINGS = PUBLISHED_D, PUBLISHED_FINDINGS

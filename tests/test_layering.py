@@ -79,7 +79,9 @@ def test_prefect_is_imported_only_in_flows(graph):
 
 
 def test_nothing_outside_flows_imports_flows(graph):
-    offenders = {m: sorted(d for d in deps if d.startswith("radsim.flows")) for m, deps in _outside_flows(graph).items()}
+    offenders = {
+        m: sorted(d for d in deps if d.startswith("radsim.flows")) for m, deps in _outside_flows(graph).items()
+    }
     assert {m: d for m, d in offenders.items() if d} == {}
 
 

@@ -27,7 +27,12 @@ def _docstrings(tree: ast.AST) -> set[int]:
     out = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
             out.add(id(body[0].value))
     return out
 
@@ -63,5 +68,8 @@ def test_no_file_name_is_written_out_twice():
 
 
 def test_a_literal_copy_is_caught_and_a_docstring_is_not():
-    code = '"""Writes manifest.parquet."""\nPATH = "shards/manifest.parquet"\nKEY = b"radsim.key_id"\nOTHER = "notes.txt"\n'
+    code = (
+        '"""Writes manifest.parquet."""\n'
+        'PATH = "shards/manifest.parquet"\nKEY = b"radsim.key_id"\nOTHER = "notes.txt"\n'
+    )
     assert literal_copies(code, _names()) == [(2, "shards/manifest.parquet"), (3, "radsim.key_id")]

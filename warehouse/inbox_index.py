@@ -48,11 +48,11 @@ class InboxIndex:
     stats: dict[str, str] = field(default_factory=dict)  # folder -> files_stat
 
     @classmethod
-    def empty(cls) -> "InboxIndex":
+    def empty(cls) -> InboxIndex:
         return cls(_schema().empty_table(), {})
 
     @classmethod
-    def read(cls, path: str | Path) -> "InboxIndex":
+    def read(cls, path: str | Path) -> InboxIndex:
         path = Path(path)
         if not path.exists():
             return cls.empty()

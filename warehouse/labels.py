@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from radsim.data_contracts import Vocabulary, load_contract, write_parquet_atomic
 
 

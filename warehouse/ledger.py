@@ -30,13 +30,14 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from radsim.data_contracts.atomic import sha256_file
+
 from radsim.data_contracts import (
     IdKeyer,
     RadsimError,
     load_contract,
     write_parquet_atomic,
 )
+from radsim.data_contracts.atomic import sha256_file
 from radsim.warehouse.layout import LEDGER_FILE, MANIFEST_FILE, RESTRICTED_DIR
 
 LEGACY_LEDGER_FILE = LEDGER_FILE  # outside restricted/, where releases before 2026-12 kept it
@@ -271,7 +272,9 @@ def mark_published(ledger: pa.Table, exam_keys: Iterable[str], version: str | No
     return contract.validate(pa.Table.from_pylist(rows, schema=contract.schema()))
 
 
-def shard_statuses(exam_ids: Iterable[str], keyer: IdKeyer, shards_dir: str | Path, refused: set[str]) -> dict[str, str]:
+def shard_statuses(
+    exam_ids: Iterable[str], keyer: IdKeyer, shards_dir: str | Path, refused: set[str]
+) -> dict[str, str]:
     """Each exam sent to the shard stage: done when its key is in the manifest and no image was refused."""
     manifest = Path(shards_dir) / MANIFEST_FILE
     listed = set(pq.read_table(manifest, columns=["exam_key"]).column("exam_key").to_pylist()) \

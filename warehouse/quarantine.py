@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from radsim.data_contracts import (QuarantineRecord, load_contract, merge_quarantine, quarantine_table, reason_counts,
-                                   write_parquet_atomic)
+from radsim.data_contracts import (
+    QuarantineRecord,
+    load_contract,
+    merge_quarantine,
+    quarantine_table,
+    reason_counts,
+    write_parquet_atomic,
+)
 
 
 def collect_quarantine(path: str | Path, records: Sequence[QuarantineRecord], *others: str | Path | None

@@ -15,9 +15,9 @@ from typing import Any
 
 from radsim.data_contracts.atomic import write_json_atomic
 from radsim.data_contracts.errors import UsageError
+from radsim.warehouse.layout import CURRENT_FILE as _CURRENT_FILE
 
 from .card import read_card
-from radsim.warehouse.layout import CURRENT_FILE as _CURRENT_FILE
 
 CURRENT_FILE = _CURRENT_FILE
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radsim.data_contracts.atomic import exclusive_lock, write_json_atomic
 from radsim.data_contracts import RadsimError, UsageError
+from radsim.data_contracts.atomic import exclusive_lock, write_json_atomic
 from radsim.warehouse.layout import CURRENT_FILE, LEDGER_FILE, MANIFEST_FILE, VERSIONS_FILE
 
 SNAPSHOT_FILE = ".radsim-mirror.json"
@@ -167,8 +167,11 @@ class Mirror:
             (self.local / rel).unlink()
             removed += 1
         marks = {rel: fingerprint(info) for rel, info in remote.items()}
-        stale = sorted(rel for rel, mark in marks.items()
-                       if (snap.get(rel) or {}).get("remote") != mark or local.get(rel) != (snap.get(rel) or {}).get("local"))
+        stale = sorted(
+            rel
+            for rel, mark in marks.items()
+            if (snap.get(rel) or {}).get("remote") != mark or local.get(rel) != (snap.get(rel) or {}).get("local")
+        )
         for parent in {(self.local / rel).parent for rel in stale}:
             parent.mkdir(parents=True, exist_ok=True)
         if stale:  # one batched call: async backends (s3fs, gcsfs) fetch concurrently

@@ -20,14 +20,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(evaluation contract), report.md and PNG plots (2-D map, P@k curves, per-finding bars, query gallery) "
         "in REPORT_DIR.",
     )
-    p.add_argument("--embeddings", required=True, metavar="PUBLISHED_DIR", help="published folder (radsim publish --out)")
+    p.add_argument(
+        "--embeddings", required=True, metavar="PUBLISHED_DIR", help="published folder (radsim publish --out)"
+    )
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="report folder")
     p.add_argument("--model-version", metavar="V", help="version to evaluate (default: the newest publish record)")
     p.add_argument("--truth", metavar="TRUTH",
                    help="labels-contract table keyed by raw exam_id (e.g. the synthetic truth.parquet or a validated "
                    "subset), hashed through the key; used instead of the published report-derived labels")
-    p.add_argument("--demo-key", action="store_true", help="hash --truth ids with the public demo key (synthetic data only)")
-    p.add_argument("--shards", metavar="SHARDS_DIR", help="shard folder, to draw the query gallery (skipped without it)")
+    p.add_argument(
+        "--demo-key", action="store_true", help="hash --truth ids with the public demo key (synthetic data only)"
+    )
+    p.add_argument(
+        "--shards", metavar="SHARDS_DIR", help="shard folder, to draw the query gallery (skipped without it)"
+    )
     settings.add_arguments(p, EvalConfig, CLI_FIELDS, metavars={"max_queries": "N"})
     p.set_defaults(func=run)
 
@@ -37,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     from radsim.data_contracts import keyer_from_env
     from radsim.data_contracts.atomic import write_json_atomic
-    from radsim.warehouse.layout import CONFIG_FILE
     from radsim.evaluation.report import EvalInputs, run_evaluation
+    from radsim.warehouse.layout import CONFIG_FILE
 
     config = settings.from_arguments(EvalConfig, args)
     keyer = keyer_from_env(demo=args.demo_key) if args.truth else None

@@ -25,8 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CSV, TSV, Parquet or JSON lines with exam_id and report_text columns (any case; see "
                    "--id-column, --text-column, --delimiter; an exams table with image_index is collapsed to one "
                    "report per exam), or a folder of *.txt files (stem = exam_id)")
-    p.add_argument("--out", metavar="LABELS.parquet|LABELS.csv",
-                   help="output labels: .parquet (labels contract) or .csv (CheXpert layout); required unless --explain")
+    p.add_argument(
+        "--out",
+        metavar="LABELS.parquet|LABELS.csv",
+        help="output labels: .parquet (labels contract) or .csv (CheXpert layout); required unless --explain",
+    )
     settings.add_arguments(p, LabelConfig, CLI_FIELDS, metavars={
         "vocabulary": "FILE", "workers": "N", "batch_size": "N", "certainty_threshold": "GRADE", "delimiter": "CHAR",
         "id_column": "NAME", "text_column": "NAME"})

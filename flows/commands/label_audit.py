@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+
 from radsim.nlp.audit import DEFAULT_PER_STRATUM
 
 NAME = "label-audit"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+
 from radsim.nlp.agreement import DEFAULT_BOOTSTRAP, UNCERTAIN_POLICIES
 from radsim.nlp.input_files import ID
 

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         NAME,
         help="remove old published versions (never the current one)",
         description="Keep the N versions first published last, and the current one, in PUBLISHED_DIR (or remove "
-        "the versions named with --remove); remove the others with their publish records and similar-exam index caches. The prune is journaled under the "
+        "the versions named with --remove); remove the others with their publish records and similar-exam index "
+        "caches. The prune is journaled under the "
         "publish lock: a prune cut short (even by SIGKILL) is finished by the next publish or prune, and readers "
         "of a kept version are never disturbed. In a scheduled pipeline, set [publish] keep_versions instead.",
     )

@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     force = "--force-promote" if args.force_promote else None
     if runner:
         from radsim.flows.publish_embeddings import run_publish_embeddings
-        from radsim.model.checkpoint import load_model
         from radsim.imaging.manifest import manifest_metadata
+        from radsim.model.checkpoint import load_model
         from radsim.model.compatibility import check_compatible
 
         # a missing model or manifest, or shards that do not fit, are usage errors before any cluster starts

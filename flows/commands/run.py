@@ -37,10 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, metavar="PX", help="shard image size (imaging.image_size)")
     p.add_argument("--demo-key", action="store_true",
                    help="use the public demo pseudonymisation key: synthetic data only, never patient data")
-    p.add_argument("--verify", action="store_true",
-                   help="re-read and re-hash every inbox file instead of trusting unchanged file stats (size, mtime, "
-                   "inode, ctime): after restoring an inbox from a backup that does not keep mtimes, or to audit a file "
-                   "system that rewrites files in place with the same timestamps")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-read and re-hash every inbox file instead of trusting unchanged file stats (size, mtime, "
+        "inode, ctime): after restoring an inbox from a backup that does not keep mtimes, or to audit a file "
+        "system that rewrites files in place with the same timestamps",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 

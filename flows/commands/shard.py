@@ -23,9 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Runs are incremental: exams already sharded with the same image are skipped and new exams go to new shards. "
         "Needs RADSIM_ID_KEY unless --demo-key.",
     )
-    p.add_argument("--exams", required=True, metavar="EXAMS",
-                   help="exams table (CSV, Parquet or JSONL: exam_id, patient_id, image_uri[, image_index, view_position]); "
-                   "relative image paths are relative to its folder")
+    p.add_argument(
+        "--exams",
+        required=True,
+        metavar="EXAMS",
+        help="exams table (CSV, Parquet or JSONL: exam_id, patient_id, image_uri[, image_index, view_position]); "
+        "relative image paths are relative to its folder",
+    )
     p.add_argument("--labels", metavar="LABELS",
                    help="labels table in the labels contract (radsim's, or NIH/CheXpert converted); "
                    "exams without a labels row are sharded as unlabelled")
@@ -43,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "batch_size": "N"})
     p.add_argument("--flow", action="store_true", help="run as the Prefect flow build_shards (tasks on a process pool)")
     add_runner_arguments(p, "decode batches")
-    p.add_argument("--demo-key", action="store_true", help="use the public demo pseudonymisation key (synthetic data only)")
+    p.add_argument(
+        "--demo-key", action="store_true", help="use the public demo pseudonymisation key (synthetic data only)"
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -51,7 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from radsim.data_contracts import UsageError, keyer_from_env, load_vocabulary, settings
     from radsim.imaging.config import ShardOptions
-
     from radsim.model.embed_config import EmbedConfig
 
     settings.check_value(EmbedConfig, "workers", args.workers, "command line")  # the task runner's one declaration

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from radsim.evaluation.similar import DEFAULT_KIND, DEFAULT_NEIGHBOURS, INDEX_KINDS
 
 NAME = "similar"
@@ -20,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "index cached in an index/ folder beside PUBLISHED_DIR and rebuilt when the version is republished.",
     )
     p.add_argument("exam_id", nargs="?", metavar="EXAM_ID", help="raw exam id (the site's accession/exam id)")
-    p.add_argument("--embeddings", required=True, metavar="PUBLISHED_DIR", help="published folder (radsim publish --out)")
+    p.add_argument(
+        "--embeddings", required=True, metavar="PUBLISHED_DIR", help="published folder (radsim publish --out)"
+    )
     p.add_argument("--exam-key", metavar="K", help="pseudonymised exam key instead of a raw id")
     p.add_argument("--image", metavar="FILE", help="a new radiograph (DICOM, PNG or JPEG) to embed and search with")
     p.add_argument("--model", metavar="MODEL_DIR", help="model folder for --image (must be the table's version; "
@@ -34,10 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "warehouse/index for warehouse/published)")
     p.add_argument("--include-query", action="store_true",
                    help="list the query exam itself among the results (left out by default: it is always the nearest)")
-    p.add_argument("--id-map", metavar="TABLE",
-                   help="restricted table with an exam_id column (id_map or exams): print the neighbours' raw exam ids "
-                   "(restricted output, for in-site users; needs RADSIM_ID_KEY) and suggest close ids for an unknown one")
-    p.add_argument("--demo-key", action="store_true", help="hash EXAM_ID with the public demo key (synthetic data only)")
+    p.add_argument(
+        "--id-map",
+        metavar="TABLE",
+        help="restricted table with an exam_id column (id_map or exams): print the neighbours' raw exam ids "
+        "(restricted output, for in-site users; needs RADSIM_ID_KEY) and suggest close ids for an unknown one",
+    )
+    p.add_argument(
+        "--demo-key", action="store_true", help="hash EXAM_ID with the public demo key (synthetic data only)"
+    )
     p.add_argument("--json", action="store_true", help="print the neighbours as JSON")
     p.set_defaults(func=run)
 

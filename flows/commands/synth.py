@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from radsim.data_contracts import settings
 from radsim.synthetic.config import CLI_FIELDS, SynthConfig

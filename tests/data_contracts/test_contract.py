@@ -159,7 +159,7 @@ def test_embedding_dimension_is_fixed():
 def test_quarantine_reason_code_must_be_known():
     contract = load_contract("quarantine")
     row = {"stage": "label", "record_id": "E1", "reason_code": "bad_vibes", "message": "m",
-           "source_uri": None, "seen_at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)}
+           "source_uri": None, "seen_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
     with pytest.raises(ContractViolation) as err:
         contract.validate(rows_to_table(contract, [row]))
     assert err.value.rule == "allowed_values" and "bad_vibes" in str(err.value)

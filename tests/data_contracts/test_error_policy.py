@@ -17,7 +17,9 @@ def _refuse_lookup(exc: BaseException) -> Refusal:
 
 
 def test_the_first_matching_rule_refuses_and_unknown_errors_are_not_bad_input():
-    policy = ErrorPolicy("p", ((KeyError, _refuse_lookup), (ValueError, _refuse_value_error), (LookupError, _refuse_lookup)))
+    policy = ErrorPolicy(
+        "p", ((KeyError, _refuse_lookup), (ValueError, _refuse_value_error), (LookupError, _refuse_lookup))
+    )
     assert policy.judge(ValueError("bad date")) == Refusal("schema_violation", "bad date")
     assert policy.judge(KeyError("x")).reason_code == "missing_file"
     assert policy.judge(RuntimeError("bug")) is None

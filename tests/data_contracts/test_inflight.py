@@ -1,8 +1,8 @@
 """`in_order`: results in input order, never more than `window` jobs submitted and unconsumed."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 

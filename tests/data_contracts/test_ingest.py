@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.data_contracts import ContractViolation, UsageError
 from radsim.data_contracts.ingest import ingest_manifests
 
@@ -97,5 +98,8 @@ def test_a_duplicate_keeps_its_record_id_as_the_inbox_grows(tmp_path):
     collect_quarantine(path, before)
     assert collect_quarantine(path, after) == {"duplicate_id": 1}  # one file, one row, however many runs
     _, twice = split_duplicates(table([*first, first[2]]))  # the same file listed twice more
-    assert [r.record_id for r in twice] == ["E1/0 (copy at /in/resent/E1/0.dcm)", "E1/0 (copy at /in/resent/E1/0.dcm #2)"]
+    assert [r.record_id for r in twice] == [
+        "E1/0 (copy at /in/resent/E1/0.dcm)",
+        "E1/0 (copy at /in/resent/E1/0.dcm #2)",
+    ]
     assert quarantine_table(twice).num_rows == 2  # both rows keep a key of their own

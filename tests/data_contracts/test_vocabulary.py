@@ -62,7 +62,9 @@ def test_replacement_keeps_no_finding(tmp_path):
     assert vocab.names == ("no_finding", "nodule")
 
 
-@pytest.mark.parametrize("text", ["findings: 3\n", "findings:\n  - synonyms: [x]\n", "findings:\n  - name: Bad Name\n", ": :\n  - ["])
+@pytest.mark.parametrize(
+    "text", ["findings: 3\n", "findings:\n  - synonyms: [x]\n", "findings:\n  - name: Bad Name\n", ": :\n  - ["]
+)
 def test_bad_vocabulary_files_are_usage_errors(tmp_path, text):
     path = tmp_path / "bad.yaml"
     path.write_text(text)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from radsim.evaluation import (
+    RetrievalSpec,
     finding_precision_at_k,
     finding_precision_chance,
     jaccard_matrix,
@@ -15,14 +16,13 @@ from radsim.evaluation import (
     map_at_r,
     map_at_r_chance,
     map_at_r_expected,
-    nearest_neighbours,
     ndcg_at_k,
     ndcg_at_k_chance,
+    nearest_neighbours,
     normal_auc,
     precision_at_k,
     precision_at_k_chance,
     relevance_matrix,
-    RetrievalSpec,
     retrieval_scores,
     roc_auc,
 )

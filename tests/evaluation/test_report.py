@@ -61,7 +61,9 @@ def test_contingency_nmi_and_purity_equal_scikit_learn():
     for n, k, c in ((50, 3, 4), (200, 8, 5), (7, 2, 2)):
         pred, truth = rng.integers(0, k, n), rng.integers(0, c, n)
         nmi, pur = contingency_scores(pred, truth)
-        assert nmi == pytest.approx(normalized_mutual_info_score(truth, pred)) and pur == pytest.approx(purity(pred, truth))
+        assert nmi == pytest.approx(normalized_mutual_info_score(truth, pred)) and pur == pytest.approx(
+            purity(pred, truth)
+        )
     assert contingency_scores(np.zeros(5), np.zeros(5))[0] == 1.0  # one cluster, one class: identical
 
 

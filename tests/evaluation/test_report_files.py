@@ -9,11 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.data_contracts import UsageError, demo_keyer, load_contract
 from radsim.evaluation import evaluate_embeddings, records_to_table
-from radsim.warehouse import published as P
 from radsim.evaluation.report import EvalInputs, run_evaluation
 from radsim.flows.cli import main
+from radsim.warehouse import published as P
 
 FINDINGS = ["no_finding", "cardiomegaly", "edema", "pleural_effusion"]
 SETS = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1], [0, 1, 1, 0]]
@@ -51,7 +52,9 @@ def cohort_table(n_exams: int = 60, seed: int = 0, version: str = "v1", dim: int
 
 def publish(out: Path, **kw) -> tuple[pa.Table, list[dict]]:
     table, meta, truth = cohort_table(**kw)
-    P.publish_table(table, out, model_version=kw.get("version", "v1"), embedding_dim=kw.get("dim", D), extra_metadata=meta)
+    P.publish_table(
+        table, out, model_version=kw.get("version", "v1"), embedding_dim=kw.get("dim", D), extra_metadata=meta
+    )
     return table, truth
 
 
@@ -99,7 +102,10 @@ def test_report_files_records_and_metrics_equal_the_direct_computation(tmp_path)
             f"{p10['ci_high']:.3f}] | {p10['chance_value']:.3f} | {p10['random_value']:.3f} ± {p10['random_sd']:.3f} | "
             f"above chance |") in report
     # the PA films are all abnormal here: their AUC is too few to judge, shown without a value or a verdict
-    assert "| PA | normal AUC | 24 (24) | too few to judge (0 normal and 24 abnormal exams; each class needs 3) |" in report
+    assert (
+        "| PA | normal AUC | 24 (24) | too few to judge (0 normal and 24 abnormal exams; each class needs 3) |"
+        in report
+    )
     pa_auc = next(r for r in doc if r["split"] == "test/view=PA" and r["metric"] == "normal_auc")
     assert pa_auc["verdict"] == "too few to judge" and pa_auc["ci_low"] is None and pa_auc["n_queries"] == 24
     assert "give --shards" in report  # the gallery is skipped with a note
@@ -112,7 +118,9 @@ def test_truth_replaces_the_published_labels(tmp_path):
     keyer = demo_keyer()
     by_key = {keyer.exam_key(t["exam_id"]): [t[f] == 1 for f in FINDINGS] for t in truth}
     noisy = run_evaluation(tmp_path / "pub", tmp_path / "r1", plots=False)
-    clean = run_evaluation(tmp_path / "pub", tmp_path / "r2", inputs=EvalInputs(truth=truth_path, keyer=keyer), plots=False)
+    clean = run_evaluation(
+        tmp_path / "pub", tmp_path / "r2", inputs=EvalInputs(truth=truth_path, keyer=keyer), plots=False
+    )
     direct = {(r.metric, r.k): r.value for r in _direct(table, by_key)}
     got = {(r.metric, r.k): r.value for r in clean.records if r.split == "test"}
     assert all(_same(got[k], v) for k, v in direct.items())
@@ -192,7 +200,10 @@ def test_report_similar_and_store_modules_import_no_torch():
     code = ("import sys; import radsim.evaluation.report, radsim.evaluation.plots, radsim.evaluation.similar, "
             "radsim.warehouse.published, radsim.flows.commands.evaluate, radsim.flows.commands.similar; "
             "print('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 def test_a_scheduled_rerun_keeps_a_report_whose_inputs_did_not_change(tmp_path):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from radsim.data_contracts import UsageError, demo_keyer
-from radsim.warehouse import published as P
 from radsim.evaluation.similar import SimilarIndex
 from radsim.flows.cli import main
+from radsim.warehouse import published as P
 
 D = 12
 FINDINGS = ["no_finding", "cardiomegaly", "edema"]

@@ -85,7 +85,9 @@ def test_debug_shows_traceback(monkeypatch, capsys):
 
 
 def test_console_script_is_installed():
-    proc = subprocess.run([sys.executable, "-m", "radsim.flows.cli", "--help"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "radsim.flows.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0 and "radsim" in proc.stdout
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from radsim.data_contracts import UsageError
 from radsim.flows.config import (
     check_cron,

@@ -28,7 +28,12 @@ def test_demo_runs_end_to_end_through_prefect(prefect_harness, tmp_path, capsys)
     # the synthetic --bad set: one record per reason, each caught by the stage that owns it
     assert reasons == ["duplicate_id", "empty_report", "not_chest", "unreadable_image"]
     by_stage = dict(zip(quarantine.column("reason_code").to_pylist(), quarantine.column("stage").to_pylist()))
-    assert by_stage == {"duplicate_id": "ingest", "empty_report": "label", "not_chest": "shard", "unreadable_image": "shard"}
+    assert by_stage == {
+        "duplicate_id": "ingest",
+        "empty_report": "label",
+        "not_chest": "shard",
+        "unreadable_image": "shard",
+    }
 
     manifest = pq.read_table(result.layout.shards / "manifest.parquet")
     exams = pq.read_table(result.outputs["exams (restricted)"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.flows.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 16,
@@ -109,7 +110,11 @@ def _amended_and_late_reports(inbox, wh, cfg, ids_a, early, early_report, early_
     row = next(r for r in labels if r["exam_id"] == amended)
     assert row["pneumothorax"] == 1
     assert len(labels) == len({r["exam_id"] for r in labels})
-    key = next(r["exam_key"] for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist() if r["exam_id"] == amended)
+    key = next(
+        r["exam_key"]
+        for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist()
+        if r["exam_id"] == amended
+    )
     pub = [r for r in _published(wh).select(["exam_key", "positive_findings"]).to_pylist() if r["exam_key"] == key]
     assert pub and all("pneumothorax" in r["positive_findings"] for r in pub)
     early_key = early_row["exam_key"]
@@ -124,7 +129,9 @@ def _resent_pixels_are_quarantined(inbox, wh, cfg, ids_a):
     shutil.copy(inbox / donor / "0.dcm", inbox / resent / "0.dcm")
     fifth = _run(inbox, wh, cfg)
     assert fifth.sharded == [resent]
-    resent_row = next(r for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist() if r["exam_id"] == resent)
+    resent_row = next(
+        r for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist() if r["exam_id"] == resent
+    )
     assert resent_row["shard_status"] == "quarantined"
     assert not (wh / "shards" / "quarantine.parquet").exists()  # refusals name raw ids: restricted only
     shard_q = pq.read_table(wh / "restricted" / "shard-quarantine.parquet").to_pylist()
@@ -142,10 +149,16 @@ def test_train_flow_promotes_only_through_the_gates(prefect_harness, cohorts, tm
     _copy(a.inbox, inbox)
     first = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
     # 24 exams leave a validation split of a few patients: the gates cannot tell a model from noise
-    gated = train(str(wh), config=cfg.updated({"model.seed": 1, "model.force_promote": False}), demo_key=True, quiet=True)
+    gated = train(
+        str(wh), config=cfg.updated({"model.seed": 1, "model.force_promote": False}), demo_key=True, quiet=True
+    )
     decision = gated.promotion
     assert decision["current"] == first.model_version
-    assert decision["outcome"] == "undecided" and not decision["promoted"] and "patients, fewer than the 30" in decision["reason"]
+    assert (
+        decision["outcome"] == "undecided"
+        and not decision["promoted"]
+        and "patients, fewer than the 30" in decision["reason"]
+    )
     current = json.loads((wh / "models" / "current.json").read_text())
     assert current["model_version"] == first.model_version
     assert current["last_undecided"]["reason"] == decision["reason"]
@@ -167,7 +180,9 @@ def test_train_flow_promotes_only_through_the_gates(prefect_harness, cohorts, tm
 
     assert current_version(wh / "published") == first.model_version
     # TINY forces promotion; keep_versions = 1 prunes the first version once the new one is current
-    forced = train(str(wh), config=cfg.updated({"model.seed": 2, "publish.keep_versions": 1}), demo_key=True, quiet=True)
+    forced = train(
+        str(wh), config=cfg.updated({"model.seed": 2, "publish.keep_versions": 1}), demo_key=True, quiet=True
+    )
     assert forced.promotion["promoted"] and forced.promotion["forced"] and forced.promotion["outcome"] == "undecided"
     current = json.loads((wh / "models" / "current.json").read_text())
     assert current["model_version"] == forced.promotion["candidate"] and current["decision"]["forced"]
@@ -184,6 +199,7 @@ def test_train_flow_promotes_only_through_the_gates(prefect_harness, cohorts, tm
 def test_radsim_run_cli_then_nothing_new(prefect_harness, cohorts, tmp_path, capsys):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
     from radsim.flows.cli import main
 
     a, _ = cohorts

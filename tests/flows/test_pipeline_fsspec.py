@@ -10,6 +10,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.flows.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8,

@@ -149,7 +149,9 @@ def test_a_small_first_run_defers_training_and_a_later_run_trains(prefect_harnes
     inbox, wh = tmp_path / "inbox", tmp_path / "wh"
     _inbox(small.inbox, inbox)
     args = ["run", str(inbox), "--warehouse", str(wh), "--demo-key", "--image-size", "64", "--no-progress"]
-    os.environ.update({"RADSIM_MODEL_IMAGE_SIZE": "64", "RADSIM_MODEL_MAX_STEPS": "2", "RADSIM_MODEL_FORCE_PROMOTE": "true"})
+    os.environ.update(
+        {"RADSIM_MODEL_IMAGE_SIZE": "64", "RADSIM_MODEL_MAX_STEPS": "2", "RADSIM_MODEL_FORCE_PROMOTE": "true"}
+    )
     try:
         assert cli.main(args) == 0
         out = capsys.readouterr().out

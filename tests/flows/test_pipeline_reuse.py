@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.flows.config import resolve_config
 
 TINY = {"imaging.image_size": 64, "model.image_size": 64, "model.max_steps": 3, "model.batch_size": 8,
@@ -42,13 +43,15 @@ def _published(wh: Path, version: str):
 
 def _full_reembed(wh: Path, version: str, out: Path):
     """What publishing every shard from scratch gives: embed all, relabel from the warehouse labels, publish."""
-    from radsim.warehouse.labels import relabel_from_file
     from radsim.model.checkpoint import load_model
     from radsim.model.publish import embed_shards, publish_embedded
+    from radsim.warehouse.labels import relabel_from_file
 
     loaded = load_model(wh / "models" / version)
     embedded = embed_shards(loaded, wh / "shards", batch_size=256, device="auto")
-    embedded = relabel_from_file(embedded, str(wh / "restricted" / "labels.parquet"), pq.read_table(wh / "restricted" / "ledger.parquet"))
+    embedded = relabel_from_file(
+        embedded, str(wh / "restricted" / "labels.parquet"), pq.read_table(wh / "restricted" / "ledger.parquet")
+    )
     publish_embedded(embedded, loaded, out)
     return _published_at(out, version)
 
@@ -74,7 +77,9 @@ def test_pipeline_embeds_only_new_shards(prefect_harness, one_torch_thread, coho
     first = pipeline(str(inbox), str(wh), config=cfg, demo_key=True, quiet=True)
     v = first.model_version
     n_a_shards = len(_shards(wh))
-    assert first.metrics["embedding"]["shards_reused"] == 0 and first.metrics["embedding"]["shards_embedded"] == n_a_shards
+    assert (
+        first.metrics["embedding"]["shards_reused"] == 0 and first.metrics["embedding"]["shards_embedded"] == n_a_shards
+    )
 
     _copy(b.inbox, inbox, prefix="B")
     second = pipeline(str(inbox), str(wh), config=cfg, demo_key=True)
@@ -84,7 +89,10 @@ def test_pipeline_embeds_only_new_shards(prefect_harness, one_torch_thread, coho
     assert f"[5/6] embedding {n_new} new shards with {v} (reusing {n_a_shards} published)" in out
     stats = second.metrics["embedding"]
     assert stats["shards_embedded"] == n_new and stats["shards_reused"] == n_a_shards
-    assert stats["rows_reused"] == first.published_rows and stats["rows_embedded"] == second.published_rows - first.published_rows
+    assert (
+        stats["rows_reused"] == first.published_rows
+        and stats["rows_embedded"] == second.published_rows - first.published_rows
+    )
     assert any(f"{n_new} shards embedded" in n and f"{n_a_shards} reused" in n for n in second.notes)
     assert _published(wh, v).equals(_full_reembed(wh, v, tmp_path / "full2"))
 
@@ -97,7 +105,11 @@ def test_pipeline_embeds_only_new_shards(prefect_harness, one_torch_thread, coho
                                           "rows_embedded": 0, "rows_reused": second.published_rows}
     table = _published(wh, v)
     assert table.equals(_full_reembed(wh, v, tmp_path / "full3"))
-    key = next(r["exam_key"] for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist() if r["exam_id"] == amended)
+    key = next(
+        r["exam_key"]
+        for r in pq.read_table(wh / "restricted" / "ledger.parquet").to_pylist()
+        if r["exam_id"] == amended
+    )
     assert all("pneumothorax" in r["positive_findings"] for r in table.to_pylist() if r["exam_key"] == key)
 
     # the publish record is lost: nothing can be verified, so everything is embedded again
@@ -109,7 +121,9 @@ def test_pipeline_embeds_only_new_shards(prefect_harness, one_torch_thread, coho
     assert _published(wh, v).equals(_full_reembed(wh, v, tmp_path / "full4"))
 
     # a retrain embeds everything, whichever model ends up current
-    fifth = pipeline(str(inbox), str(wh), retrain=True, config=cfg.updated({"model.seed": 3}), demo_key=True, quiet=True)
+    fifth = pipeline(
+        str(inbox), str(wh), retrain=True, config=cfg.updated({"model.seed": 3}), demo_key=True, quiet=True
+    )
     assert fifth.metrics["embedding"]["shards_reused"] == 0 and fifth.metrics["embedding"]["rows_reused"] == 0
     assert any("a training run: nothing reused" in n for n in fifth.notes)
     assert _published(wh, fifth.model_version).equals(_full_reembed(wh, fifth.model_version, tmp_path / "full5"))

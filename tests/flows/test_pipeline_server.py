@@ -22,6 +22,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+
 from radsim_test_fixtures.prefect_server import (
     PREFECT,
     RADSIM,
@@ -57,13 +58,16 @@ def _run_mid_flight(base: str, deployment: dict, toml, worker_log) -> str:
     """Start a pipeline run and return its id once it is past its first stage."""
     run_id = api(f"{base}/deployments/{deployment['id']}/create_flow_run",
                  {"parameters": {"config_path": str(toml), "demo_key": True}})["id"]
-    wait_for(lambda: any("[1/6] ingesting" in m for m in run_logs(base, run_id)), 120,
-             "the run's first stage line on the server: " + worker_log.read_text()[-1500:] if worker_log.exists() else "")
+    wait_for(
+        lambda: any("[1/6] ingesting" in m for m in run_logs(base, run_id)),
+        120,
+        "the run's first stage line on the server: " + worker_log.read_text()[-1500:] if worker_log.exists() else "",
+    )
     return run_id
 
 
 def _listed() -> set[int]:
-    """What deploy/README's check lists: `pgrep -af "radsim worker|prefect.engine"` (the worker and its flow-run processes)."""
+    """What deploy/README's check lists: `pgrep -af "radsim worker|prefect.engine"` (the worker, its flow runs)."""
     out = subprocess.run(["pgrep", "-af", "radsim worker|prefect.engine"], capture_output=True, text=True).stdout
     return {int(line.split()[0]) for line in out.splitlines()}
 
@@ -78,15 +82,17 @@ def _stopped(worker: subprocess.Popen, log, limit_s: float = 90) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(DEADLINE_S + 60)
 def test_the_worker_stops_cleanly_and_the_next_run_redoes_a_cancelled_one(tmp_path):
-    from radsim.synthetic import generate_cohort
     from radsim.flows.run_config import ScheduleSection
+    from radsim.synthetic import generate_cohort
 
     cohort = generate_cohort(tmp_path / "cohort", exams=24, seed=21, image_size=64, progress=False)
     warehouse = tmp_path / "wh"
     toml = tmp_path / "radsim.toml"
-    toml.write_text(f'[paths]\ninbox = "{cohort.inbox}"\nwarehouse = "{warehouse}"\n'
-                    '[imaging]\nimage_size = 64\n[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 8\nforce_promote = true\n'
-                    '[runner]\nworkers = 1\n')
+    toml.write_text(
+        f'[paths]\ninbox = "{cohort.inbox}"\nwarehouse = "{warehouse}"\n'
+        "[imaging]\nimage_size = 64\n[model]\nimage_size = 64\nmax_steps = 3\nbatch_size = 8\nforce_promote = true\n"
+        "[runner]\nworkers = 1\n"
+    )
     port = free_port()
     base = f"http://127.0.0.1:{port}/api"
     env = server_env(tmp_path / "prefect-home")

@@ -13,6 +13,7 @@ import re
 import subprocess
 
 import pytest
+
 from radsim_test_fixtures.prefect_server import (
     RADSIM,
     flow_runs_named,

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import pytest
+
 from radsim.data_contracts import UsageError
+from radsim.flows.config import SCHEMA, resolve_config
+from radsim.flows.run_config import RunConfig
 from radsim.imaging.config import ShardOptions
 from radsim.model.config import TrainConfig
 from radsim.model.embed_config import EmbedConfig
 from radsim.nlp.config import LabelConfig
-from radsim.flows.config import SCHEMA, resolve_config
-from radsim.flows.run_config import RunConfig
 
 
 def test_stage_settings_keep_the_stage_configs_defaults_and_help():

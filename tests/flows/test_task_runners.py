@@ -185,10 +185,10 @@ def test_pipeline_label_and_embed_stages_follow_the_configured_runner(tmp_path):
     """The label step and the embed step read runner.* from the configuration: an unreachable scheduler is a
     one-line usage error before any flow or cluster starts (the acceptance test above runs them on Dask)."""
     from radsim.data_contracts import UsageError, load_contract, rows_to_table
-    from radsim.flows.pipeline_tasks import label_stage
-    from radsim.warehouse.layout import WarehouseLayout
-    from radsim.flows.publish_embeddings import run_embed_shards
     from radsim.flows.config import resolve_config
+    from radsim.flows.pipeline_tasks import label_stage
+    from radsim.flows.publish_embeddings import run_embed_shards
+    from radsim.warehouse.layout import WarehouseLayout
     from radsim.warehouse.ledger import fingerprints
 
     address = f"tcp://127.0.0.1:{free_port()}"

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+
 from radsim.data_contracts import UsageError, demo_keyer
 from radsim.imaging import shards as sh
 from radsim.imaging.compaction import small_tail

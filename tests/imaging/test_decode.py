@@ -167,8 +167,20 @@ def test_transfer_syntax_without_decoder_names_package(tmp_path, make_dicom, mon
     assert "pylibjpeg-openjpeg" in err.value.message
 
 
-@pytest.mark.parametrize("raw,view", [("PA", "PA"), ("ap", "AP"), ("AP SUPINE", "AP"), ("LL", "LL"),
-                                      ("LATERAL", "LATERAL"), ("RL", "LATERAL"), ("", "UNKNOWN"), (None, "UNKNOWN"), ("OBL", "UNKNOWN")])
+@pytest.mark.parametrize(
+    "raw,view",
+    [
+        ("PA", "PA"),
+        ("ap", "AP"),
+        ("AP SUPINE", "AP"),
+        ("LL", "LL"),
+        ("LATERAL", "LATERAL"),
+        ("RL", "LATERAL"),
+        ("", "UNKNOWN"),
+        (None, "UNKNOWN"),
+        ("OBL", "UNKNOWN"),
+    ],
+)
 def test_view_normalisation(raw, view):
     assert normalise_view(raw) == view
     assert view in dec.VIEW_POSITIONS

@@ -62,7 +62,9 @@ def test_webdataset_pipeline_split_filter_and_tensors(shards):
         for g in got:
             assert g["image"].shape == (1, SIZE, SIZE) and g["image"].dtype == torch.float32
             assert torch.equal(g["image"], by_key[g["__key__"]]["image"])
-            assert torch.equal(torch.nan_to_num(g["labels"], nan=7.0), torch.nan_to_num(by_key[g["__key__"]]["labels"], nan=7.0))
+            assert torch.equal(
+                torch.nan_to_num(g["labels"], nan=7.0), torch.nan_to_num(by_key[g["__key__"]]["labels"], nan=7.0)
+            )
 
 
 def test_labelled_only_views_null_label_and_augment(shards):

@@ -59,7 +59,12 @@ def cohort(tmp_path, make_dicom, make_png):
         "EXAM-1002": {"pleural_effusion": 1, "pneumothorax": 0},
     })
     pq.write_table(labels, src / "labels.parquet")
-    return {"dir": src, "rows": rows, "exams": write_exams_csv(src / "exams.csv", rows), "labels": src / "labels.parquet"}
+    return {
+        "dir": src,
+        "rows": rows,
+        "exams": write_exams_csv(src / "exams.csv", rows),
+        "labels": src / "labels.parquet",
+    }
 
 
 def run(cohort, out, **kw):
@@ -321,11 +326,15 @@ def test_interrupted_run_resumes_without_duplicates_or_loss(cohort, tmp_path, mo
     # Same content as an uninterrupted run.
     clean = tmp_path / "clean"
     run(cohort, clean, maxcount=2)
-    assert sorted(manifest.column("image_sha256").to_pylist()) == sorted(pq.read_table(clean / sh.MANIFEST_FILE).column("image_sha256").to_pylist())
+    assert sorted(manifest.column("image_sha256").to_pylist()) == sorted(
+        pq.read_table(clean / sh.MANIFEST_FILE).column("image_sha256").to_pylist()
+    )
 
 
 def test_no_identifier_reaches_shards_or_manifest(cohort, tmp_path, fake_phi, shared_dicom_dir, privacy_scan):
-    rows = cohort["rows"] + [{"exam_id": "RG1-REAL", "patient_id": "9RG1", "image_uri": str(shared_dicom_dir / "RG1_J2KI.dcm")}]
+    rows = cohort["rows"] + [
+        {"exam_id": "RG1-REAL", "patient_id": "9RG1", "image_uri": str(shared_dicom_dir / "RG1_J2KI.dcm")}
+    ]
     out = tmp_path / "shards"
     summary = run(cohort, out, exams=write_exams_csv(cohort["dir"] / "exams_real.csv", rows))
     assert summary.counts.rows_out == 7

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from radsim.model.data import StreamFeeder, load_split, read_shard_info, split_labels
+from radsim.model.data import load_split, read_shard_info, split_labels
+from radsim.model.feeders import StreamFeeder
 
 
 def _digest(image: torch.Tensor) -> str:
@@ -23,7 +24,8 @@ def memory(train_shards):
 
 
 def _memory_coverage(info, epochs: int) -> int:
-    from radsim.model.data import MemoryFeeder, make_sampler
+    from radsim.model.data import make_sampler
+    from radsim.model.feeders import MemoryFeeder
 
     data = load_split(info, "train")
     feeder = MemoryFeeder(data, make_sampler(data.labels, 16, seed=1))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from radsim.data_contracts import settings
 from radsim.flows.cli import build_parser, main
 from radsim.model.embed_config import EmbedConfig

@@ -32,9 +32,15 @@ def test_rgb_backbones_have_torchvision_parameter_counts(backbone, count):
 def test_torchvision_key_names():
     assert {"conv1.weight", "layer1.0.bn1.running_mean", "layer2.0.downsample.0.weight",
             "layer4.1.bn2.num_batches_tracked"} <= set(build_backbone("resnet18").state_dict())
-    assert {"layer3.5.conv3.weight", "layer4.0.downsample.1.running_var"} <= set(build_backbone("resnet50").state_dict())
-    assert {"features.conv0.weight", "features.denseblock3.denselayer24.conv2.weight",
-            "features.transition3.conv.weight", "features.norm5.bias"} <= set(build_backbone("densenet121").state_dict())
+    assert {"layer3.5.conv3.weight", "layer4.0.downsample.1.running_var"} <= set(
+        build_backbone("resnet50").state_dict()
+    )
+    assert {
+        "features.conv0.weight",
+        "features.denseblock3.denselayer24.conv2.weight",
+        "features.transition3.conv.weight",
+        "features.norm5.bias",
+    } <= set(build_backbone("densenet121").state_dict())
 
 
 def test_unknown_backbone_is_a_usage_error():

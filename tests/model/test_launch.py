@@ -27,8 +27,14 @@ import torch
 from radsim.data_contracts import RadsimError, UsageError
 from radsim.flows.commands.train import options, options_to_argv
 from radsim.model.checkpoint import read_checkpoint
-from radsim.model.launch import (LaunchOutcome, LaunchSpec, describe_failure, launch_training, tag_rank_line,
-                                 torchrun_command)
+from radsim.model.launch import (
+    LaunchOutcome,
+    LaunchSpec,
+    describe_failure,
+    launch_training,
+    tag_rank_line,
+    torchrun_command,
+)
 from radsim.model.train import train_embedding_model
 
 STEPS, B = 3, 16
@@ -138,7 +144,11 @@ def _rank_pids(out_dir: Path) -> dict[int, int]:
             env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if str(out_dir).encode() in cmdline and b"radsim.flows.torchrun" in cmdline and b"torch.distributed.run" not in cmdline:
+        if (
+            str(out_dir).encode() in cmdline
+            and b"radsim.flows.torchrun" in cmdline
+            and b"torch.distributed.run" not in cmdline
+        ):
             ranks = [e for e in env if e.startswith(b"RANK=")]
             if ranks:
                 found[int(ranks[0][5:])] = int(entry.name)

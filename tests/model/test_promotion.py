@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from radsim.warehouse.card import CARD_FILE, ModelCard
-from radsim.warehouse.registry import current_model, promote
 from radsim.model.gates import GatePolicy, decide
 from radsim.model.promotion import promote_through_gates
+from radsim.warehouse.card import CARD_FILE, ModelCard
+from radsim.warehouse.registry import current_model, promote
 
 UNTRAINED = {"precision_at_10": 0.40, "normal_auc": 0.60}
 
@@ -48,7 +48,11 @@ def test_a_difference_within_the_interval_is_not_enough():
 
 def test_a_collapsed_embedding_is_refused_for_that_reason():
     d = decide(metrics(0.60, [0.52, 0.68], cosine=0.992), UNTRAINED)
-    assert d.outcome == "refused" and d.collapsed and d.reason.startswith("collapsed embedding: mean pairwise cosine 0.992")
+    assert (
+        d.outcome == "refused"
+        and d.collapsed
+        and d.reason.startswith("collapsed embedding: mean pairwise cosine 0.992")
+    )
 
 
 def test_collapse_is_checked_and_recorded_when_undecided_and_when_forced():

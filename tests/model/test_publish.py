@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+
 from radsim.data_contracts import demo_keyer, load_contract
 from radsim.data_contracts.atomic import sha256_file
 from radsim.warehouse.published import open_version, version_dir
@@ -47,6 +48,7 @@ def test_unlabelled_exams_are_published_with_null_findings(cohort, published):
 
 def test_embeddings_are_unit_vectors_and_match_a_direct_forward_pass(cohort, published, model_dir):
     import torch
+
     from radsim.imaging.reader import iter_manifest_samples
     from radsim.model.checkpoint import load_model
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.warehouse import published as P
 from radsim.warehouse.published import write as W
 
@@ -100,7 +101,8 @@ def test_publish_killed_with_sigkill_mid_write(tmp_path, publish_synthetic):
     helper = tmp_path / "helper"
     helper.mkdir()
     # the subprocess reuses _publish_synthetic's logic through a tiny module
-    (helper / "helper.py").write_text(textwrap.dedent(f"""
+    (helper / "helper.py").write_text(
+        textwrap.dedent(f"""
         import numpy as np
         from radsim.warehouse import published as P
         D = {D}
@@ -108,13 +110,14 @@ def test_publish_killed_with_sigkill_mid_write(tmp_path, publish_synthetic):
             rng = np.random.default_rng(seed)
             emb = rng.standard_normal((n, D)).astype(np.float32)
             findings = ["no_finding", "cardiomegaly"]
-            table = P.embeddings_table(exam_keys=[f"k{{i}}" for i in range(n)], image_index=[0] * n, splits=["test"] * n,
-                view_positions=["PA"] * n, embeddings=emb, label_values=[[1, 0]] * n, findings=findings,
-                model_version="v1", key_id="demo-test")
+            table = P.embeddings_table(exam_keys=[f"k{{i}}" for i in range(n)], image_index=[0] * n,
+                splits=["test"] * n, view_positions=["PA"] * n, embeddings=emb, label_values=[[1, 0]] * n,
+                findings=findings, model_version="v1", key_id="demo-test")
             meta = P.table_metadata_for(model_version="v1", key_id="demo-test", findings=findings, vocabulary_name="t",
                 vocabulary_version="1", model_card={{}})
             P.publish_table(table, out, model_version="v1", embedding_dim=D, extra_metadata=meta)
-    """))
+    """)
+    )
     ready = tmp_path / "ready"
     proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "pub"), str(ready), str(helper)])
     try:

@@ -5,6 +5,7 @@ import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from radsim.warehouse.published import version_dir
 
 IDENTIFYING = ("PatientName", "PatientID", "AccessionNumber", "PatientBirthDate", "StudyDate", "StudyInstanceUID",

@@ -57,7 +57,9 @@ def _arr(values):
 
 
 def _names(shards: Path) -> list[str]:
-    return list(dict.fromkeys(pq.read_table(shards / "manifest.parquet", columns=["shard"]).column("shard").to_pylist()))
+    return list(
+        dict.fromkeys(pq.read_table(shards / "manifest.parquet", columns=["shard"]).column("shard").to_pylist())
+    )
 
 
 def _copy_published(published: Path, tmp_path: Path) -> Path:

@@ -211,14 +211,33 @@ def test_every_loss_runs_through_the_loop(train_shards, tmp_path, loss):
 
 def test_summary_says_too_few_for_what_a_small_validation_split_cannot_judge(tmp_path):
     """A validation split without a normal film has no AUC verdict: the summary says why, with no number."""
-    from radsim.warehouse.card import ModelCard
     from radsim.model.train_result import TrainResult
+    from radsim.warehouse.card import ModelCard
 
-    card = ModelCard("v1", "small", 8, 64, "ml2", "radsim", "1", ["no_finding"], "k", "sha", "now",
-                     metrics={"precision_at_10": 0.5, "precision_at_10_chance": 0.31, "precision_at_10_ci": [0.41, 0.6],
-                              "precision_at_10_verdict": "above chance", "normal_auc": 0.0,
-                              "normal_auc_verdict": "too few to judge", "normal_auc_note": "0 normal and 9 abnormal exams",
-                              "n_items": 9, "n_patients": 7})
+    card = ModelCard(
+        "v1",
+        "small",
+        8,
+        64,
+        "ml2",
+        "radsim",
+        "1",
+        ["no_finding"],
+        "k",
+        "sha",
+        "now",
+        metrics={
+            "precision_at_10": 0.5,
+            "precision_at_10_chance": 0.31,
+            "precision_at_10_ci": [0.41, 0.6],
+            "precision_at_10_verdict": "above chance",
+            "normal_auc": 0.0,
+            "normal_auc_verdict": "too few to judge",
+            "normal_auc_note": "0 normal and 9 abnormal exams",
+            "n_items": 9,
+            "n_patients": 7,
+        },
+    )
     line = TrainResult(tmp_path, "v1", card, 1, 1, 3, "max_steps", 10.0, 1.0).summary()
     assert "validation (9 images, 7 patients, epoch 1): P@10 0.500 [0.410, 0.600] above chance (chance 0.310)" in line
     assert "normal AUC too few to judge (0 normal and 9 abnormal exams), untrained n/a" in line
@@ -232,10 +251,32 @@ def test_same_command_and_seed_give_the_same_weights_on_a_busy_and_a_quiet_machi
     def train(out, busy: bool):
         burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3 if busy else 0)]
         try:
-            proc = subprocess.run([sys.executable, "-m", "radsim.flows.cli", "train", "--shards",
-                                   str(train_shards["shards"]), "--out", str(out), "--device", "cpu", "--batch-size", "16",
-                                   "--epochs", "1", "--max-steps", "4", "--seed", "5", "--no-progress"],
-                                  capture_output=True, text=True, timeout=300)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "radsim.flows.cli",
+                    "train",
+                    "--shards",
+                    str(train_shards["shards"]),
+                    "--out",
+                    str(out),
+                    "--device",
+                    "cpu",
+                    "--batch-size",
+                    "16",
+                    "--epochs",
+                    "1",
+                    "--max-steps",
+                    "4",
+                    "--seed",
+                    "5",
+                    "--no-progress",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         finally:
             for b in burners:
                 b.kill()

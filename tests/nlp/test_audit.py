@@ -31,7 +31,9 @@ def test_scorer_counts_precision_recall_f1_and_leaves_out_gold_uncertain():
     assert (x["precision"].value, x["recall"].value, x["f1"].value) == (0.5, 0.5, 0.5)
     assert report.per_finding["y"]["f1"].value == 1.0
     assert report.macro["f1"].value == pytest.approx(0.75)
-    assert report.micro["precision"].value == pytest.approx(2 / 3) and report.micro["recall"].value == pytest.approx(2 / 3)
+    assert report.micro["precision"].value == pytest.approx(2 / 3) and report.micro["recall"].value == pytest.approx(
+        2 / 3
+    )
     assert x["precision"].low <= 0.5 <= x["precision"].high
     assert report.confusion["uncertain"]["present"] == 1 and report.confusion["negated"]["uncertain"] == 1
     counted = score_agreement(pairs, ["x"], uncertain="positive", bootstrap=10).per_finding["x"]
@@ -95,8 +97,9 @@ def _corrupt(labels: Path, seed: int) -> None:
                 r[f] = None
             elif r[f] is None and u < 0.03:
                 r[f] = 1
-        r["positive_findings"] = [f for f in r if f not in ("exam_id", "positive_findings", "evidence", "labeler_version")
-                                  and r[f] == 1]
+        r["positive_findings"] = [
+            f for f in r if f not in ("exam_id", "positive_findings", "evidence", "labeler_version") and r[f] == 1
+        ]
     contract = load_contract("labels")
     corrupted = contract.validate(rows_to_table(contract, rows))
     pq.write_table(corrupted.replace_schema_metadata(table.schema.metadata), labels)
@@ -237,7 +240,9 @@ def test_audit_of_other_labels_is_refused(labeler, tmp_path):
     row = next(r for r in rows if r["exam_id"] == first["exam_id"])
     row["pleural_effusion"] = None if row["pleural_effusion"] == 1 else 1
     contract = load_contract("labels")
-    pq.write_table(contract.validate(rows_to_table(contract, rows)).replace_schema_metadata(table.schema.metadata), labels)
+    pq.write_table(
+        contract.validate(rows_to_table(contract, rows)).replace_schema_metadata(table.schema.metadata), labels
+    )
     with pytest.raises(UsageError, match="score the labels table the audit was exported from"):
         score_label_files(labels, audit, tmp_path / "score", bootstrap=10)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from radsim.data_contracts import UsageError, settings
 from radsim.flows.cli import main
 from radsim.nlp.config import LabelConfig

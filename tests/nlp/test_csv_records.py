@@ -12,13 +12,20 @@ def _read(text: str, delimiter: str = ",") -> list:
 
 def test_multi_line_quoted_fields_doubled_quotes_and_crlf_are_read_whole():
     got = _read('exam_id,report_text\r\nA1,"FINDINGS: Small effusion.\r\nNo ""acute"" change."\r\n\r\nA2,plain\r\n')
-    assert [r.fields for r in got] == [["exam_id", "report_text"], ["A1", 'FINDINGS: Small effusion.\r\nNo "acute" change.'],
-                                       ["A2", "plain"]]
+    assert [r.fields for r in got] == [
+        ["exam_id", "report_text"],
+        ["A1", 'FINDINGS: Small effusion.\r\nNo "acute" change.'],
+        ["A2", "plain"],
+    ]
     assert [r.line for r in got] == [1, 2, 5]  # the blank line is not a record
 
 
 def test_a_quote_never_closed_is_one_bad_record_and_every_line_it_swallowed_is_read_again():
-    lines = ["exam_id,report_text", "A1,ok"] + ['A2,"Normal heart size'] + [f"A{i},Small effusion {i}." for i in range(3, 50)]
+    lines = (
+        ["exam_id,report_text", "A1,ok"]
+        + ['A2,"Normal heart size']
+        + [f"A{i},Small effusion {i}." for i in range(3, 50)]
+    )
     got = _read("\n".join(lines) + "\n")
     bad = [r for r in got if r.fields is None]
     assert [(r.line, "never closed" in r.problem) for r in bad] == [(3, True)]

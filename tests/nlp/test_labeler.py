@@ -87,8 +87,12 @@ def test_historical_mentions_are_zero_with_their_own_status(labeler):
 
 
 def test_html_laden_report_is_labelled(labeler):
-    text = ("<html><body><table><tr><td><b>FINDINGS</b>:</td><td><span style='x'>Right lower lobe "
-            "consolidation.</span><br><i>No</i> pleural effusion.</td></tr></table>" + "<div></div>" * 5000 + "</body></html>")
+    text = (
+        "<html><body><table><tr><td><b>FINDINGS</b>:</td><td><span style='x'>Right lower lobe "
+        "consolidation.</span><br><i>No</i> pleural effusion.</td></tr></table>"
+        + "<div></div>" * 5000
+        + "</body></html>"
+    )
     got = labeler.label(text)
     assert got.values["consolidation"] == 1 and got.values["pleural_effusion"] == 0
 

@@ -52,6 +52,8 @@ def test_gold_case(labeler, construction, case):
     expected = dict(case["e"])
     want_nf = expected.pop(NO_FINDING, None)
     observed = {k: v for k, v in got.values.items() if k != NO_FINDING and v is not None}
-    assert observed == expected, "\n".join(f"{e.finding}: {e.status} by {e.rule} on {e.trigger!r}" for e in got.evidence)
+    assert observed == expected, "\n".join(
+        f"{e.finding}: {e.status} by {e.rule} on {e.trigger!r}" for e in got.evidence
+    )
     if want_nf is not None:
         assert got.values[NO_FINDING] == want_nf

@@ -96,6 +96,11 @@ def test_names_match_in_either_spelling():
     findings = ["no_finding", "lung_opacity", "pleural_effusion", "hiatus_hernia", "support_devices"]
     got = match_findings(["EXAM_ID", "No Finding", "Airspace Opacity", "pleural-effusion", "Hiatus Hernia",
                           "Support Devices", "Reports"], findings)
-    assert got == {"No Finding": "no_finding", "Airspace Opacity": "lung_opacity", "pleural-effusion": "pleural_effusion",
-                   "Hiatus Hernia": "hiatus_hernia", "Support Devices": "support_devices"}
+    assert got == {
+        "No Finding": "no_finding",
+        "Airspace Opacity": "lung_opacity",
+        "pleural-effusion": "pleural_effusion",
+        "Hiatus Hernia": "hiatus_hernia",
+        "Support Devices": "support_devices",
+    }
     assert all(display_name(f) == name for f, name in CHEXPERT.items())

@@ -31,7 +31,9 @@ def test_headers_match_in_any_case_and_columns_can_be_mapped(tmp_path):
     (tmp_path / "u.csv").write_text("EXAM_ID, Report_Text \nA1,Small effusion.\n")
     assert [r.exam_id for r in _records(tmp_path / "u.csv")] == ["A1"]
     (tmp_path / "m.csv").write_text("Accession,Findings\nX1,Small effusion.\n")
-    with pytest.raises(UsageError, match=r"lacks column\(s\) exam_id, report_text .*--id-column NAME and --text-column"):
+    with pytest.raises(
+        UsageError, match=r"lacks column\(s\) exam_id, report_text .*--id-column NAME and --text-column"
+    ):
         open_reports(tmp_path / "m.csv")
     got = _records(tmp_path / "m.csv", InputFormat(id_column="accession", text_column="FINDINGS"))
     assert [(r.exam_id, r.text) for r in got] == [("X1", b"Small effusion.")]
@@ -55,7 +57,9 @@ def test_a_csv_record_with_the_wrong_number_of_fields_is_malformed_not_truncated
 
 
 def test_a_json_line_that_is_not_json_is_a_malformed_record(tmp_path):
-    (tmp_path / "r.jsonl").write_text('{"exam_id": "J1", "report_text": "x"}\nnot json\n\n[1, 2]\n{"report_text": "y"}\n')
+    (tmp_path / "r.jsonl").write_text(
+        '{"exam_id": "J1", "report_text": "x"}\nnot json\n\n[1, 2]\n{"report_text": "y"}\n'
+    )
     got = _records(tmp_path / "r.jsonl")
     assert got[1].problem == (MALFORMED, "line 2 is not JSON (expecting value)")
     assert got[2].problem == (MALFORMED, "line 4 is a JSON list, not an object")

@@ -22,7 +22,9 @@ REPORTS = [
 
 
 def _table(n: int = 60) -> pa.Table:
-    return pa.table({"exam_id": [f"E{i:04d}" for i in range(n)], "report_text": [REPORTS[i % len(REPORTS)] for i in range(n)]})
+    return pa.table(
+        {"exam_id": [f"E{i:04d}" for i in range(n)], "report_text": [REPORTS[i % len(REPORTS)] for i in range(n)]}
+    )
 
 
 def _labels(path) -> list[dict]:
@@ -41,7 +43,12 @@ def test_parquet_csv_jsonl_and_txt_folder_give_the_same_labels(labeler, tmp_path
     for r in table.to_pylist():
         (folder / f"{r['exam_id']}.txt").write_text(r["report_text"])
     results = []
-    for name, src in [("p", tmp_path / "in.parquet"), ("c", tmp_path / "in.csv"), ("j", tmp_path / "in.jsonl"), ("t", folder)]:
+    for name, src in [
+        ("p", tmp_path / "in.parquet"),
+        ("c", tmp_path / "in.csv"),
+        ("j", tmp_path / "in.jsonl"),
+        ("t", folder),
+    ]:
         summary = label_file(src, tmp_path / f"{name}.parquet", progress=False, labeler=labeler)
         assert summary.counts.rows_out == 12 and summary.counts.quarantined == 0
         results.append(sorted(_labels(tmp_path / f"{name}.parquet"), key=lambda r: r["exam_id"]))
@@ -71,11 +78,21 @@ def test_bad_records_are_quarantined_with_reasons_and_counts_reconcile(labeler, 
 
 
 def test_exams_table_collapses_image_rows_and_quarantines_a_different_second_report(labeler, tmp_path):
-    table = pa.table({
-        "exam_id": ["X1", "X1", "X2", "X2", "X3"], "patient_id": ["P"] * 5, "image_uri": ["u"] * 5,
-        "image_index": pa.array([0, 1, 0, 1, 0], pa.int32()),
-        "report_text": ["Small left effusion.", "Small left effusion.", "No pneumothorax.", "Large pneumothorax.", "Normal."],
-    })
+    table = pa.table(
+        {
+            "exam_id": ["X1", "X1", "X2", "X2", "X3"],
+            "patient_id": ["P"] * 5,
+            "image_uri": ["u"] * 5,
+            "image_index": pa.array([0, 1, 0, 1, 0], pa.int32()),
+            "report_text": [
+                "Small left effusion.",
+                "Small left effusion.",
+                "No pneumothorax.",
+                "Large pneumothorax.",
+                "Normal.",
+            ],
+        }
+    )
     pq.write_table(table, tmp_path / "exams.parquet")
     summary = label_file(tmp_path / "exams.parquet", tmp_path / "labels.parquet", progress=False, labeler=labeler)
     c = summary.counts

@@ -16,7 +16,11 @@ from radsim.data_contracts import load_contract, read_contract_table
 from radsim.nlp.runner import label_file, quarantine_path_for
 from radsim.nlp.text import MAX_REPORT_CHARS
 
-GOOD = ["No pneumothorax. Small left effusion.", "Heart size is normal. Lungs clear.", "Possible right basal pneumonia."]
+GOOD = [
+    "No pneumothorax. Small left effusion.",
+    "Heart size is normal. Lungs clear.",
+    "Possible right basal pneumonia.",
+]
 
 
 def _reconciles(summary) -> None:
@@ -37,7 +41,10 @@ def test_overlong_reports_are_quarantined_and_the_batch_goes_on(labeler, tmp_pat
     labels = {r["exam_id"]: r for r in pq.read_table(out).to_pylist()}
     assert sorted(labels) == ["G0", "G1", "G2"] and labels["G0"]["pleural_effusion"] == 1
     quarantine = read_contract_table(quarantine_path_for(out), load_contract("quarantine")).to_pylist()
-    assert {(q["record_id"], q["reason_code"]) for q in quarantine} == {("X1", "report_too_long"), ("X2", "report_too_long")}
+    assert {(q["record_id"], q["reason_code"]) for q in quarantine} == {
+        ("X1", "report_too_long"),
+        ("X2", "report_too_long"),
+    }
     assert all("characters, more than the 500,000" in q["message"] for q in quarantine)
 
 
@@ -64,8 +71,21 @@ def test_cli_into_a_closed_pipe_writes_its_files_and_exits_0(tmp_path):
     pq.write_table(pa.table({"exam_id": ["A", "B", "C"], "report_text": GOOD}), tmp_path / "in.parquet")
     out = tmp_path / "labels.parquet"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cli = subprocess.Popen([sys.executable, "-m", "radsim.flows.cli", "label", str(tmp_path / "in.parquet"),
-                            "--out", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "radsim.flows.cli",
+            "label",
+            str(tmp_path / "in.parquet"),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     head = subprocess.run(["head", "-1"], stdin=cli.stdout, capture_output=True, timeout=120)  # reads one line, exits
     cli.stdout.close()
     err = cli.stderr.read().decode()

@@ -5,7 +5,7 @@ from radsim.nlp.text import asserting_text, decode_report, normalise_lines, prep
 
 
 def test_utf8_and_cp1252_bytes_decode():
-    assert decode_report("Pleural effusion – small".encode("utf-8")).text == "Pleural effusion – small"
+    assert decode_report("Pleural effusion – small".encode()).text == "Pleural effusion – small"
     assert decode_report("Haemothorax – left".encode("cp1252")).text == "Haemothorax – left"
 
 

@@ -37,7 +37,7 @@ def _make_dicom(path: Path, *, density: np.ndarray | None = None, photometric: s
                 pixel_data: bool = True, transfer_syntax: str | None = None, rescale: tuple[float, float] | None = None,
                 phi: dict | None = None, seed: int = 0) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, UID, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 
     density = chest_phantom(seed=seed) if density is None else density
     h, w = density.shape
@@ -113,7 +113,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _make_png_bomb(path: Path, side: int = 100_000) -> Path:
     """A valid-looking PNG header claiming side × side pixels with a tiny payload."""
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + _png_chunk(b"IEND", b"")
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + _png_chunk(b"IEND", b"")
+    )
     path.write_bytes(data)
     return path
 

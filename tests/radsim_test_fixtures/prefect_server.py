@@ -73,7 +73,7 @@ def start(args: list[str], env: dict, log: Path, cwd: Path = REPO, **kw: Any) ->
 
 
 def stop_group(proc: subprocess.Popen, wait_s: float = 20) -> int | None:
-    """SIGTERM to the process group, SIGKILL if it is still there after `wait_s`: what stopped it (None: it had exited)."""
+    """SIGTERM to the process group, SIGKILL if still there after `wait_s`: what stopped it (None: it had exited)."""
     if proc.poll() is not None:
         return None
     for sig, wait in ((signal.SIGTERM, wait_s), (signal.SIGKILL, 5)):

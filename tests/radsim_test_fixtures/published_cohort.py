@@ -33,8 +33,8 @@ def make_model_dir(out: Path, *, version: str = "v1", dim: int = DIM, image_size
                    key_id: str | None = None, findings: list[str] | None = None, seed: int = 0) -> Path:
     from radsim.data_contracts import default_vocabulary, demo_keyer
     from radsim.model.checkpoint import save_checkpoint
-    from radsim.warehouse.card import ModelCard, write_card
     from radsim.model.encoders import build_encoder
+    from radsim.warehouse.card import ModelCard, write_card
 
     torch.manual_seed(seed)
     model = build_encoder("small", embedding_dim=dim)
@@ -64,11 +64,15 @@ def cohort(tmp_path_factory) -> Cohort:
     label_file(exams, root / "all_labels.parquet", progress=False)
     labels = pq.read_table(root / "all_labels.parquet")
     unlabelled = tuple(labels.column("exam_id").to_pylist()[:UNLABELLED])
-    kept = labels.filter(pc.invert(pc.is_in(labels.column("exam_id"), value_set=labels.column("exam_id").slice(0, UNLABELLED))))
+    kept = labels.filter(
+        pc.invert(pc.is_in(labels.column("exam_id"), value_set=labels.column("exam_id").slice(0, UNLABELLED)))
+    )
     pq.write_table(kept, root / "labels.parquet")
     write_shards(exams, root / "labels.parquet", root / "shards", keyer=demo_keyer(), image_size=IMAGE_SIZE,
                  progress=False)
-    return Cohort(root, root / "cohort", exams, root / "labels.parquet", summary.truth_path, root / "shards", unlabelled)
+    return Cohort(
+        root, root / "cohort", exams, root / "labels.parquet", summary.truth_path, root / "shards", unlabelled
+    )
 
 
 @pytest.fixture(scope="session")

@@ -34,20 +34,31 @@ def _stat(name: str, img: np.ndarray) -> float:
     m = lambda *a: float(a[0].mean())  # noqa: E731
     sides = (-1, 1)
     if name == "cardiomegaly":
-        return max(m(_side_box(img, s, 0.4, 0.52, 0.12, 0.3)) for s in (1,)) - m(_side_box(img, 1, 0.4, 0.52, -0.35, -0.2))
+        return max(m(_side_box(img, s, 0.4, 0.52, 0.12, 0.3)) for s in (1,)) - m(
+            _side_box(img, 1, 0.4, 0.52, -0.35, -0.2)
+        )
     if name == "enlarged_cardiomediastinum":
-        return min(m(_side_box(img, s, 0.12, 0.2, -0.6, -0.25)) - m(_side_box(img, s, 0.3, 0.45, -0.6, -0.25)) for s in sides)
+        return min(
+            m(_side_box(img, s, 0.12, 0.2, -0.6, -0.25)) - m(_side_box(img, s, 0.3, 0.45, -0.6, -0.25)) for s in sides
+        )
     if name == "lung_opacity":
         a, b = (m(_side_box(img, s, 0.2, 0.45, -0.6, -0.42)) for s in sides)
         return abs(a - b)
     if name == "lung_lesion":
         return float(max(_side_box(_blob(img), s, 0.15, 0.6, -0.5, 0.1).max() for s in sides))
     if name == "edema":
-        return min(m(_side_box(img, s, 0.15, 0.3, -0.15, 0.1)) - m(_side_box(img, s, 0.42, 0.55, -0.45, -0.25)) for s in sides)
+        return min(
+            m(_side_box(img, s, 0.15, 0.3, -0.15, 0.1)) - m(_side_box(img, s, 0.42, 0.55, -0.45, -0.25)) for s in sides
+        )
     if name == "consolidation":
-        return max(m(_side_box(img, s, 0.32, 0.5, -0.05, 0.15)) - m(_side_box(img, -s, 0.32, 0.5, -0.05, 0.15)) for s in sides)
+        return max(
+            m(_side_box(img, s, 0.32, 0.5, -0.05, 0.15)) - m(_side_box(img, -s, 0.32, 0.5, -0.05, 0.15)) for s in sides
+        )
     if name == "pneumonia":
-        return max(m(_side_box(img, s, 0.25, 0.45, -0.42, -0.2)) - m(_side_box(img, -s, 0.25, 0.45, -0.42, -0.2)) for s in sides)
+        return max(
+            m(_side_box(img, s, 0.25, 0.45, -0.42, -0.2)) - m(_side_box(img, -s, 0.25, 0.45, -0.42, -0.2))
+            for s in sides
+        )
     if name == "atelectasis":
         best = -1.0
         for s in sides:
@@ -55,11 +66,18 @@ def _stat(name: str, img: np.ndarray) -> float:
             best = max(best, float((rows - np.convolve(rows, np.ones(9) / 9, mode="same"))[4:-4].max()))
         return best
     if name == "pneumothorax":
-        return max(m(_side_box(img, -s, 0.35, 0.55, -0.6, -0.35)) - m(_side_box(img, s, 0.35, 0.55, -0.6, -0.35)) for s in sides)
+        return max(
+            m(_side_box(img, -s, 0.35, 0.55, -0.6, -0.35)) - m(_side_box(img, s, 0.35, 0.55, -0.6, -0.35))
+            for s in sides
+        )
     if name == "pleural_effusion":
-        return max(m(_side_box(img, s, 0.42, 0.58, 0.22, 0.36)) - m(_side_box(img, s, 0.42, 0.58, -0.3, -0.1)) for s in sides)
+        return max(
+            m(_side_box(img, s, 0.42, 0.58, 0.22, 0.36)) - m(_side_box(img, s, 0.42, 0.58, -0.3, -0.1)) for s in sides
+        )
     if name == "pleural_other":
-        return max(m(_side_box(img, s, 0.47, 0.56, -0.2, 0.15)) - m(_side_box(img, s, 0.3, 0.4, -0.2, 0.15)) for s in sides)
+        return max(
+            m(_side_box(img, s, 0.47, 0.56, -0.2, 0.15)) - m(_side_box(img, s, 0.3, 0.4, -0.2, 0.15)) for s in sides
+        )
     if name == "fracture":
         return float(max(_side_box(_blob(img), s, 0.5, 0.75, -0.5, -0.2).max() for s in sides))
     if name == "support_devices":

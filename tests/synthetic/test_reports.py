@@ -11,8 +11,10 @@ from radsim.synthetic import FINDINGS, IMPLICIT_PHRASES, expected_prevalence, pl
 from radsim.synthetic.reports import TYPOS
 
 NON_ASSERTING = ("INDICATION", "HISTORY", "CLINICAL DETAILS", "TECHNIQUE", "COMPARISON")
-HEADER = re.compile(r"^(INDICATION|HISTORY|CLINICAL DETAILS|TECHNIQUE|COMPARISON|FINDINGS|IMPRESSION|CONCLUSION|OPINION)\s*:",
-                    re.I | re.M)
+HEADER = re.compile(
+    r"^(INDICATION|HISTORY|CLINICAL DETAILS|TECHNIQUE|COMPARISON|FINDINGS|IMPRESSION|CONCLUSION|OPINION)\s*:",
+    re.I | re.M,
+)
 HEDGE = re.compile(r"\b(possible|cannot exclude|cannot be excluded|may represent|questionable)\b", re.I)
 NEGATED = re.compile(r"\b(no|has resolved|no longer|interval resolution)\b", re.I)
 
@@ -58,8 +60,17 @@ def read_report(text: str) -> dict[str, int]:
             clause = clause.strip()
             if not clause:
                 continue
-            status = -1 if HEDGE.search(clause) else 0 if (NEGATED.search(clause) or "heart size is normal" in clause.lower()
-                                                             or "normal heart size" in clause.lower()) else 1
+            status = (
+                -1
+                if HEDGE.search(clause)
+                else 0
+                if (
+                    NEGATED.search(clause)
+                    or "heart size is normal" in clause.lower()
+                    or "normal heart size" in clause.lower()
+                )
+                else 1
+            )
             for f in mentions(clause):
                 if f not in values or rank[status] > rank[values[f]]:
                     values[f] = status
@@ -96,15 +107,43 @@ def test_report_variety(noisy):
     for status in (1, 0, -1):
         assert values.count(status) > 50
     joined = "\n".join(texts)
-    for needle in ("has resolved", "Stable", "oedema", "PTX", "Cannot exclude", "No evidence of", "Heart size is normal"):
+    for needle in (
+        "has resolved",
+        "Stable",
+        "oedema",
+        "PTX",
+        "Cannot exclude",
+        "No evidence of",
+        "Heart size is normal",
+    ):
         assert needle in joined, needle
     assert sum(any(re.search(rf"\b{re.escape(t)}\b", x) for t in TYPOS.values()) for x in texts) > 100
 
 
 def test_typos_never_touch_a_vocabulary_phrase_or_cue():
     words = {w for phrase, _ in PHRASES for w in re.findall(r"[a-z]+", phrase)}
-    cues = {"no", "not", "possible", "cannot", "exclude", "excluded", "resolved", "longer", "stable", "unchanged",
-            "persistent", "may", "represent", "questionable", "evidence", "normal", "but", "resolution", "seen", "visible"}
+    cues = {
+        "no",
+        "not",
+        "possible",
+        "cannot",
+        "exclude",
+        "excluded",
+        "resolved",
+        "longer",
+        "stable",
+        "unchanged",
+        "persistent",
+        "may",
+        "represent",
+        "questionable",
+        "evidence",
+        "normal",
+        "but",
+        "resolution",
+        "seen",
+        "visible",
+    }
     for w in TYPOS:
         assert w.lower() not in words | cues, w
 

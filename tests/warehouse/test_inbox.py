@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+
 from radsim.data_contracts import UsageError, demo_keyer
 from radsim.warehouse.inbox import ingest_inbox, scan_inbox
 from radsim.warehouse.ledger import (

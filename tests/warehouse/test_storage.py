@@ -1,7 +1,6 @@
 """fsspec storage: a local mirror of a remote folder, pushed back only after a run succeeds."""
 from __future__ import annotations
 
-
 import pytest
 
 from radsim.data_contracts import UsageError

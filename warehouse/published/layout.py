@@ -67,7 +67,9 @@ def default_index_dir(published_dir: str | Path) -> Path:
 def check_version_name(model_version: str) -> str:
     """A version becomes a folder and a file name: no slashes, no `=`, no leading dot."""
     if not isinstance(model_version, str) or not _VERSION_RE.match(model_version):
-        raise UsageError(f"model version {model_version!r} cannot be published: use letters, digits, '.', '_', '+', '-'")
+        raise UsageError(
+            f"model version {model_version!r} cannot be published: use letters, digits, '.', '_', '+', '-'"
+        )
     return model_version
 
 
@@ -107,8 +109,9 @@ def version_folders(published_dir: str | Path) -> dict[str, Path]:
 
 def migrate_legacy_layout(published_dir: str | Path) -> list[str]:
     """Rename `model_version=<v>` folders to `<v>` (one rename each; the caller holds the publish lock)."""
-    from radsim.data_contracts.atomic import write_json_atomic
     import json
+
+    from radsim.data_contracts.atomic import write_json_atomic
 
     renamed = []
     base = Path(published_dir) / EMBEDDINGS_DIR
@@ -130,7 +133,9 @@ def migrate_legacy_layout(published_dir: str | Path) -> list[str]:
 @contextlib.contextmanager
 def publish_lock(published_dir: str | Path) -> Iterator[None]:
     """One writer (publish, promotion, prune) per folder at a time; the lock lives in staging, outside the table."""
-    with exclusive_lock(staging_dir(published_dir) / LOCK_FILE, f"another publish or prune is running in {published_dir}"):
+    with exclusive_lock(
+        staging_dir(published_dir) / LOCK_FILE, f"another publish or prune is running in {published_dir}"
+    ):
         yield
 
 

@@ -18,17 +18,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from radsim.data_contracts import UsageError
 from radsim.data_contracts.atomic import write_json_atomic
 
-from .layout import (JOURNAL_FILE, clean_staging, default_index_dir, index_cache_paths, migrate_legacy_layout, publish_lock,
-                     record_path, staging_dir, version_dir, version_folders)
-from .read import published_versions
-from .read import current_version
+from .layout import (
+    JOURNAL_FILE,
+    clean_staging,
+    default_index_dir,
+    index_cache_paths,
+    migrate_legacy_layout,
+    publish_lock,
+    record_path,
+    staging_dir,
+    version_dir,
+    version_folders,
+)
+from .read import current_version, published_versions
 from .versions import write_versions
 
 TRASH_DIR = "pruned"
@@ -105,7 +115,9 @@ def _finish(published_dir: Path) -> list[str]:
         doc: dict[str, Any] = json.loads(journal.read_text(encoding="utf-8"))
         remove = [str(v) for v in doc["remove"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"the prune journal {journal} is unreadable ({exc}); remove it by hand and prune again") from None
+        raise UsageError(
+            f"the prune journal {journal} is unreadable ({exc}); remove it by hand and prune again"
+        ) from None
     current = current_version(published_dir)
     if current in remove:  # the journal predates a promotion: never remove the current version
         remove.remove(current)

@@ -7,9 +7,10 @@ it, so a changed, missing or extra part file is a clear error, never a silently 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,8 +18,20 @@ import pyarrow.parquet as pq
 from radsim.data_contracts import UsageError, load_contract, table_metadata
 from radsim.data_contracts.atomic import sha256_file
 
-from .layout import (EMBEDDINGS_DIR, MANIFESTS_DIR, META_FINDINGS, META_KEY_ID, META_MODEL_CARD, RECORD_FORMAT,
-                     VERSIONS_CONTRACT, check_version_name, record_path, version_dir, version_folders, versions_path)
+from .layout import (
+    EMBEDDINGS_DIR,
+    MANIFESTS_DIR,
+    META_FINDINGS,
+    META_KEY_ID,
+    META_MODEL_CARD,
+    RECORD_FORMAT,
+    VERSIONS_CONTRACT,
+    check_version_name,
+    record_path,
+    version_dir,
+    version_folders,
+    versions_path,
+)
 
 
 def publish_order_key(record: dict[str, Any]) -> tuple[int, str]:
@@ -58,14 +71,18 @@ def resolve_version(published_dir: str | Path, model_version: str | None) -> str
         return current
     records = published_versions(published_dir)
     if not records:
-        raise UsageError(f"no publish record in {published_dir / MANIFESTS_DIR}: publish again, or give --model-version")
+        raise UsageError(
+            f"no publish record in {published_dir / MANIFESTS_DIR}: publish again, or give --model-version"
+        )
     return str(records[-1]["model_version"])
 
 
 def read_record(published_dir: str | Path, model_version: str) -> dict[str, Any]:
     path = record_path(published_dir, model_version)
     if not path.exists():
-        raise UsageError(f"publish record {path} is missing: the table for {model_version} is unverified; publish it again")
+        raise UsageError(
+            f"publish record {path} is missing: the table for {model_version} is unverified; publish it again"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -102,10 +119,13 @@ class PublishedVersion:
         try:
             tables = [pq.read_table(p, columns=list(columns) if columns else None) for p in self.files]
         except FileNotFoundError:
-            raise UsageError(f"model version {self.model_version} was pruned or republished while it was read; "
-                             "read it again") from None
+            raise UsageError(
+                f"model version {self.model_version} was pruned or republished while it was read; read it again"
+            ) from None
         except (pa.ArrowException, OSError) as exc:
-            raise UsageError(f"corrupted Parquet file under {self.files[0].parent}: {str(exc).splitlines()[0]}") from None
+            raise UsageError(
+                f"corrupted Parquet file under {self.files[0].parent}: {str(exc).splitlines()[0]}"
+            ) from None
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def model_card(self) -> dict[str, Any]:
@@ -132,7 +152,9 @@ def _folder_schemas(folder: Path, files: list[Path]) -> tuple[int, str | None, s
         vocabs.add(m.get(META_FINDINGS))
         keys.add(m.get(META_KEY_ID))
     if len(dims) > 1 or None in dims:
-        raise UsageError(f"{folder} mixes embedding sizes D={sorted(str(d) for d in dims)}: one version must have one D")
+        raise UsageError(
+            f"{folder} mixes embedding sizes D={sorted(str(d) for d in dims)}: one version must have one D"
+        )
     if len(vocabs) > 1:
         raise UsageError(f"{folder} mixes vocabularies ({len(vocabs)} different finding lists): republish the version")
     if len(keys) > 1:
@@ -146,20 +168,28 @@ def _check_against_record(folder: Path, files: list[Path], record: dict[str, Any
     if sorted(by_name) != names:
         extra = sorted(set(names) - set(by_name))
         missing = sorted(set(by_name) - set(names))
-        raise UsageError(f"{folder} does not match its publish record: unexpected {extra}, missing {missing}; publish again")
+        raise UsageError(
+            f"{folder} does not match its publish record: unexpected {extra}, missing {missing}; publish again"
+        )
     if int(record.get("embedding_dim", -1)) != dim:
         raise UsageError(f"publish record says D={record.get('embedding_dim')} but the table has D={dim}")
     for path in files:
         entry = by_name[path.name]
         if path.stat().st_size != entry["bytes"]:
-            raise UsageError(f"{path} does not match its publish record (size {path.stat().st_size} != {entry['bytes']}); "
-                             "the file changed after publication: publish again")
+            raise UsageError(
+                f"{path} does not match its publish record (size {path.stat().st_size} != {entry['bytes']}); "
+                "the file changed after publication: publish again"
+            )
         if verify == "full" and sha256_file(path) != entry["sha256"]:
-            raise UsageError(f"{path} does not match its publish record (checksum); the file changed after publication: "
-                             "publish again")
+            raise UsageError(
+                f"{path} does not match its publish record (checksum); the file changed after publication: "
+                "publish again"
+            )
 
 
-def open_version(published_dir: str | Path, model_version: str | None = None, *, verify: str = "full") -> PublishedVersion:
+def open_version(
+    published_dir: str | Path, model_version: str | None = None, *, verify: str = "full"
+) -> PublishedVersion:
     """Check a version before anyone reads it: record present, files readable and consistent, checksum equal.
 
     `verify="full"` re-hashes every part (what evaluate does); `"quick"` compares names,
@@ -171,7 +201,9 @@ def open_version(published_dir: str | Path, model_version: str | None = None, *,
     version = resolve_version(published_dir, model_version)
     folder = version_dir(published_dir, version)
     if not folder.is_dir():
-        raise UsageError(f"model version {version!r} has a publish record but no table folder {folder}; publish it again")
+        raise UsageError(
+            f"model version {version!r} has a publish record but no table folder {folder}; publish it again"
+        )
     files = sorted(folder.glob("*.parquet"))
     if not files:
         raise UsageError(f"{folder} holds no Parquet file")

@@ -8,14 +8,14 @@ previous table, so it is always derived from what is on disk.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 
 from radsim.data_contracts import UsageError, load_contract, write_parquet_atomic
-
 
 from .layout import VERSIONS_CONTRACT, version_dir, versions_path
 from .read import current_entry, published_versions
@@ -27,7 +27,7 @@ def _time(record: dict[str, Any], key: str) -> datetime:
     """A record's time in ns, or its `published_at` text (records of earlier releases)."""
     ns = record.get(key) or record.get("published_ns")
     if ns:
-        return datetime.fromtimestamp(int(ns) / 1e9, tz=timezone.utc)
+        return datetime.fromtimestamp(int(ns) / 1e9, tz=UTC)
     text = str(record.get("published_at") or "1970-01-01T00:00:00Z")
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -50,7 +50,7 @@ def write_versions(published_dir: str | Path, *, current: Any = KEEP, reason: st
         if previous and previous["model_version"] == name:
             since, why = previous["current_since"], reason or previous["reason"]
         else:
-            since, why = datetime.now(timezone.utc), reason
+            since, why = datetime.now(UTC), reason
     rows = []
     records = [r for r in published_versions(published_dir)
                if r["model_version"] not in exclude and version_dir(published_dir, r["model_version"]).is_dir()]

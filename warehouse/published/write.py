@@ -32,9 +32,22 @@ import pyarrow.parquet as pq
 from radsim.data_contracts import UsageError, load_contract
 from radsim.data_contracts.atomic import sha256_file, write_json_atomic
 
-from .layout import (EMBEDDINGS_DIR, META_FINDINGS, META_KEY_ID, PART_NAME, RECORD_FORMAT,
-                     ROW_GROUP_SIZE, ROWS_PER_FILE, check_version_name, clean_staging, migrate_legacy_layout, publish_lock,
-                     record_path, staging_dir, version_dir)
+from .layout import (
+    EMBEDDINGS_DIR,
+    META_FINDINGS,
+    META_KEY_ID,
+    PART_NAME,
+    RECORD_FORMAT,
+    ROW_GROUP_SIZE,
+    ROWS_PER_FILE,
+    check_version_name,
+    clean_staging,
+    migrate_legacy_layout,
+    publish_lock,
+    record_path,
+    staging_dir,
+    version_dir,
+)
 from .prune import finish_interrupted_prune
 from .read import read_record
 from .versions import KEEP, write_versions

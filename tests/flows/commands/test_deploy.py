@@ -42,7 +42,7 @@ def test_no_deployment_file_writes_a_cron_string_of_its_own():
         assert not CRON_LITERAL.findall(text), f"{path}: a cron string outside [schedule]"
     deployments = yaml.safe_load((REPO / "deploy" / "prefect.yaml").read_text())["deployments"]
     placeholders = {s[key] for d in deployments for s in d.get("schedules") or [] for key in ("cron", "timezone")}
-    assert placeholders == {"{{ $%s }}" % name for name in ScheduleSection().schedule_env()}
+    assert placeholders == {f"{{{{ ${name} }}}}" for name in ScheduleSection().schedule_env()}
     assert CRON_LITERAL.findall('cron: "5 4 * * 1"')  # the pattern does see a literal
 
 

@@ -9,8 +9,11 @@ from radsim.flows.cli import main
 
 def _input(tmp_path):
     path = tmp_path / "reports.csv"
-    path.write_text('exam_id,report_text\nA1,"FINDINGS: Small left effusion.\nNo pneumothorax."\nA2,"Normal heart size."\n'
-                    'A3,""\nA1,"Second copy"\n', encoding="utf-8")
+    path.write_text(
+        'exam_id,report_text\nA1,"FINDINGS: Small left effusion.\nNo pneumothorax."\nA2,"Normal heart size."\n'
+        'A3,""\nA1,"Second copy"\n',
+        encoding="utf-8",
+    )
     return path
 
 

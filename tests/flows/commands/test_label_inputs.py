@@ -7,7 +7,11 @@ import pyarrow.parquet as pq
 
 from radsim.flows.cli import main
 
-TEXTS = ["No pneumothorax. Small left effusion.", "Heart size is normal. Lungs clear.", "Possible right basal pneumonia."]
+TEXTS = [
+    "No pneumothorax. Small left effusion.",
+    "Heart size is normal. Lungs clear.",
+    "Possible right basal pneumonia.",
+]
 
 
 def _labels(path) -> dict[str, dict]:
@@ -89,7 +93,9 @@ def test_out_csv_writes_the_chexpert_layout_not_parquet(tmp_path, capsys):
 
 def test_a_line_that_is_not_json_is_quarantined_as_such(tmp_path, capsys):
     src = tmp_path / "reports.jsonl"
-    src.write_text('{"exam_id": "J1", "report_text": "Small effusion."}\n{oops\n{"exam_id": "J3", "report_text": "Normal."}\n')
+    src.write_text(
+        '{"exam_id": "J1", "report_text": "Small effusion."}\n{oops\n{"exam_id": "J3", "report_text": "Normal."}\n'
+    )
     assert main(["label", str(src), "--out", str(tmp_path / "l.parquet"), "--no-progress"]) == 0
     assert "label: 3 in = 2 out + 1 quarantined + 0 skipped" in capsys.readouterr().out
     (q,) = _quarantine(tmp_path / "l.quarantine.parquet")

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.flows.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # torch on one thread, as in tests/model/
@@ -35,7 +36,9 @@ def test_cli_publishes_and_republishes(cohort, model_dir, tmp_path, capsys):
 def test_refuses_shards_that_do_not_fit_the_model(cohort, model_factory, tmp_path, capsys, change, message):
     bad_model = model_factory(tmp_path / "m", **change)
     out = tmp_path / "published"
-    rc = main(["publish", "--model", str(bad_model), "--shards", str(cohort.shards), "--out", str(out), "--no-progress"])
+    rc = main(
+        ["publish", "--model", str(bad_model), "--shards", str(cohort.shards), "--out", str(out), "--no-progress"]
+    )
     assert rc == 2
     assert message in capsys.readouterr().err
     assert not (out / "embeddings").exists() or not any((out / "embeddings").iterdir())
@@ -79,7 +82,9 @@ def test_similar_by_image_embeds_a_new_radiograph(cohort, model_dir, published, 
     doc = json.loads(capsys.readouterr().out)
     first = doc["neighbours"][0]
     assert first["exam_key"] == demo_keyer().exam_key(exam_id) and first["distance"] < 1e-4
-    assert main(["similar", "--embeddings", str(published), "--image", str(cohort.exams), "--model", str(model_dir)]) == 2
+    assert (
+        main(["similar", "--embeddings", str(published), "--image", str(cohort.exams), "--model", str(model_dir)]) == 2
+    )
     assert "cannot use" in capsys.readouterr().err
 
 
@@ -99,7 +104,9 @@ def test_publish_of_an_undecided_model_is_not_made_current_without_force_promote
            "(undecided: validation split of 0 patients" in said and "--force-promote makes it current" in said
     row = _versions(out)["v1"]
     assert row["current"] is False and row["reason"].startswith("undecided: validation split of 0 patients")
-    card = json.loads(pq.read_schema(next((out / "embeddings" / "v1").glob("*.parquet"))).metadata[b"radsim.model_card"])
+    card = json.loads(
+        pq.read_schema(next((out / "embeddings" / "v1").glob("*.parquet"))).metadata[b"radsim.model_card"]
+    )
     assert card["promotion"]["state"] == "undecided" and card["promotion"]["decided_by"] == "radsim publish"
     assert "promotion" not in json.loads((model / "model_card.json").read_text()) or \
         json.loads((model / "model_card.json").read_text())["promotion"] == {}  # the model folder is not written to
@@ -113,8 +120,8 @@ def test_publish_of_an_undecided_model_is_not_made_current_without_force_promote
 
 def test_a_forced_collapsed_model_is_reported_as_both_everywhere(cohort, model_factory, tmp_path, capsys):
     from radsim.evaluation.display import model_card_markdown
-    from radsim.warehouse.card import read_card, update_card
     from radsim.model.promotion import promote_through_gates
+    from radsim.warehouse.card import read_card, update_card
     from radsim.warehouse.registry import current_model
 
     models = tmp_path / "models"

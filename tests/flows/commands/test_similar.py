@@ -6,6 +6,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.data_contracts import demo_keyer
 from radsim.flows.cli import main
 

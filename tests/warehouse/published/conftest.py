@@ -1,9 +1,10 @@
 """Published tables written without torch: the store is pure pyarrow."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
+
 from radsim.warehouse import published as P
 
 D = 8  # the dimension of publish_synthetic (tests/conftest.py)

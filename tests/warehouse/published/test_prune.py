@@ -8,6 +8,7 @@ import threading
 
 import pandas as pd
 import pytest
+
 from radsim.data_contracts import UsageError
 from radsim.flows import cli
 from radsim.warehouse import published as P

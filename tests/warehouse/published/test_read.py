@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+
 from radsim.data_contracts import load_contract
 from radsim.warehouse import published as P
 
