@@ -7,7 +7,7 @@ run. In order:
    the model being resumed or initialised (`--resume`, a radsim checkpoint as
    `--init-weights`): another vocabulary, image size or backbone is a clear UsageError.
 2. Decode the train split (labelled frontal films) into memory when it fits, else stream
-   it through webdataset (model/data.py); the multi-label sampler makes the batches, and
+   it through webdataset (model/data.py reads, model/feeders.py feeds); the multi-label sampler makes the batches, and
    the batch sequence is a pure function of (seed, epoch).
 3. Measure the untrained encoder (and random embeddings) on the validation split: the
    model card's baseline.
