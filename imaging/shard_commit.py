@@ -35,20 +35,7 @@ from radsim.data_contracts.progress import progress_bar
 
 from .compaction import CompactionResult, compact_tail
 from .decode import normalise_view
-from .manifest import (  # noqa: F401
-    MANIFEST_FILE,
-    META_IMAGE_SIZE,
-    META_KEY_ID,
-    SHARD_NAME,
-    SHARD_RE,
-    SOURCES_FILE,
-    append_rows,
-    load_manifest,
-    read_manifest,
-    read_sources,
-    remove_orphans,
-    write_sources,
-)
+from .manifest import MANIFEST_FILE, META_KEY_ID, SHARD_NAME, append_rows, write_sources
 from .shard_plan import STAGE, PlannedRow, ShardPlan, default_quarantine_path, label_json
 from .tarshard import ShardTarWriter
 from .worker import DecodeResult

@@ -35,20 +35,7 @@ from radsim.warehouse.layout import QUARANTINE_FILE as _QUARANTINE_FILE
 from radsim.warehouse.layout import SHARD_QUARANTINE_FILE
 
 from .config import DEFAULT_COMPACT_AFTER, ShardOptions, shard_options
-from .manifest import (  # noqa: F401
-    MANIFEST_FILE,
-    META_IMAGE_SIZE,
-    META_KEY_ID,
-    SHARD_NAME,
-    SHARD_RE,
-    SOURCES_FILE,
-    append_rows,
-    load_manifest,
-    read_manifest,
-    read_sources,
-    remove_orphans,
-    write_sources,
-)
+from .manifest import META_IMAGE_SIZE, META_KEY_ID, SHARD_RE, load_manifest, read_sources, remove_orphans
 from .splits import SPLITS_FILE, assign_splits, read_splits, write_splits
 from .worker import DecodeOptions, WorkItem
 

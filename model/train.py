@@ -50,7 +50,7 @@ from radsim.evaluation.display import fmt
 from radsim.warehouse.card import ModelCard, write_card
 
 from .augment import augmentation
-from .checkpoint import BEST_FILE, LAST_FILE, read_checkpoint, save_checkpoint
+from .checkpoint import BEST_FILE, LAST_FILE, read_checkpoint
 from .compatibility import check_checkpoint_fits, is_radsim_checkpoint
 from .config import TrainConfig, train_config
 from .data import choose_mode, load_split, make_sampler, read_shard_info, split_labels
@@ -67,7 +67,7 @@ from .train_core import (
     parameter_groups,
     resolve_device,
 )
-from .train_outcome import end_of_epoch, finish
+from .train_outcome import end_of_epoch, finish, save_last_checkpoint
 from .train_result import EpochOutcome, TrainProgress, TrainResult, result_of
 from .train_run import Data, Parts, Run, Start
 from .validation import evaluate_split
@@ -269,15 +269,7 @@ def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgre
     def save_last() -> None:
         if ctx.is_main:
             card.training = {**settings, **prog.speed(), "stopped": prog.stopped, "history": prog.history}
-            save_checkpoint(
-                run.last_path,
-                parts.model,
-                card,
-                optimizer=parts.optimizer.state_dict(),
-                scheduler=parts.scheduler.state_dict(),
-                rng_torch=torch.get_rng_state(),
-                progress=prog.as_dict(),
-            )
+            save_last_checkpoint(run, parts, card, prog)
             write_card(run.out_dir, card)
 
     ctx.barrier()  # every rank has checked the folder before rank 0 writes to it

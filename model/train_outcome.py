@@ -21,6 +21,12 @@ from .train_run import Data, Parts, Run
 from .validation import evaluate_split
 
 
+def save_last_checkpoint(run: Run, parts: Parts, card: ModelCard, prog: TrainProgress) -> None:
+    """last.pt: the weights with everything `--resume` needs (optimiser, scheduler, RNG, progress)."""
+    save_checkpoint(run.last_path, parts.model, card, optimizer=parts.optimizer.state_dict(),
+                    scheduler=parts.scheduler.state_dict(), rng_torch=torch.get_rng_state(), progress=prog.as_dict())
+
+
 def finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgress,
             settings: dict[str, Any]) -> TrainResult:
     """The model: the best epoch's weights (or the last), with the final card and its validation intervals."""
@@ -39,15 +45,7 @@ def finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgr
         card.metrics = {**prog.best(), **judged}
         card.training = {**settings, **prog.speed(), "stopped": stopped, "history": prog.history,
                          "seconds_total": round(time.perf_counter() - run.started, 2)}
-        save_checkpoint(
-            run.last_path,
-            parts.model,
-            card,
-            optimizer=parts.optimizer.state_dict(),
-            scheduler=parts.scheduler.state_dict(),
-            rng_torch=torch.get_rng_state(),
-            progress=prog.as_dict(),
-        )
+        save_last_checkpoint(run, parts, card, prog)
         save_checkpoint(run.best_path, final, card)
         write_card(run.out_dir, card)
     ctx.barrier()
