@@ -38,14 +38,8 @@ from .records import MetricRecord, records_to_table
 from .report_markdown import HEADLINE, render_markdown
 from .retrieval import DEFAULT_K, RetrievalSpec, retrieval_scores
 
-__all__ = [
-    "FRONTAL",
-    "VIEWS",
-    "EvalSet",
-    "load_eval_set",
-    "patient_keys",
-    "truth_labels",
-]  # moved; still importable here
+# moved; still importable here
+__all__ = ["FRONTAL", "VIEWS", "EvalSet", "load_eval_set", "patient_keys", "truth_labels"]
 
 CURVE_KS = (1, 2, 3, 5, 10, 15, 20, 30, 50, 100)
 INPUTS_FILE = EVALUATION_INPUTS_FILE  # what the report was computed from, so an unchanged one is kept

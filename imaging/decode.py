@@ -285,9 +285,8 @@ def _stored_pixels(ds: Any, output_size: int | None) -> tuple[np.ndarray, Geomet
             reduced = reduced_stored_values(ds, output_size)
         except SizeMismatch as exc:  # refused before any decode buffer exists
             raise ImageRejected("unreadable_image", str(exc)) from None
-        except (
-            REDUCED_DECODE_FAILURES
-        ) as exc:  # a codestream this path cannot read: the full decode gives today's verdict
+        # a codestream this path cannot read: the full decode gives today's verdict
+        except REDUCED_DECODE_FAILURES as exc:
             reduced, failure = None, exc
         if reduced is not None:
             return reduced.stored, reduced.geometry

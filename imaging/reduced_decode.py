@@ -81,9 +81,8 @@ class Geometry:
 
     factor: int  # each side decoded at 1/factor
     full_shape: tuple[int, int]  # (rows, columns) at full resolution
-    extent: tuple[
-        float, float, float, float
-    ]  # (left, top, right, bottom) of the full image, in the reduced pixels' coordinates
+    # (left, top, right, bottom) of the full image, in the reduced pixels' coordinates
+    extent: tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,8 @@ class DecodeOptions:
     image_size: int = DEFAULT_IMAGE_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
     digest_key: bytes = b""  # keys the source-file digest, so it cannot confirm a guessed file
-    reduced_decode: bool = (
-        DEFAULT_REDUCED_DECODE  # decode JPEG 2000 / 8-bit JPEG DICOMs only as finely as image_size needs
-    )
+    # decode JPEG 2000 / 8-bit JPEG DICOMs only as finely as image_size needs
+    reduced_decode: bool = DEFAULT_REDUCED_DECODE
     policy: ErrorPolicy = QUARANTINE_BAD_IMAGES  # which errors are bad input (radsim.data_contracts.error_policy)
 
 

@@ -18,28 +18,9 @@ Loss = Literal["ml2", "ml2plus", "triplet", "ms"]
 Backbone = Literal["small", "resnet18", "resnet50", "densenet121"]
 # the options of `radsim train` that come from this config, in --help order
 CLI_FIELDS = (
-    "loss",
-    "backbone",
-    "epochs",
-    "image_size",
-    "embedding_dim",
-    "device",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "backbone_lr",
-    "warmup",
-    "patience",
-    "selection_min_patients",
-    "augment",
-    "seed",
-    "init_weights",
-    "max_minutes",
-    "threads",
-    "data",
-    "loader_workers",
-    "accumulate",
-    "max_steps",
+    "loss", "backbone", "epochs", "image_size", "embedding_dim", "device", "batch_size", "lr", "weight_decay",
+    "backbone_lr", "warmup", "patience", "selection_min_patients", "augment", "seed", "init_weights", "max_minutes",
+    "threads", "data", "loader_workers", "accumulate", "max_steps",
 )
 
 
@@ -126,13 +107,8 @@ def rank_argv(shards: str, out: str, kw: dict) -> list[str]:
     if unknown:
         raise UsageError(f"training options {sorted(unknown)} cannot be passed to torchrun ranks")
     config = train_config(**fields)
-    argv = [
-        "--shards",
-        str(shards),
-        "--out",
-        str(out),
-        *settings.to_argv(config, [f for f in CLI_FIELDS if f in fields]),
-    ]
+    given = [f for f in CLI_FIELDS if f in fields]
+    argv = ["--shards", str(shards), "--out", str(out), *settings.to_argv(config, given)]
     if kw.get("resume"):
         argv.append("--resume")
     if not kw.get("progress", True):

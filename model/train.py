@@ -250,9 +250,8 @@ def _settings(run: Run, start: Start, data: Data, parts: Parts) -> dict[str, Any
         "train_images": data.train_images,
         "val_images": len(data.val) if data.val is not None else None,
         "val_patients": data.val.n_patients if data.val is not None else None,
-        "model_selection": "best validation P@10"
-        if data.select_on_val
-        else f"last epoch (fewer than {run.cfg.selection_min_patients} validation patients)",
+        "model_selection": ("best validation P@10" if data.select_on_val
+                            else f"last epoch (fewer than {run.cfg.selection_min_patients} validation patients)"),
         "init_weights": parts.init_note,
     }
 
@@ -291,7 +290,7 @@ def _loop(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgre
         prog.images += n_img
         complete = prog.batches_done >= len(data.feeder)
         stop = end_of_epoch(parts.model, data, run, prog, EpochOutcome(epoch, complete, losses, n_img, seconds),
-                             card) or stop
+                            card) or stop
         if complete:
             prog.epoch, prog.batches_done = epoch + 1, 0
         prog.stopped = stop

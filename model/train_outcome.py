@@ -28,7 +28,7 @@ def save_last_checkpoint(run: Run, parts: Parts, card: ModelCard, prog: TrainPro
 
 
 def finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgress,
-            settings: dict[str, Any]) -> TrainResult:
+           settings: dict[str, Any]) -> TrainResult:
     """The model: the best epoch's weights (or the last), with the final card and its validation intervals."""
     cfg, ctx = run.cfg, run.ctx
     stopped = prog.stopped
@@ -53,7 +53,7 @@ def finish(run: Run, data: Data, parts: Parts, card: ModelCard, prog: TrainProgr
 
 
 def end_of_epoch(model: torch.nn.Module, data: Data, run: Run, prog: TrainProgress, done: EpochOutcome,
-                  card: ModelCard) -> str | None:
+                 card: ModelCard) -> str | None:
     """Validate (rank 0), keep the best model, decide early stopping; every rank gets the decision.
 
     With fewer validation patients than `selection_min_patients`, the epochs are still validated for

@@ -28,13 +28,13 @@ SUGGESTIVE_PREFIX = "sug:"  # a phrase that suggests a finding without asserting
 EXTENSIONS = {"negation": "negex", "uncertainty": "uncertain", "resolved": "resolved"}
 # Slash abbreviations kept as one token, so "f/u." and "h/o" match their triggers.
 SLASH_ABBREVIATIONS = ("f/u", "h/o", "s/p", "r/o", "w/o", "c/w", "n/g", "hx/o")
-# "?" is a hedge in reports ("? consolidation"), not a sentence end
 # Following triggers that reach only the mention right before them ("atelectasis versus consolidation",
 # "pneumonia follow-up").
 # Preceding triggers that reach only a mention a few tokens on ("Negative acute cardiopulmonary abnormality"
 # but not "... negative and sputum shows pneumonia"); the resolved instance's come from termsets.yaml.
 SHORT_REACH = {"negation": ["negative"]}
 SHORT_REACH_GAP = {"negation": 5}
+# "?" is a hedge in reports ("? consolidation"), not a sentence end (radsim.nlp.arrays)
 ADJACENT_FOLLOWING = {"uncertainty": ["versus", "vs", "vs.", "and/or", "?"], "resolved": historical_following()}
 
 

@@ -38,26 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--shards", required=True, metavar="SHARDS_DIR", help="shard folder written by 'radsim shard'")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to create (or resume)")
-    settings.add_arguments(
-        p,
-        TrainConfig,
-        CLI_FIELDS,
-        metavars={
-            "epochs": "N",
-            "image_size": "PX",
-            "embedding_dim": "D",
-            "batch_size": "B",
-            "patience": "EPOCHS",
-            "selection_min_patients": "N",
-            "init_weights": "PATH",
-            "max_minutes": "M",
-            "threads": "N",
-            "loader_workers": "N",
-            "accumulate": "K",
-            "max_steps": "N",
-            "warmup": "EPOCHS",
-        },
-    )
+    settings.add_arguments(p, TrainConfig, CLI_FIELDS, metavars={
+        "epochs": "N", "image_size": "PX", "embedding_dim": "D", "batch_size": "B", "patience": "EPOCHS",
+        "selection_min_patients": "N", "init_weights": "PATH", "max_minutes": "M", "threads": "N",
+        "loader_workers": "N", "accumulate": "K", "max_steps": "N", "warmup": "EPOCHS"})
     p.add_argument("--resume", action="store_true", help="continue MODEL_DIR's run from its last.pt")
     p.add_argument("--flow", action="store_true", help="run as the Prefect flow train_embedding")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar and per-epoch lines")

@@ -252,31 +252,9 @@ def test_same_command_and_seed_give_the_same_weights_on_a_busy_and_a_quiet_machi
         burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3 if busy else 0)]
         try:
             proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "radsim.flows.cli",
-                    "train",
-                    "--shards",
-                    str(train_shards["shards"]),
-                    "--out",
-                    str(out),
-                    "--device",
-                    "cpu",
-                    "--batch-size",
-                    "16",
-                    "--epochs",
-                    "1",
-                    "--max-steps",
-                    "4",
-                    "--seed",
-                    "5",
-                    "--no-progress",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
+                [sys.executable, "-m", "radsim.flows.cli", "train", "--shards", str(train_shards["shards"]),
+                 "--out", str(out), "--device", "cpu", "--batch-size", "16", "--epochs", "1", "--max-steps", "4",
+                 "--seed", "5", "--no-progress"], capture_output=True, text=True, timeout=300)
         finally:
             for b in burners:
                 b.kill()

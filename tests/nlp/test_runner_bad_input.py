@@ -71,21 +71,9 @@ def test_cli_into_a_closed_pipe_writes_its_files_and_exits_0(tmp_path):
     pq.write_table(pa.table({"exam_id": ["A", "B", "C"], "report_text": GOOD}), tmp_path / "in.parquet")
     out = tmp_path / "labels.parquet"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cli = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "radsim.flows.cli",
-            "label",
-            str(tmp_path / "in.parquet"),
-            "--out",
-            str(out),
-            "--no-progress",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    argv = [sys.executable, "-m", "radsim.flows.cli", "label", str(tmp_path / "in.parquet"), "--out", str(out),
+            "--no-progress"]
+    cli = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     head = subprocess.run(["head", "-1"], stdin=cli.stdout, capture_output=True, timeout=120)  # reads one line, exits
     cli.stdout.close()
     err = cli.stderr.read().decode()
