@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ pytest_plugins = ["radsim_test_fixtures.images", "radsim_test_fixtures.published
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DICOM_DIR = Path(os.environ.get("RADSIM_SHARED_DICOM", REPO_ROOT.parent / "shared" / "data" / "dicom"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's Prefect home goes with the session: a test run leaves no database behind in /tmp."""
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
